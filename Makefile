@@ -1,0 +1,43 @@
+# Backprop: `make run` serves the API on 127.0.0.1:8000 (SQLite); `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+STAMP := $(VENV)/.synced
+# PyTorch is optional: the parity tests and the benchmark use it when its wheel is on disk.
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*cp311*.whl))
+
+.PHONY: run test lint typecheck pytest bench env clean
+
+env: $(STAMP)
+
+$(UV):
+	$(PYTHON) -m pip install --user --quiet uv
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+ifneq ($(TORCH_WHEEL),)
+	$(UV) pip install --quiet --python $(VENV)/bin/python "$(TORCH_WHEEL)" || echo "torch wheel not installed; torch parity tests will be skipped"
+endif
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/backprop serve --host 127.0.0.1 --port 8000
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,183 @@
+"""The training config: the training fields of ``POST /v1/runs``, validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import ConfigError, Loc
+from engine.fields import (
+    as_mapping,
+    get_bool,
+    get_choice,
+    get_float,
+    get_int,
+    reject_unknown,
+    require_int,
+)
+from engine.losses import LOSSES, REDUCTIONS
+from engine.optimizers import OptimizerConfig, optimizer_to_dict, parse_optimizer
+
+MAX_EPOCHS = 100_000_000
+MAX_SEED = 2**63 - 1
+DTYPES = ("float64", "float32")
+MONITORS = ("loss", "val_loss")
+
+#: Keys of a run body that belong to the service, not the engine; the engine ignores them.
+SERVICE_KEYS = ("network_id", "dataset_id", "checkpoint_every", "init_from", "name")
+ENGINE_KEYS = (
+    "loss",
+    "reduction",
+    "optimizer",
+    "epochs",
+    "batch_size",
+    "shuffle",
+    "seed",
+    "validation",
+    "early_stopping",
+    "history_every",
+    "dtype",
+)
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Either a seeded fraction of the data, or a separate dataset the caller supplies."""
+
+    fraction: float | None = None
+    dataset_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    monitor: str
+    patience: int = 10
+    min_delta: float = 0.0
+    restore_best: bool = True
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """A validated training config. Build it with :meth:`from_dict`."""
+
+    loss: str
+    reduction: str
+    optimizer: OptimizerConfig
+    epochs: int
+    batch_size: int | None
+    shuffle: bool
+    seed: int | None
+    validation: ValidationConfig | None
+    early_stopping: EarlyStoppingConfig | None
+    history_every: int
+    dtype: str
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | FitConfig) -> FitConfig:
+        """Validate a JSON-shaped config; raise :class:`ConfigError` naming the field.
+
+        Keys the service owns (``network_id``, ``dataset_id``, ``checkpoint_every``,
+        ``init_from``) are ignored; any other unknown key is an error.
+        """
+        if isinstance(raw, FitConfig):
+            return raw
+        obj = as_mapping(raw, ())
+        reject_unknown(obj, (*ENGINE_KEYS, *SERVICE_KEYS), ())
+        validation = parse_validation(obj.get("validation"))
+        return cls(
+            loss=get_choice(obj, "loss", tuple(LOSSES), (), default="mse"),
+            reduction=get_choice(obj, "reduction", REDUCTIONS, (), default="mean"),
+            optimizer=parse_optimizer(obj.get("optimizer")),
+            epochs=require_int(obj, "epochs", (), default=100, minimum=1, maximum=MAX_EPOCHS),
+            batch_size=get_int(obj, "batch_size", (), minimum=1),
+            shuffle=get_bool(obj, "shuffle", (), True),
+            seed=get_int(obj, "seed", (), minimum=0, maximum=MAX_SEED),
+            validation=validation,
+            early_stopping=parse_early_stopping(obj.get("early_stopping"), validation),
+            history_every=require_int(obj, "history_every", (), default=1, minimum=1),
+            dtype=get_choice(obj, "dtype", DTYPES, (), default="float64"),
+        )
+
+    def with_seed(self, seed: int) -> FitConfig:
+        """A copy with ``seed`` filled in."""
+        return FitConfig(**{**self.__dict__, "seed": seed})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalized JSON form, defaults filled in."""
+        validation: dict[str, Any] | None = None
+        if self.validation is not None:
+            validation = (
+                {"fraction": self.validation.fraction}
+                if self.validation.fraction is not None
+                else {"dataset_id": self.validation.dataset_id}
+            )
+        early = None if self.early_stopping is None else dict(self.early_stopping.__dict__)
+        return {
+            "loss": self.loss,
+            "reduction": self.reduction,
+            "optimizer": optimizer_to_dict(self.optimizer),
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+            "validation": validation,
+            "early_stopping": early,
+            "history_every": self.history_every,
+            "dtype": self.dtype,
+        }
+
+
+def parse_validation(raw: Any) -> ValidationConfig | None:
+    """Validate ``validation``: ``{"fraction": f}`` or ``{"dataset_id": id}``."""
+    if raw is None:
+        return None
+    loc: Loc = ("validation",)
+    obj = as_mapping(raw, loc)
+    reject_unknown(obj, ("fraction", "dataset_id"), loc)
+    has_fraction = obj.get("fraction") is not None
+    has_dataset = obj.get("dataset_id") is not None
+    if has_fraction == has_dataset:
+        raise ConfigError(loc, 'give exactly one of "fraction" (e.g. 0.2) or "dataset_id"')
+    if has_dataset:
+        dataset_id = obj["dataset_id"]
+        if not isinstance(dataset_id, str) or not dataset_id:
+            raise ConfigError((*loc, "dataset_id"), "must be a dataset id string")
+        return ValidationConfig(dataset_id=dataset_id)
+    fraction = get_float(
+        obj,
+        "fraction",
+        loc,
+        default=0.2,
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+    )
+    return ValidationConfig(fraction=fraction)
+
+
+def parse_early_stopping(
+    raw: Any, validation: ValidationConfig | None
+) -> EarlyStoppingConfig | None:
+    """Validate ``early_stopping``; ``monitor`` defaults to ``val_loss`` when validating."""
+    if raw is None:
+        return None
+    loc: Loc = ("early_stopping",)
+    obj = as_mapping(raw, loc)
+    reject_unknown(obj, ("monitor", "patience", "min_delta", "restore_best"), loc)
+    default_monitor = "val_loss" if validation is not None else "loss"
+    monitor = get_choice(obj, "monitor", MONITORS, loc, default=default_monitor)
+    if monitor == "val_loss" and validation is None:
+        raise ConfigError(
+            (*loc, "monitor"),
+            'val_loss needs a "validation" setting, e.g. {"fraction": 0.2}; or monitor "loss"',
+        )
+    return EarlyStoppingConfig(
+        monitor=monitor,
+        patience=require_int(obj, "patience", loc, default=10, minimum=1),
+        min_delta=get_float(obj, "min_delta", loc, default=0.0, minimum=0.0),
+        restore_best=get_bool(obj, "restore_best", loc, True),
+    )

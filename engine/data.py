@@ -1,0 +1,196 @@
+"""Checking and preparing training data: features, targets, class labels, validation splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from engine.config import FitConfig
+from engine.errors import ConfigError
+from engine.losses import LOSSES
+from engine.network import Network
+
+Array = NDArray[np.floating]
+PROBABILITY_TOLERANCE = 1e-6
+
+
+@dataclass
+class Dataset:
+    """Training or validation arrays in the network's dtype.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets; class labels are one-hot encoded.
+    labels : ndarray of shape (n_samples,) or None
+        Integer class of each sample, for the accuracy of ``cross_entropy``.
+    """
+
+    X: Array
+    Y: Array
+    labels: NDArray[np.intp] | None = None
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples."""
+        return int(self.X.shape[0])
+
+    def subset(self, index: NDArray[np.intp]) -> Dataset:
+        """The samples at ``index``, copied."""
+        return Dataset(
+            self.X[index], self.Y[index], None if self.labels is None else self.labels[index]
+        )
+
+
+def check_compatible(network: Network, config: FitConfig) -> None:
+    """Raise :class:`ConfigError` if the loss cannot be used with the network's output layer."""
+    required = LOSSES[config.loss].required_activation
+    actual = network.output_activation
+    if required is not None and actual != required:
+        raise ConfigError(
+            ("loss",),
+            f"{config.loss} needs a {required} output layer; the "
+            f"network's last layer is {actual}. Use loss "
+            f"{suggest_loss(actual)!r} or change the last activation to {required}",
+        )
+
+
+def suggest_loss(activation: str) -> str:
+    """The loss that fits an output activation."""
+    return {"sigmoid": "binary_cross_entropy", "softmax": "cross_entropy"}.get(activation, "mse")
+
+
+def as_features(X: ArrayLike, name: str, dtype: np.dtype[np.floating]) -> Array:
+    """Return ``X`` as a finite, non-empty 2-D array of ``dtype``."""
+    try:
+        array = np.asarray(X, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ConfigError((name,), "must be rows of numbers, all of the same length") from None
+    if array.ndim != 2:
+        raise ConfigError((name,), f"must be 2-D (n_samples, n_features), got {array.ndim}-D")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ConfigError((name,), "is empty; give at least one sample with one feature")
+    if not np.isfinite(array).all():
+        raise ConfigError((name,), "must contain only finite numbers (no NaN or infinity)")
+    return np.ascontiguousarray(array)
+
+
+def as_targets(
+    y: ArrayLike,
+    network: Network,
+    loss: str,
+    n_samples: int,
+    name: str,
+    dtype: np.dtype[np.floating],
+) -> tuple[Array, NDArray[np.intp] | None]:
+    """Return targets as (n_samples, output_size) plus integer labels for ``cross_entropy``.
+
+    ``y`` may be 2-D (n_samples, n_targets), 1-D numbers (one target), or, for
+    ``cross_entropy``, integer class labels (1-D, or one column).
+    """
+    try:
+        array = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError((name,), "must be numbers: a list, or rows of equal length") from None
+    if array.ndim not in (1, 2):
+        raise ConfigError((name,), f"must be 1-D or 2-D, got {array.ndim}-D")
+    if array.shape[0] != n_samples:
+        raise ConfigError(
+            (name,),
+            f"has {array.shape[0]} samples but X has {n_samples}; give one target per row of X",
+        )
+    if not np.isfinite(array).all():
+        raise ConfigError((name,), "must contain only finite numbers (no NaN or infinity)")
+    outputs = network.output_size
+    column = array.reshape(-1, 1) if array.ndim == 1 else array
+    if loss == "cross_entropy" and column.shape[1] == 1:
+        return labels_to_one_hot(column[:, 0], outputs, name, dtype)
+    if column.shape[1] != outputs:
+        raise ConfigError(
+            (name,),
+            f"has {column.shape[1]} target column(s) but the network has "
+            f"{outputs} output unit(s); they must match",
+        )
+    if loss == "binary_cross_entropy" and ((column < 0).any() or (column > 1).any()):
+        raise ConfigError((name,), "binary_cross_entropy targets must be between 0 and 1")
+    labels = None
+    if loss == "cross_entropy":
+        if (column < 0).any() or (np.abs(column.sum(axis=1) - 1) > PROBABILITY_TOLERANCE).any():
+            raise ConfigError(
+                (name,),
+                "cross_entropy targets must be one-hot or probability "
+                "rows (non-negative, each summing to 1), or integer class labels",
+            )
+        labels = column.argmax(axis=1)
+    return np.ascontiguousarray(column, dtype=dtype), labels
+
+
+def labels_to_one_hot(
+    labels: NDArray[np.float64], n_classes: int, name: str, dtype: np.dtype[np.floating]
+) -> tuple[Array, NDArray[np.intp]]:
+    """Turn integer class labels (n_samples,) into one-hot rows (n_samples, n_classes)."""
+    if (labels != np.round(labels)).any():
+        raise ConfigError(
+            (name,), f"cross_entropy class labels must be whole numbers 0..{n_classes - 1}"
+        )
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        raise ConfigError(
+            (name,),
+            f"class label {labels[bad][0]:g} is out of range: the "
+            f"network has {n_classes} output units, so labels must be "
+            f"0..{n_classes - 1}",
+        )
+    index = labels.astype(np.intp)
+    one_hot = np.zeros((labels.shape[0], n_classes), dtype)
+    one_hot[np.arange(labels.shape[0]), index] = 1.0
+    return one_hot, index
+
+
+def prepare(
+    network: Network, config: FitConfig, X: ArrayLike, y: ArrayLike, prefix: str = ""
+) -> Dataset:
+    """Validate ``X`` and ``y`` against the network and loss; convert to the training dtype."""
+    dtype = np.dtype(config.dtype)
+    features = as_features(X, f"{prefix}X", dtype)
+    if features.shape[1] != network.input_size:
+        raise ConfigError(
+            (f"{prefix}X",),
+            f"has {features.shape[1]} features per sample but "
+            f"the network's input_size is {network.input_size}",
+        )
+    Y, labels = as_targets(y, network, config.loss, features.shape[0], f"{prefix}y", dtype)
+    return Dataset(features, Y, labels)
+
+
+def check_data(
+    network: Network, config: FitConfig, X: ArrayLike, y: ArrayLike, prefix: str = ""
+) -> None:
+    """Raise :class:`ConfigError` if the data cannot train ``network`` with ``config``."""
+    check_compatible(network, config)
+    prepare(network, config, X, y, prefix)
+
+
+def split_validation(
+    data: Dataset, fraction: float, rng: np.random.Generator
+) -> tuple[Dataset, Dataset]:
+    """Split off a seeded random ``fraction`` of the samples for validation.
+
+    Returns ``(train, validation)``; both keep the original sample order.
+    """
+    n = data.n_samples
+    n_val = round(n * fraction)
+    if n_val < 1 or n_val > n - 1:
+        raise ConfigError(
+            ("validation", "fraction"),
+            f"{fraction:g} of {n} samples leaves "
+            f"{n - n_val} for training and {n_val} for validation; each needs "
+            "at least one",
+        )
+    order = rng.permutation(n)
+    val_index = np.sort(order[:n_val])
+    train_index = np.sort(order[n_val:])
+    return data.subset(train_index), data.subset(val_index)

@@ -1,0 +1,163 @@
+r"""Loss functions: each computes the batch loss and its gradient at the output layer.
+
+A loss is a small object with two functions (after Nielsen's ``fn`` and
+``delta``): :meth:`Loss.value` and :meth:`Loss.value_and_delta`. They follow
+PyTorch exactly:
+
+=========================  ==========================================  ==================================
+key                        value (``mean``; ``sum`` drops the 1/N)     dL/dZ at the output layer
+=========================  ==========================================  ==================================
+``mse``                    :math:`\frac{1}{N}\sum (A - Y)^2`           activation backward of
+                           (``torch.nn.MSELoss``, N = all elements)    :math:`\frac{2}{N}(A - Y)`
+``binary_cross_entropy``   ``torch.nn.BCELoss`` on sigmoid outputs,    :math:`(A - Y)/N`, fused with sigmoid
+                           computed from the logits ``Z``
+``cross_entropy``          ``torch.nn.CrossEntropyLoss`` on the        :math:`(A - Y)/N`, fused with softmax,
+                           pre-softmax ``Z``, N = samples              N = samples
+=========================  ==========================================  ==================================
+
+The cross-entropies are computed stably from the pre-activations
+(:math:`\max(Z,0) - ZY + \log(1 + e^{-|Z|})` and ``log_softmax``), so large
+logits neither overflow nor produce ``log(0)``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.activations import Activation
+
+Array = NDArray[np.floating]
+
+REDUCTIONS = ("mean", "sum")
+
+
+class Loss:
+    """Base class for a loss between network outputs and targets.
+
+    All arrays are (n_samples, n_outputs); targets ``Y`` are float, with class
+    labels already one-hot encoded.
+    """
+
+    name: ClassVar[str] = ""
+    #: The output activation this loss must be paired with (None: any).
+    required_activation: ClassVar[str | None] = None
+    #: Whether an accuracy metric makes sense for this loss.
+    is_classification: ClassVar[bool] = False
+
+    def value(self, Z: Array, A: Array, Y: Array, reduction: str) -> float:
+        """Return the batch loss for pre-activations ``Z`` and activations ``A``."""
+        raise NotImplementedError
+
+    def value_and_delta(
+        self,
+        Z: Array,
+        A: Array,
+        Y: Array,
+        reduction: str,
+        activation: Activation,
+        out: Array,
+        work: Array,
+    ) -> tuple[float, Array]:
+        """Return the batch loss and dL/dZ of shape (n_samples, n_outputs), written into ``out``.
+
+        ``work`` is a scratch buffer of the same shape as ``out``.
+        """
+        raise NotImplementedError
+
+
+class MeanSquaredError(Loss):
+    """``torch.nn.MSELoss``: the mean (or sum) of squared errors over all elements."""
+
+    name = "mse"
+
+    def value(self, Z: Array, A: Array, Y: Array, reduction: str) -> float:
+        diff = A - Y
+        total = float(np.vdot(diff, diff))
+        return total / diff.size if reduction == "mean" else total
+
+    def value_and_delta(
+        self,
+        Z: Array,
+        A: Array,
+        Y: Array,
+        reduction: str,
+        activation: Activation,
+        out: Array,
+        work: Array,
+    ) -> tuple[float, Array]:
+        diff = np.subtract(A, Y, out)
+        total = float(np.vdot(diff, diff))
+        if reduction == "mean":
+            total /= diff.size
+            np.multiply(2.0 / diff.size, diff, diff)
+        else:
+            np.multiply(2.0, diff, diff)
+        return total, activation.backward(diff, Z, A, work)
+
+
+class BinaryCrossEntropy(Loss):
+    """``torch.nn.BCELoss`` on sigmoid outputs, from the logits for stability."""
+
+    name = "binary_cross_entropy"
+    required_activation = "sigmoid"
+    is_classification = True
+
+    def value(self, Z: Array, A: Array, Y: Array, reduction: str) -> float:
+        losses = np.maximum(Z, 0.0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+        total = float(losses.sum())
+        return total / losses.size if reduction == "mean" else total
+
+    def value_and_delta(
+        self,
+        Z: Array,
+        A: Array,
+        Y: Array,
+        reduction: str,
+        activation: Activation,
+        out: Array,
+        work: Array,
+    ) -> tuple[float, Array]:
+        total = self.value(Z, A, Y, reduction)
+        np.subtract(A, Y, out=out)
+        if reduction == "mean":
+            np.divide(out, A.size, out=out)
+        return total, out
+
+
+class CrossEntropy(Loss):
+    """``torch.nn.CrossEntropyLoss`` on the pre-softmax values, mean over samples."""
+
+    name = "cross_entropy"
+    required_activation = "softmax"
+    is_classification = True
+
+    def value(self, Z: Array, A: Array, Y: Array, reduction: str) -> float:
+        shifted = Z - Z.max(axis=1, keepdims=True)
+        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        total = -float(np.vdot(Y, log_softmax))
+        return total / Z.shape[0] if reduction == "mean" else total
+
+    def value_and_delta(
+        self,
+        Z: Array,
+        A: Array,
+        Y: Array,
+        reduction: str,
+        activation: Activation,
+        out: Array,
+        work: Array,
+    ) -> tuple[float, Array]:
+        total = self.value(Z, A, Y, reduction)
+        np.subtract(A, Y, out=out)
+        if reduction == "mean":
+            np.divide(out, Z.shape[0], out=out)
+        return total, out
+
+
+LOSSES: dict[str, Loss] = {
+    cls.name: cls() for cls in (MeanSquaredError, BinaryCrossEntropy, CrossEntropy)
+}
+"""The losses by the key users write in a run config."""

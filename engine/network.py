@@ -1,0 +1,447 @@
+"""The multi-layer perceptron: its JSON spec, its parameters and its forward/backward passes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from engine.activations import ACTIVATIONS
+from engine.errors import ConfigError, Loc
+from engine.fields import (
+    as_mapping,
+    get_bool,
+    get_choice,
+    get_float,
+    get_int,
+    reject_unknown,
+    require_int,
+)
+from engine.initializers import INITIALIZERS
+from engine.layers import Array, Dense, Workspace
+
+MAX_SEED = 2**63 - 1
+PREDICT_CHUNK = 8192
+"""Rows per forward pass in :meth:`Network.predict`, which bounds its memory."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of a spec: its width, activation and whether it has a bias."""
+
+    units: int
+    activation: str
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """How initial weights are drawn; ``seed`` is always filled in."""
+
+    scheme: str
+    seed: int
+    params: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A validated network spec (the body of ``POST /v1/networks``)."""
+
+    input_size: int
+    layers: tuple[LayerSpec, ...]
+    init: InitSpec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalized JSON form: defaults and the drawn seed filled in."""
+        init: dict[str, Any] = {"scheme": self.init.scheme, "seed": self.init.seed}
+        init.update(self.init.params)
+        return {
+            "input_size": self.input_size,
+            "layers": [
+                {"units": layer.units, "activation": layer.activation, "bias": layer.bias}
+                for layer in self.layers
+            ],
+            "init": init,
+        }
+
+
+def draw_seed() -> int:
+    """Draw a fresh seed (JSON-safe: below 2**53) from the operating system's entropy."""
+    return int(np.random.default_rng().integers(0, 2**53))
+
+
+def parse_layer(raw: Any, index: int, n_layers: int) -> LayerSpec:
+    """Validate ``layers[index]``."""
+    loc: Loc = ("layers", index)
+    obj = as_mapping(raw, loc)
+    reject_unknown(obj, ("units", "activation", "bias"), loc)
+    units = require_int(obj, "units", loc, minimum=1)
+    activation = get_choice(obj, "activation", tuple(ACTIVATIONS), loc)
+    if activation == "softmax":
+        if index != n_layers - 1:
+            raise ConfigError(
+                (*loc, "activation"),
+                "softmax is only allowed on the last layer; use relu, tanh or "
+                "sigmoid for hidden layers",
+            )
+        if units < 2:
+            raise ConfigError(
+                (*loc, "units"),
+                "a softmax layer needs at least 2 units (one per class); for a "
+                "single output use sigmoid",
+            )
+    return LayerSpec(units=units, activation=activation, bias=get_bool(obj, "bias", loc, True))
+
+
+def parse_init(raw: Any) -> InitSpec:
+    """Validate ``init``, drawing a seed when none is given."""
+    loc: Loc = ("init",)
+    obj = as_mapping({} if raw is None else raw, loc)
+    reject_unknown(obj, ("scheme", "seed", "low", "high", "mean", "std"), loc)
+    scheme = get_choice(obj, "scheme", tuple(INITIALIZERS), loc, default="xavier_uniform")
+    seed = get_int(obj, "seed", loc, minimum=0, maximum=MAX_SEED)
+    params: dict[str, float] = {}
+    if scheme == "uniform":
+        params["low"] = get_float(obj, "low", loc, default=0.0)
+        params["high"] = get_float(obj, "high", loc, default=1.0)
+        if params["high"] <= params["low"]:
+            raise ConfigError((*loc, "high"), f"must be greater than low ({params['low']:g})")
+    elif scheme == "normal":
+        params["mean"] = get_float(obj, "mean", loc, default=0.0)
+        params["std"] = get_float(obj, "std", loc, default=1.0, minimum=0.0)
+    for key in ("low", "high", "mean", "std"):
+        if key in obj and obj[key] is not None and key not in params:
+            raise ConfigError(
+                (*loc, key),
+                f"only applies to the {'uniform' if key in ('low', 'high') else 'normal'} scheme",
+            )
+    return InitSpec(scheme=scheme, seed=draw_seed() if seed is None else seed, params=params)
+
+
+def parse_spec(raw: Any) -> NetworkSpec:
+    """Validate a JSON-shaped network spec; raise :class:`ConfigError` naming the field."""
+    obj = as_mapping(raw, ())
+    reject_unknown(obj, ("name", "input_size", "layers", "init", "weights"), ())
+    input_size = require_int(obj, "input_size", (), minimum=1)
+    layers_raw = obj.get("layers")
+    if not isinstance(layers_raw, Sequence) or isinstance(layers_raw, str | bytes):
+        raise ConfigError(
+            ("layers",), 'must be a list of layers, e.g. [{"units": 3, "activation": "sigmoid"}]'
+        )
+    if not layers_raw:
+        raise ConfigError(("layers",), "needs at least one layer")
+    layers = tuple(parse_layer(layer, i, len(layers_raw)) for i, layer in enumerate(layers_raw))
+    return NetworkSpec(input_size=input_size, layers=layers, init=parse_init(obj.get("init")))
+
+
+def as_float_dtype(dtype: DTypeLike) -> np.dtype[np.floating]:
+    """``dtype`` as a floating NumPy dtype (``float32`` or ``float64``)."""
+    result = np.dtype(dtype)
+    if result not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ConfigError(("dtype",), f"must be float32 or float64, got {result}")
+    return result  # type: ignore[return-value]
+
+
+def as_float_matrix(value: Any, loc: Loc, shape: tuple[int, ...]) -> NDArray[np.float64]:
+    """Convert ``value`` to a finite float64 array of exactly ``shape``."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            loc, f"must be numbers of shape {list(shape)} (rows of equal length)"
+        ) from None
+    if array.shape != shape:
+        raise ConfigError(loc, f"has shape {list(array.shape)}, expected {list(shape)}")
+    if not np.isfinite(array).all():
+        raise ConfigError(loc, "must contain only finite numbers (no NaN or infinity)")
+    return array
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What one training step over a batch of a given size needs, built once."""
+
+    spaces: list[Workspace]
+    forward: Callable[[Array], Array]
+    backward: Callable[[Array], None]
+
+
+class Network:
+    """A multi-layer perceptron whose parameters live in one flat vector.
+
+    Build one with :meth:`from_spec`. ``params`` and ``grads`` are flat arrays
+    of length ``n_parameters``; each layer's ``W`` (fan_in, units) and ``b``
+    (units,) are views into them, in layer order, weights before bias.
+    """
+
+    def __init__(self, spec: NetworkSpec, dtype: DTypeLike = np.float64) -> None:
+        self.spec_obj = spec
+        self.layers: list[Dense] = []
+        fan_in = spec.input_size
+        for layer in spec.layers:
+            self.layers.append(
+                Dense(fan_in, layer.units, ACTIVATIONS[layer.activation], layer.bias)
+            )
+            fan_in = layer.units
+        self.dtype: np.dtype[np.floating] = as_float_dtype(dtype)
+        self.params: Array = np.zeros(self.n_parameters, self.dtype)
+        self.grads: Array = np.zeros(self.n_parameters, self.dtype)
+        self._bind()
+        self._workspaces: dict[int, list[Workspace]] = {}
+        self._plans: dict[int, TrainingPlan] = {}
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Network:
+        """Build and initialize a network from its JSON spec.
+
+        The weights come from ``spec["weights"]`` when given, else from
+        ``spec["init"]`` (scheme and seed; a missing seed is drawn and kept in
+        :attr:`spec`, so the network can be rebuilt bit for bit).
+
+        Raises
+        ------
+        ConfigError
+            If any field is invalid; the error names the field.
+        """
+        parsed = parse_spec(spec)
+        network = cls(parsed)
+        explicit = spec.get("weights")
+        if explicit is None:
+            network.initialize()
+        else:
+            try:
+                network.set_weights(explicit)
+            except ConfigError as error:
+                raise error.prefixed("weights") from None
+        return network
+
+    def _bind(self) -> None:
+        offset = 0
+        for layer in self.layers:
+            offset = layer.bind(self.params, self.grads, offset)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The normalized JSON spec (seed filled in, no ``weights``)."""
+        return self.spec_obj.to_dict()
+
+    @property
+    def n_parameters(self) -> int:
+        """Total number of trainable scalars."""
+        return sum(layer.n_parameters for layer in self.layers)
+
+    @property
+    def input_size(self) -> int:
+        """Number of input features."""
+        return self.spec_obj.input_size
+
+    @property
+    def output_size(self) -> int:
+        """Number of outputs (units of the last layer)."""
+        return self.layers[-1].units
+
+    @property
+    def output_activation(self) -> str:
+        """Key of the last layer's activation."""
+        return self.layers[-1].activation.name
+
+    def initialize(self) -> None:
+        """Draw the weights from ``init`` (layer by layer, one generator); zero the biases."""
+        init = self.spec_obj.init
+        rng = np.random.default_rng(init.seed)
+        draw = INITIALIZERS[init.scheme]
+        for layer in self.layers:
+            layer.W[...] = draw(rng, layer.fan_in, layer.units, init.params)
+            if layer.b is not None:
+                layer.b[...] = 0.0
+
+    def astype(self, dtype: DTypeLike) -> None:
+        """Convert the parameters to ``dtype`` in place (``float32`` or ``float64``)."""
+        new_dtype = as_float_dtype(dtype)
+        if new_dtype == self.dtype:
+            return
+        self.dtype = new_dtype
+        self.params = self.params.astype(new_dtype)
+        self.grads = np.zeros(self.n_parameters, new_dtype)
+        self._bind()
+        self._workspaces.clear()
+        self._plans.clear()
+
+    def copy(self) -> Network:
+        """An independent network with the same spec, dtype and weights."""
+        other = Network(self.spec_obj, self.dtype)
+        other.params[...] = self.params
+        return other
+
+    def get_weights(self) -> list[dict[str, Array | None]]:
+        """Copies of every layer's ``weights`` (fan_in, units) and ``bias`` (units,) or None."""
+        return [
+            {"weights": layer.W.copy(), "bias": None if layer.b is None else layer.b.copy()}
+            for layer in self.layers
+        ]
+
+    def set_weights(self, weights: Sequence[Mapping[str, Any]]) -> None:
+        """Set every layer's weights and bias; shapes are checked against the spec.
+
+        Parameters
+        ----------
+        weights : list of dict
+            ``{"weights": array-like (fan_in, units), "bias": array-like (units,) or None}``.
+            One entry per layer; a missing bias on a layer that has one means zeros.
+        """
+        if not isinstance(weights, Sequence) or isinstance(weights, str | bytes):
+            raise ConfigError((), "must be a list with one {weights, bias} entry per layer")
+        if len(weights) != len(self.layers):
+            raise ConfigError(
+                (), f"has {len(weights)} entries; the network has {len(self.layers)} layers"
+            )
+        staged: list[tuple[NDArray[np.float64], NDArray[np.float64] | None]] = []
+        for index, (layer, entry) in enumerate(zip(self.layers, weights, strict=True)):
+            entry = as_mapping(entry, (index,))
+            reject_unknown(entry, ("weights", "bias"), (index,))
+            W = as_float_matrix(
+                entry.get("weights"), (index, "weights"), (layer.fan_in, layer.units)
+            )
+            bias = entry.get("bias")
+            if layer.b is None:
+                if bias is not None:
+                    raise ConfigError((index, "bias"), "must be null: this layer has bias false")
+                staged.append((W, None))
+            else:
+                staged.append(
+                    (
+                        W,
+                        np.zeros(layer.units)
+                        if bias is None
+                        else as_float_matrix(bias, (index, "bias"), (layer.units,)),
+                    )
+                )
+        for layer, (W, bias_values) in zip(self.layers, staged, strict=True):
+            layer.W[...] = W
+            if layer.b is not None and bias_values is not None:
+                layer.b[...] = bias_values
+
+    def check_input(self, X: ArrayLike, name: str = "X") -> Array:
+        """Return ``X`` as a finite (n_samples, input_size) array of the network's dtype."""
+        try:
+            array = np.asarray(X, dtype=self.dtype)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                (name,), "must be a list of rows of numbers, all of the same length"
+            ) from None
+        if array.ndim != 2:
+            raise ConfigError(
+                (name,), f"must be 2-D (n_samples, {self.input_size}), got {array.ndim}-D"
+            )
+        if array.shape[1] != self.input_size:
+            raise ConfigError(
+                (name,),
+                f"rows have {array.shape[1]} values; the network's input_size is {self.input_size}",
+            )
+        if not np.isfinite(array).all():
+            raise ConfigError((name,), "must contain only finite numbers (no NaN or infinity)")
+        return array
+
+    def predict(self, X: ArrayLike) -> Array:
+        """Outputs of the last layer.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, input_size)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, output_size)
+        """
+        X = self.check_input(X)
+        if X.shape[0] <= PREDICT_CHUNK:
+            return self.forward(X)[1]
+        return np.concatenate(
+            [
+                self.forward(X[start : start + PREDICT_CHUNK])[1]
+                for start in range(0, X.shape[0], PREDICT_CHUNK)
+            ]
+        )
+
+    def forward(self, X: Array) -> tuple[Array, Array]:
+        """Inference forward pass of validated ``X`` (n_samples, input_size).
+
+        Returns the last layer's pre-activations and activations, each
+        (n_samples, output_size).
+        """
+        with np.errstate(over="ignore"):
+            Z, A = X, X
+            for layer in self.layers:
+                Z, A = layer.forward(A)
+        return Z, A
+
+    # -- training passes (buffers reused across batches) ---------------------------------
+
+    def workspaces(self, batch: int) -> list[Workspace]:
+        """The per-layer buffers for batches of ``batch`` samples (allocated once)."""
+        spaces = self._workspaces.get(batch)
+        if spaces is None:
+            spaces = [layer.workspace(batch, self.dtype) for layer in self.layers]
+            self._workspaces[batch] = spaces
+        return spaces
+
+    def forward_train(self, X: Array, spaces: list[Workspace]) -> Array:
+        """Forward pass keeping what backward needs; returns the output (batch, output_size)."""
+        A = X
+        for layer, ws in zip(self.layers, spaces, strict=True):
+            A = layer.forward_train(A, ws)
+        return A
+
+    def backward(self, dZ: Array, spaces: list[Workspace]) -> None:
+        """Backpropagate dL/dZ of the last layer (batch, output_size) into :attr:`grads`."""
+        self.passes(spaces)[1](dZ)
+
+    def plan(self, batch: int) -> TrainingPlan:
+        """Workspaces and forward/backward closures for batches of ``batch`` (cached)."""
+        plan = self._plans.get(batch)
+        if plan is None:
+            spaces = self.workspaces(batch)
+            forward, backward = self.passes(spaces)
+            plan = self._plans[batch] = TrainingPlan(spaces, forward, backward)
+        return plan
+
+    def passes(
+        self,
+        spaces: list[Workspace],
+    ) -> tuple[Callable[[Array], Array], Callable[[Array], None]]:
+        """Forward and backward closures over ``spaces`` with every lookup done once.
+
+        The closures run the same operations as :meth:`forward_train` and
+        :meth:`backward`; they exist because per-call Python overhead dominates
+        on the tutorials' tiny networks.
+        """
+        pairs = tuple(
+            (layer.forward_train, ws) for layer, ws in zip(self.layers, spaces, strict=True)
+        )
+        steps = tuple(
+            (
+                self.layers[i].backward,
+                spaces[i],
+                spaces[i - 1].dA if i else None,
+                self.layers[i - 1].activation.backward if i else None,
+                spaces[i - 1] if i else None,
+            )
+            for i in range(len(self.layers) - 1, -1, -1)
+        )
+
+        def forward(X: Array) -> Array:
+            A = X
+            for forward_layer, ws in pairs:
+                A = forward_layer(A, ws)
+            return A
+
+        def backward(dZ: Array) -> None:
+            for backward_layer, ws, dX, activation_backward, below in steps:
+                backward_layer(dZ, ws, dX)
+                if activation_backward is not None and below is not None and dX is not None:
+                    dZ = activation_backward(dX, below.Z, below.A, below.work)
+
+        return forward, backward
