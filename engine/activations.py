@@ -42,7 +42,7 @@ negative, exp, add, subtract, multiply, divide = (
     np.multiply,
     np.divide,
 )
-greater, maximum = np.greater, np.maximum
+greater, maximum = np.greater, np.maximum  # maximum: keyword out (positional is deprecated)
 
 LEAKY_RELU_SLOPE = 0.01
 """Negative slope of ``leaky_relu``, as ``torch.nn.LeakyReLU``'s default."""
@@ -124,7 +124,7 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, Z: Array, out: Array) -> Array:
-        return maximum(Z, 0.0, out)
+        return maximum(Z, 0.0, out=out)
 
     def backward(self, dA: Array, Z: Array, A: Array, work: Array) -> Array:
         greater(Z, 0.0, work)
