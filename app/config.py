@@ -1,0 +1,80 @@
+"""Service configuration, read from ``BACKPROP_*`` environment variables.
+
+Settings are never created at import time: call :func:`get_settings` (cached) or
+build a :class:`Settings` explicitly and hand it to :func:`app.main.create_app`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of the service.
+
+    The four contract variables are ``BACKPROP_DATABASE_URL``,
+    ``BACKPROP_BROKER_URL``, ``BACKPROP_WORKERS`` and ``BACKPROP_API_KEYS``; the
+    others tune the executor and rarely need changing.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BACKPROP_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./backprop.db", description="SQLAlchemy URL of the database."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; unset runs the local process pool."
+    )
+    workers: int = Field(
+        default_factory=_default_workers,
+        ge=0,
+        description="Size of the local worker pool (0 = accept runs but never execute them).",
+    )
+    api_keys: str | None = Field(
+        default=None, description="Comma-separated bearer tokens; unset leaves the API open."
+    )
+    lease_seconds: float = Field(
+        default=15.0, gt=0, description="How long a worker's claim on a run lives without renewal."
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, description="Claims of one run before it fails with worker_lost."
+    )
+    flush_seconds: float = Field(
+        default=0.5, gt=0, description="Interval between batched progress/history writes."
+    )
+    auto_checkpoint_seconds: float = Field(
+        default=5.0, gt=0, description="Checkpoint interval when a run sets checkpoint_every=null."
+    )
+    keep_auto_checkpoints: int = Field(
+        default=3, ge=1, description="Automatic checkpoints kept per run (the latest ones)."
+    )
+    poll_seconds: float = Field(
+        default=1.0, gt=0, description="Idle workers look for queued runs at least this often."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
+    )
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """The configured bearer tokens (empty when the API is open)."""
+        if not self.api_keys:
+            return []
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment once.
+
+    Tests call ``get_settings.cache_clear()`` after changing the environment.
+    """
+    return Settings()

@@ -1,0 +1,264 @@
+"""``execute_run(run_id)``: claim a run, train it, write its outcome.
+
+This is the only caller of :func:`engine.fit`. It is called by every executor (the
+local process pool now, Celery workers later) with nothing but an id; it opens
+its own database connections in the calling process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+import engine
+from app.arrays import decode_weights, encode_weights
+from app.config import Settings, get_settings
+from app.db import Database
+from app.jobs.progress import ProgressCallback
+from app.services import datasets as dataset_service
+from app.services import execution
+from app.services.runs import targets_for_loss
+from engine import serialization
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_TICK_SECONDS = 0.25
+ENGINE_KEYS = (
+    "loss",
+    "reduction",
+    "optimizer",
+    "epochs",
+    "batch_size",
+    "shuffle",
+    "seed",
+    "validation",
+    "early_stopping",
+    "history_every",
+    "dtype",
+)
+
+
+class StopFlag(Protocol):
+    """Anything with ``is_set()``: a threading or multiprocessing Event."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a run in :func:`execute_run` (for logs and tests)."""
+
+    run_id: str
+    result: str
+
+
+@lru_cache(maxsize=4)
+def _database(url: str, pid: int) -> Database:
+    """One :class:`Database` per URL per process (the pid key stops fork inheritance)."""
+    return Database(url)
+
+
+def default_owner() -> str:
+    """A lease owner id unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def execute_run(
+    run_id: str,
+    *,
+    settings: Settings | None = None,
+    db: Database | None = None,
+    owner: str | None = None,
+    shutdown: StopFlag | None = None,
+) -> Outcome:
+    """Claim and train one run.
+
+    Parameters
+    ----------
+    run_id : str
+        The run to execute.
+    settings : Settings, optional
+        Defaults to :func:`app.config.get_settings`.
+    db : Database, optional
+        Defaults to a per-process database for ``settings.database_url``.
+    owner : str, optional
+        Lease owner id; defaults to host:pid:random.
+    shutdown : Event-like, optional
+        When set, training stops at the next epoch boundary, writes a checkpoint
+        and hands the run back to the queue.
+
+    Returns
+    -------
+    Outcome
+        ``skipped`` (another worker holds it, or it is not claimable), the final
+        status, ``requeued`` or ``lease_lost``.
+    """
+    settings = settings or get_settings()
+    db = db or _database(settings.database_url, os.getpid())
+    owner = owner or default_owner()
+    with db.writing() as session:
+        claimed = execution.claim_run(
+            session=session,
+            run_id=run_id,
+            owner=owner,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+        )
+    if not claimed:
+        logger.debug("run %s: not claimable, skipped", run_id)
+        return Outcome(run_id, "skipped")
+    with db.writing() as session:
+        context = execution.load_context(session=session, run_id=run_id, owner=owner)
+    if context is None:
+        return Outcome(run_id, "lease_lost")
+    logger.info("run %s: claimed by %s (from epoch %d)", run_id, owner, context.resume_epoch)
+    try:
+        return _train(db, settings, context, owner, shutdown)
+    except Exception as exc:
+        logger.exception("run %s: failed with an exception", run_id)
+        with db.writing() as session:
+            execution.fail(
+                session=session,
+                run_id=run_id,
+                owner=owner,
+                code="error",
+                message=f"{type(exc).__name__}: {exc}",
+            )
+        return Outcome(run_id, "failed")
+
+
+def _monitor(config: dict[str, Any]) -> str:
+    early = config.get("early_stopping")
+    if early and early.get("monitor"):
+        return str(early["monitor"])
+    return "val_loss" if config.get("validation") else "loss"
+
+
+def _heartbeat(
+    callback: ProgressCallback, shutdown: StopFlag | None, done: threading.Event
+) -> None:
+    while not done.wait(HEARTBEAT_TICK_SECONDS):
+        if shutdown is not None and shutdown.is_set():
+            callback.request_stop("shutdown")
+        try:
+            callback.heartbeat()
+        except Exception:  # a failed renewal is retried; the flush reports real trouble
+            logger.warning("run %s: lease renewal failed", callback.run_id, exc_info=True)
+
+
+def _train(
+    db: Database,
+    settings: Settings,
+    context: execution.RunContext,
+    owner: str,
+    shutdown: StopFlag | None,
+) -> Outcome:
+    run_id = context.run_id
+    config = {key: context.config[key] for key in ENGINE_KEYS if key in context.config}
+    if context.dataset_id is None:
+        raise RuntimeError("the run's dataset was deleted")
+    with db.reading() as session:
+        X, y = dataset_service.load_arrays(session=session, dataset_id=context.dataset_id)
+        validation_data = None
+        if context.validation_dataset_id is not None:
+            validation_data = dataset_service.load_arrays(
+                session=session, dataset_id=context.validation_dataset_id
+            )
+    loss = str(config["loss"])
+    y = targets_for_loss(loss, y)
+    if validation_data is not None:
+        validation_data = (validation_data[0], targets_for_loss(loss, validation_data[1]))
+    net = engine.Network.from_spec(context.network_spec)
+    if context.init_weights is not None:
+        net.set_weights(decode_weights(context.init_weights))
+    initial_state = (
+        serialization.decode_state(context.resume_state) if context.resume_state else None
+    )
+    callback = ProgressCallback(
+        db=db,
+        run_id=run_id,
+        owner=owner,
+        network=net,
+        checkpoint_every=context.config.get("checkpoint_every"),
+        monitor=_monitor(context.config),
+        best_loss=context.best_loss,
+        start_epoch=context.resume_epoch,
+        lease_seconds=settings.lease_seconds,
+        flush_seconds=settings.flush_seconds,
+        auto_checkpoint_seconds=settings.auto_checkpoint_seconds,
+        keep_auto_checkpoints=settings.keep_auto_checkpoints,
+    )
+    done = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat, args=(callback, shutdown, done), name=f"lease-{run_id}", daemon=True
+    )
+    beat.start()
+    try:
+        result = engine.fit(
+            net,
+            X,
+            y,
+            config,
+            callbacks=[callback],
+            validation_data=validation_data,
+            initial_state=initial_state,
+        )
+    finally:
+        done.set()
+        beat.join()
+    return _finish(db, settings, callback, result, net, owner)
+
+
+def _finish(
+    db: Database,
+    settings: Settings,
+    callback: ProgressCallback,
+    result: engine.FitResult,
+    net: engine.Network,
+    owner: str,
+) -> Outcome:
+    run_id = callback.run_id
+    reason = result.stop_reason
+    if callback.lease_lost or reason == "lease_lost":
+        logger.warning("run %s: lease lost; another worker owns it now", run_id)
+        return Outcome(run_id, "lease_lost")
+    error: dict[str, str] | None = None
+    if reason in ("completed", "early_stopping"):
+        status = "succeeded"
+    elif reason == "cancelled":
+        status = "cancelled"
+    elif reason == "shutdown":
+        status = "queued"
+    elif reason == "diverged":
+        status = "failed"
+        error = {"code": "diverged", "message": result.message or "the loss diverged"}
+    else:
+        status = "failed"
+        error = {"code": "error", "message": f"training stopped: {reason}"}
+    chunk, checkpoints = callback.take_batch()
+    final_weights = None if status == "queued" else encode_weights(net.get_weights())
+    with db.writing() as session:
+        written = execution.finish(
+            session=session,
+            run_id=run_id,
+            owner=owner,
+            status=status,
+            stop_reason=reason if status != "queued" else None,
+            error=error,
+            progress=callback.progress(),
+            chunk=chunk,
+            checkpoints=checkpoints,
+            keep_auto=settings.keep_auto_checkpoints,
+            final_weights=final_weights,
+        )
+    if not written:
+        logger.warning("run %s: lease lost before the outcome was written", run_id)
+        return Outcome(run_id, "lease_lost")
+    logger.info("run %s: %s (%s) at epoch %d", run_id, status, reason, result.epochs_run)
+    return Outcome(run_id, "requeued" if status == "queued" else status)

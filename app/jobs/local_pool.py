@@ -1,0 +1,133 @@
+"""The default executor: ``BACKPROP_WORKERS`` worker processes started by the server.
+
+Workers are started with the ``spawn`` method (no inherited database connections,
+no inherited threads), claim queued runs oldest first, and are woken by a
+multiprocessing queue as soon as a run is submitted, with a poll fallback. A
+supervisor thread in the server restarts dead workers and re-queues runs whose
+lease expired (a worker that crashed, or a server killed with ``kill -9``).
+Workers die with the server (``PR_SET_PDEATHSIG`` plus a parent watchdog).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import threading
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from app.config import Settings
+from app.db import Database
+from app.services import execution
+
+logger = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 10.0
+
+
+class LocalPool:
+    """A pool of worker processes fed from the ``run`` table.
+
+    Parameters
+    ----------
+    settings : Settings
+        Pool size, lease and polling settings; passed to workers as plain data.
+    db : Database
+        The server's database, used by the supervisor (sweeping expired leases).
+    """
+
+    def __init__(self, *, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._ctx = mp.get_context("spawn")
+        self._wakeups: Any = self._ctx.Queue()
+        self._stopping: Any = self._ctx.Event()
+        self._processes: list[BaseProcess] = []
+        self._supervisor: threading.Thread | None = None
+        self._halt = threading.Event()
+
+    @property
+    def processes(self) -> list[BaseProcess]:
+        """The current worker processes (for tests and diagnostics)."""
+        return list(self._processes)
+
+    def _spawn(self, index: int) -> BaseProcess:
+        from app.jobs.worker import worker_main
+
+        process = self._ctx.Process(
+            target=worker_main,
+            args=(
+                self.settings.model_dump(),
+                self._wakeups,
+                self._stopping,
+                os.getpid(),
+                index,
+            ),
+            name=f"backprop-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        logger.info("started worker %d (pid %s)", index, process.pid)
+        return process
+
+    def start(self) -> None:
+        """Spawn the workers and the supervisor thread."""
+        self._processes = [self._spawn(i) for i in range(self.settings.workers)]
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="backprop-supervisor", daemon=True
+        )
+        self._supervisor.start()
+
+    def submit(self, run_id: str) -> None:
+        """Wake one idle worker (non-blocking)."""
+        self._wakeups.put_nowait(run_id)
+
+    def _supervise(self) -> None:
+        while not self._halt.wait(self.settings.poll_seconds):
+            try:
+                self._restart_dead()
+                self._sweep()
+            except Exception:
+                logger.exception("supervisor iteration failed")
+
+    def _restart_dead(self) -> None:
+        for index, process in enumerate(self._processes):
+            if not process.is_alive() and not self._stopping.is_set():
+                logger.warning(
+                    "worker %d (pid %s) exited with %s; restarting",
+                    index,
+                    process.pid,
+                    process.exitcode,
+                )
+                self._processes[index] = self._spawn(index)
+
+    def _sweep(self) -> None:
+        with self.db.reading() as session:
+            if not execution.has_expired_leases(session=session):
+                return
+        with self.db.writing() as session:
+            requeued = execution.sweep_expired(
+                session=session, max_attempts=self.settings.max_attempts
+            )
+        for run_id in requeued:
+            logger.warning("run %s: lease expired; re-queued", run_id)
+            self.submit(run_id)
+
+    def stop(self) -> None:
+        """Ask workers to checkpoint and hand back their runs, then stop them."""
+        self._stopping.set()
+        self._halt.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+        for _ in self._processes:
+            self._wakeups.put_nowait("")
+        for process in self._processes:
+            process.join(STOP_GRACE_SECONDS)
+        for process in self._processes:
+            if process.is_alive():
+                logger.warning("worker pid %s did not stop in time; killing it", process.pid)
+                process.kill()
+                process.join()
+        self._wakeups.close()
+        self._wakeups.join_thread()

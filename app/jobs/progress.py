@@ -1,0 +1,229 @@
+"""The engine callback that reports a run's progress to the database in batches."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+import engine
+from app.arrays import clean_metrics, encode_weights, finite_or_none
+from app.db import Database
+from app.ids import new_id
+from app.services import execution
+from app.services.execution import PendingCheckpoint, Progress
+from app.services.history import make_chunk
+from engine import serialization
+
+logger = logging.getLogger(__name__)
+
+BASE_LOGS = ("loss", "val_loss")
+
+
+class ProgressCallback(engine.Callback):
+    """Buffer history and checkpoints; write them about every ``flush_seconds``.
+
+    The per-epoch work is a few list appends and one clock read: the database is
+    written by time, never per epoch. Each write also renews the lease and reads
+    the cancel flag; :meth:`request_stop` (called from the heartbeat thread or by
+    a write that found the lease lost) makes the trainer stop at the next epoch
+    boundary.
+
+    Parameters
+    ----------
+    db : Database
+        This process's database.
+    run_id, owner : str
+        The run and the lease holder.
+    network : engine.Network
+        The network being trained (for checkpoint weights).
+    checkpoint_every : int or None
+        Scheduled checkpoints every N epochs; None = automatic, time-based.
+    monitor : str
+        The logged value whose minimum is ``best_loss``.
+    best_loss : float or None
+        Best value so far (when resuming).
+    start_epoch : int
+        The epoch training starts after (the resume point).
+    """
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        run_id: str,
+        owner: str,
+        network: engine.Network,
+        checkpoint_every: int | None,
+        monitor: str,
+        best_loss: float | None,
+        start_epoch: int,
+        lease_seconds: float,
+        flush_seconds: float,
+        auto_checkpoint_seconds: float,
+        keep_auto_checkpoints: int,
+    ) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.owner = owner
+        self.network = network
+        self.checkpoint_every = checkpoint_every
+        self.monitor = monitor
+        self.best = math.inf if best_loss is None else best_loss
+        self.lease_seconds = lease_seconds
+        self.flush_seconds = flush_seconds
+        self.auto_seconds = auto_checkpoint_seconds
+        self.keep_auto = keep_auto_checkpoints
+        self.stop_request: str | None = None
+        self.lease_lost = False
+        self.last_contact = time.monotonic()
+        self.epoch = start_epoch
+        self.last_checkpoint_epoch = start_epoch
+        self.last_recorded_epoch = start_epoch
+        self.logs: dict[str, float | None] = {}
+        self.final_state: bytes | None = None
+        self._columns: dict[str, list[Any]] = {}
+        self._checkpoints: list[PendingCheckpoint] = []
+        self._lock = threading.Lock()
+        now = time.monotonic()
+        self._next_flush = now + flush_seconds
+        self._next_auto = now + auto_checkpoint_seconds
+
+    # -- called from other threads ---------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the trainer to stop at the next epoch boundary (first reason wins)."""
+        if self.stop_request is None:
+            logger.info("run %s: stopping (%s)", self.run_id, reason)
+            self.stop_request = reason
+
+    # -- engine hooks -------------------------------------------------------------------
+
+    def on_epoch_end(
+        self, trainer: engine.Trainer, epoch: int, logs: dict[str, float | None], recorded: bool
+    ) -> None:
+        """Buffer this epoch; checkpoint and flush when due."""
+        self.epoch = epoch
+        self.logs = logs
+        if recorded:
+            self._record(epoch, logs)
+        value = logs.get(self.monitor)
+        if value is not None and value < self.best:
+            self.best = value
+        now = time.monotonic()
+        every = self.checkpoint_every
+        if every is not None:
+            if epoch % every == 0:
+                self._capture(trainer, epoch, "scheduled")
+        elif now >= self._next_auto:
+            self._capture(trainer, epoch, "auto")
+            self._next_auto = now + self.auto_seconds
+        if now >= self._next_flush:
+            self.flush()
+            self._next_flush = time.monotonic() + self.flush_seconds
+        if self.stop_request is not None:
+            trainer.stop(self.stop_request)
+
+    def on_train_end(self, trainer: engine.Trainer, result: engine.FitResult) -> None:
+        """Capture the last recorded epoch and the final checkpoint."""
+        self.epoch = result.epochs_run
+        history = result.history
+        if history.get("epoch") and history["epoch"][-1] > self.last_recorded_epoch:
+            last = {key: column[-1] for key, column in history.items()}
+            self._record(int(last.pop("epoch")), last)
+        if result.final_logs:
+            self.logs = dict(result.final_logs)
+        if result.best_value is not None and math.isfinite(result.best_value):
+            self.best = min(self.best, result.best_value)
+        if result.stop_reason in ("diverged", "lease_lost"):
+            return
+        if self.last_checkpoint_epoch != result.epochs_run:
+            kind = "auto" if result.stop_reason == "shutdown" else "final"
+            self._capture(trainer, result.epochs_run, kind)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _record(self, epoch: int, logs: dict[str, Any]) -> None:
+        columns = self._columns
+        if not columns:
+            columns["epoch"] = []
+            for key in logs:
+                columns[key] = []
+        columns["epoch"].append(epoch)
+        for key, column in columns.items():
+            if key != "epoch":
+                column.append(logs.get(key))
+        self.last_recorded_epoch = epoch
+
+    def _capture(self, trainer: engine.Trainer, epoch: int, kind: str) -> None:
+        state = trainer.state(include_history=False)
+        self._checkpoints.append(
+            PendingCheckpoint(
+                id=new_id("checkpoint"),
+                epoch=epoch,
+                kind=kind,
+                loss=finite_or_none(self.logs.get("loss")),
+                val_loss=finite_or_none(self.logs.get("val_loss")),
+                state=serialization.encode_state(state),
+                weights=encode_weights(self.network.get_weights()),
+            )
+        )
+        self.last_checkpoint_epoch = epoch
+
+    def progress(self) -> Progress:
+        """The run's progress fields as of the last epoch seen."""
+        return Progress(
+            epoch=self.epoch,
+            loss=finite_or_none(self.logs.get("loss")),
+            val_loss=finite_or_none(self.logs.get("val_loss")),
+            best_loss=finite_or_none(self.best),
+            metrics=clean_metrics(self.logs, exclude=BASE_LOGS),
+        )
+
+    def take_batch(self) -> tuple[Any, list[PendingCheckpoint]]:
+        """Hand over the buffered history chunk and checkpoints (buffers reset)."""
+        chunk = make_chunk(self.run_id, self._columns) if self._columns else None
+        self._columns = {key: [] for key in self._columns}
+        checkpoints, self._checkpoints = self._checkpoints, []
+        return chunk, checkpoints
+
+    def flush(self) -> None:
+        """Write the buffered batch; stop training when the lease is gone or cancel is asked."""
+        chunk, checkpoints = self.take_batch()
+        with self._lock, self.db.writing() as session:
+            owned, cancel = execution.flush(
+                session=session,
+                run_id=self.run_id,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
+                progress=self.progress(),
+                chunk=chunk,
+                checkpoints=checkpoints,
+                keep_auto=self.keep_auto,
+            )
+        self.last_contact = time.monotonic()
+        if not owned:
+            self.lease_lost = True
+            self.request_stop("lease_lost")
+        elif cancel:
+            self.request_stop("cancelled")
+
+    def heartbeat(self) -> None:
+        """Renew the lease if no batch was written lately (slow epochs)."""
+        if time.monotonic() - self.last_contact < self.lease_seconds / 3:
+            return
+        with self._lock, self.db.writing() as session:
+            owned, cancel = execution.renew_lease(
+                session=session,
+                run_id=self.run_id,
+                owner=self.owner,
+                lease_seconds=self.lease_seconds,
+            )
+        self.last_contact = time.monotonic()
+        if not owned:
+            self.lease_lost = True
+            self.request_stop("lease_lost")
+        elif cancel:
+            self.request_stop("cancelled")

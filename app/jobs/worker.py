@@ -1,0 +1,57 @@
+"""The loop of one local worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import signal
+from typing import Any
+
+from app.config import Settings
+from app.db import Database
+from app.jobs.execute_run import default_owner, execute_run
+from app.jobs.process import configure_worker_logging, die_with_parent
+from app.services import execution
+
+logger = logging.getLogger(__name__)
+
+
+def worker_main(
+    settings_data: dict[str, Any], wakeups: Any, stopping: Any, parent_pid: int, index: int
+) -> None:
+    """Entry point of a spawned worker: claim queued runs until told to stop.
+
+    Parameters
+    ----------
+    settings_data : dict
+        ``Settings.model_dump()`` of the server.
+    wakeups : multiprocessing.Queue
+        Run ids submitted by the server (hints; the run table is the queue).
+    stopping : multiprocessing.Event
+        Set when the server shuts down.
+    parent_pid : int
+        The server's pid; the worker exits when it is gone.
+    index : int
+        The worker's slot in the pool (for logs).
+    """
+    die_with_parent(parent_pid)
+    # Ctrl-C reaches the whole process group; the server stops us gracefully instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_worker_logging()
+    settings = Settings(**settings_data)
+    db = Database(settings.database_url)
+    owner = default_owner()
+    logger.info("worker %d ready (owner %s)", index, owner)
+    try:
+        while not stopping.is_set():
+            with db.reading() as session:
+                run_id = execution.next_queued_run_id(session=session)
+            if run_id is not None:
+                execute_run(run_id, settings=settings, db=db, owner=owner, shutdown=stopping)
+                continue
+            with contextlib.suppress(queue.Empty):
+                wakeups.get(timeout=settings.poll_seconds)
+    finally:
+        db.dispose()
+        logger.info("worker %d stopped", index)

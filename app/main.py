@@ -1,0 +1,102 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds the app; the database and the executor are
+created in the lifespan (never at import time), so each test can build its own
+app against its own database file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+
+import engine
+from app.config import Settings, get_settings
+from app.db import Database
+from app.deps import require_api_key
+from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.jobs.dispatch import make_executor
+from app.limits import BodySizeLimit
+from app.routers import checkpoints, datasets, health, networks, runs
+from app.services.errors import invalid_from_config_error
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Train multi-layer perceptrons over HTTP on an exact NumPy backpropagation engine.
+
+**XOR walkthrough** (every request body below is prefilled with it):
+1. `POST /v1/networks` — copy the returned `id`.
+2. `POST /v1/datasets` — copy the returned `id`.
+3. `POST /v1/runs` — paste both ids; the run is queued and trains in the background.
+4. `GET /v1/runs/{run_id}` until `status` is `succeeded`, then `GET .../history`,
+   `GET .../weights` and `POST .../predict`.
+"""
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(InvalidInputError)
+    async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return JSONResponse({"detail": exc.to_detail()}, status_code=422)
+
+    @app.exception_handler(engine.ConfigError)
+    async def _config_error(_: Request, exc: engine.ConfigError) -> JSONResponse:
+        return JSONResponse({"detail": invalid_from_config_error(exc).to_detail()}, status_code=422)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the Backprop API.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to :func:`app.config.get_settings` (the environment).
+
+    Returns
+    -------
+    FastAPI
+        The app; its lifespan opens the database and starts the executor.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        executor = make_executor(settings, db)
+        executor.start()
+        app.state.db = db
+        app.state.executor = executor
+        try:
+            yield
+        finally:
+            executor.stop()
+            db.dispose()
+
+    app = FastAPIOffline(
+        title="Backprop",
+        version="0.1.0",
+        summary="Training as a service for multi-layer perceptrons.",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    _install_error_handlers(app)
+    secured = [Depends(require_api_key)]
+    for router in (networks.router, datasets.router, runs.router, checkpoints.router):
+        app.include_router(router, dependencies=secured)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

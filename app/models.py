@@ -1,0 +1,181 @@
+"""SQLModel tables.
+
+Large arrays live in side tables (``*_arrays``, ``checkpoint_state``,
+``run_history_chunk``) so that listing networks, datasets, runs and checkpoints
+never reads a blob. Every blob is :func:`engine.serialization.encode_arrays` or
+:func:`engine.serialization.encode_state` output: explicit dtypes and shapes, no
+pickle.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Index, LargeBinary
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store naive UTC in the database, hand out timezone-aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Return the current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+class Network(SQLModel, table=True):
+    """A network specification (the normalized engine spec) and its metadata."""
+
+    __tablename__ = "network"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    spec: dict[str, Any] = Field(sa_type=JSON)
+    input_size: int
+    output_size: int
+    n_parameters: int
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class NetworkArrays(SQLModel, table=True):
+    """The initial weights of a network (encode_arrays of its layers)."""
+
+    __tablename__ = "network_arrays"
+
+    network_id: str = Field(
+        primary_key=True, foreign_key="network.id", ondelete="CASCADE", max_length=64
+    )
+    weights: bytes = Field(sa_type=LargeBinary)
+
+
+class Dataset(SQLModel, table=True):
+    """A dataset's metadata; its arrays live in :class:`DatasetArrays`."""
+
+    __tablename__ = "dataset"
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    n_samples: int
+    n_features: int
+    n_targets: int
+    target_type: str = Field(max_length=16)
+    sha256: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class DatasetArrays(SQLModel, table=True):
+    """``X`` and ``y`` of a dataset as one encode_arrays blob."""
+
+    __tablename__ = "dataset_arrays"
+
+    dataset_id: str = Field(
+        primary_key=True, foreign_key="dataset.id", ondelete="CASCADE", max_length=64
+    )
+    data: bytes = Field(sa_type=LargeBinary)
+
+
+class Run(SQLModel, table=True):
+    """A training run: its config, progress, outcome and lease."""
+
+    __tablename__ = "run"
+
+    id: str = Field(primary_key=True, max_length=64)
+    status: str = Field(index=True, max_length=16)
+    network_id: str = Field(foreign_key="network.id", ondelete="CASCADE", index=True, max_length=64)
+    dataset_id: str | None = Field(
+        default=None, foreign_key="dataset.id", ondelete="SET NULL", index=True, max_length=64
+    )
+    validation_dataset_id: str | None = Field(
+        default=None, foreign_key="dataset.id", ondelete="SET NULL", index=True, max_length=64
+    )
+    config: dict[str, Any] = Field(sa_type=JSON)
+    epochs: int
+    epoch: int = 0
+    loss: float | None = None
+    val_loss: float | None = None
+    best_loss: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    stop_reason: str | None = Field(default=None, max_length=32)
+    error: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    cancel_requested: bool = False
+
+
+class RunArrays(SQLModel, table=True):
+    """Weights a run starts from (``init_from``) and the weights it finished with."""
+
+    __tablename__ = "run_arrays"
+
+    run_id: str = Field(primary_key=True, foreign_key="run.id", ondelete="CASCADE", max_length=64)
+    init_weights: bytes | None = Field(default=None, sa_type=LargeBinary)
+    final_weights: bytes | None = Field(default=None, sa_type=LargeBinary)
+    final_epoch: int | None = None
+
+
+class Checkpoint(SQLModel, table=True):
+    """A point a run can continue from exactly; the state is in :class:`CheckpointState`."""
+
+    __tablename__ = "checkpoint"
+    __table_args__ = (Index("ix_checkpoint_run_id_epoch", "run_id", "epoch"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    run_id: str = Field(foreign_key="run.id", ondelete="CASCADE", max_length=64)
+    epoch: int
+    kind: str = Field(max_length=16)
+    loss: float | None = None
+    val_loss: float | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class CheckpointState(SQLModel, table=True):
+    """The engine training state (encode_state) and the weights (encode_arrays)."""
+
+    __tablename__ = "checkpoint_state"
+
+    checkpoint_id: str = Field(
+        primary_key=True, foreign_key="checkpoint.id", ondelete="CASCADE", max_length=64
+    )
+    state: bytes = Field(sa_type=LargeBinary)
+    weights: bytes = Field(sa_type=LargeBinary)
+
+
+class RunHistoryChunk(SQLModel, table=True):
+    """Recorded epochs ``first_epoch..last_epoch`` of a run, one batched write.
+
+    ``data`` is encode_arrays of equal-length columns: ``epoch`` (int64), ``loss``,
+    ``val_loss`` and any metrics (float64, NaN for missing values).
+    """
+
+    __tablename__ = "run_history_chunk"
+
+    run_id: str = Field(primary_key=True, foreign_key="run.id", ondelete="CASCADE", max_length=64)
+    first_epoch: int = Field(primary_key=True)
+    last_epoch: int
+    n_points: int
+    data: bytes = Field(sa_type=LargeBinary)

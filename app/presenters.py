@@ -1,0 +1,89 @@
+"""ORM rows to response models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.arrays import finite_or_none, weights_to_json
+from app.models import Checkpoint, Dataset, Network, Run
+from app.schemas import (
+    CheckpointDetail,
+    CheckpointPublic,
+    DatasetPublic,
+    NetworkPublic,
+    Page,
+    RunError,
+    RunPublic,
+    WeightsPublic,
+)
+from app.services.pagination import PageResult
+
+
+def network_public(network: Network) -> NetworkPublic:
+    """A network's response body."""
+    spec = network.spec
+    return NetworkPublic(
+        id=network.id,
+        name=network.name,
+        input_size=network.input_size,
+        output_size=network.output_size,
+        layers=list(spec.get("layers", [])),
+        init=dict(spec.get("init", {})),
+        n_parameters=network.n_parameters,
+        created_at=network.created_at,
+    )
+
+
+def dataset_public(dataset: Dataset) -> DatasetPublic:
+    """A dataset's response body."""
+    return DatasetPublic.model_validate(dataset, from_attributes=True)
+
+
+def run_public(run: Run) -> RunPublic:
+    """A run's response body."""
+    return RunPublic(
+        id=run.id,
+        status=run.status,
+        network_id=run.network_id,
+        dataset_id=run.dataset_id,
+        config=run.config,
+        epoch=run.epoch,
+        epochs=run.epochs,
+        loss=finite_or_none(run.loss),
+        val_loss=finite_or_none(run.val_loss),
+        best_loss=finite_or_none(run.best_loss),
+        metrics={key: finite_or_none(value) for key, value in (run.metrics or {}).items()},
+        stop_reason=run.stop_reason,
+        error=RunError(**run.error) if run.error else None,
+        cancel_requested=run.cancel_requested,
+        attempts=run.attempts,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+    )
+
+
+def checkpoint_public(checkpoint: Checkpoint) -> CheckpointPublic:
+    """A checkpoint's metadata."""
+    return CheckpointPublic.model_validate(checkpoint, from_attributes=True)
+
+
+def checkpoint_detail(checkpoint: Checkpoint, layers: list[dict[str, Any]]) -> CheckpointDetail:
+    """A checkpoint with its weights."""
+    return CheckpointDetail(
+        **checkpoint_public(checkpoint).model_dump(), layers=weights_to_json(layers)
+    )
+
+
+def weights_public(epoch: int, layers: list[dict[str, Any]]) -> WeightsPublic:
+    """Weights in the API shape."""
+    return WeightsPublic(epoch=epoch, layers=weights_to_json(layers))
+
+
+def page(result: PageResult[Any], convert: Any) -> Page[Any]:
+    """A list response from a page of rows."""
+    return Page(
+        data=[convert(row) for row in result.data],
+        has_more=result.has_more,
+        next_after=result.next_after,
+    )

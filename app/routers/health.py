@@ -1,0 +1,26 @@
+"""/healthz"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, status
+
+from app.db import Database
+from app.deps import get_database
+from app.schemas import Health
+
+router = APIRouter(tags=["health"])
+logger = logging.getLogger(__name__)
+
+
+@router.get("/healthz", response_model=Health)
+def healthz(db: Annotated[Database, Depends(get_database)]) -> Health:
+    """200 when the database answers, 503 otherwise."""
+    try:
+        db.ping()
+    except Exception as exc:
+        logger.warning("health check failed: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "database unavailable") from exc
+    return Health(status="ok", database="ok")

@@ -1,0 +1,115 @@
+"""/v1/runs"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.arrays import array_to_json
+from app.deps import ExecutorDep, ReadSession, WriteSession
+from app.presenters import checkpoint_public, page, run_public, weights_public
+from app.routers.common import DEFAULT, After, Limit
+from app.schemas import (
+    CheckpointPublic,
+    Page,
+    PredictRequest,
+    PredictResponse,
+    RunCreate,
+    RunPublic,
+    RunStatus,
+    WeightsPublic,
+)
+from app.services import history as history_service
+from app.services import runs as service
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+HISTORY_EXAMPLE = {"epoch": [1, 2, 3], "loss": [0.31, 0.29, 0.27], "val_loss": [None, None, None]}
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+def create_run(
+    run_in: RunCreate, session: WriteSession, executor: ExecutorDep, response: Response
+) -> RunPublic:
+    """Queue a training run; everything is validated first, so a bad run is never stored."""
+    run = service.create_run(session=session, run_in=run_in)
+    executor.submit(run.id)
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return run_public(run)
+
+
+@router.get("", response_model=Page[RunPublic])
+def list_runs(
+    session: ReadSession,
+    limit: Limit = DEFAULT,
+    after: After = None,
+    status: RunStatus | None = None,
+    network_id: Annotated[str | None, Query(max_length=64)] = None,
+    dataset_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[RunPublic]:
+    """List runs, newest first, optionally filtered."""
+    result = service.list_runs(
+        session=session,
+        limit=limit,
+        after=after,
+        status=status,
+        network_id=network_id,
+        dataset_id=dataset_id,
+    )
+    return page(result, run_public)
+
+
+@router.get("/{run_id}", response_model=RunPublic)
+def get_run(run_id: str, session: ReadSession) -> RunPublic:
+    """One run: status, progress and outcome."""
+    return run_public(service.get_run(session=session, run_id=run_id))
+
+
+@router.get(
+    "/{run_id}/history",
+    responses={200: {"content": {"application/json": {"example": HISTORY_EXAMPLE}}}},
+)
+def get_history(
+    run_id: str,
+    session: ReadSession,
+    after_epoch: Annotated[int | None, Query(ge=0, description="Only later epochs.")] = None,
+    limit: Annotated[int | None, Query(ge=1, description="At most this many points.")] = None,
+    max_points: Annotated[
+        int | None, Query(ge=1, description="Downsample evenly; the last point is kept.")
+    ] = None,
+) -> dict[str, list[Any]]:
+    """Recorded epochs as equal-length columns: ``epoch``, ``loss``, ``val_loss``, metrics."""
+    service.get_run(session=session, run_id=run_id)
+    return history_service.read_history(
+        session=session, run_id=run_id, after_epoch=after_epoch, limit=limit, max_points=max_points
+    )
+
+
+@router.post("/{run_id}/cancel", response_model=RunPublic)
+def cancel_run(run_id: str, session: WriteSession) -> RunPublic:
+    """Cancel: a queued run at once, a running one at its next epoch boundary. Idempotent."""
+    return run_public(service.cancel_run(session=session, run_id=run_id))
+
+
+@router.get("/{run_id}/checkpoints", response_model=Page[CheckpointPublic])
+def list_checkpoints(
+    run_id: str, session: ReadSession, limit: Limit = DEFAULT, after: After = None
+) -> Page[CheckpointPublic]:
+    """The run's checkpoints, newest first."""
+    result = service.list_checkpoints(session=session, run_id=run_id, limit=limit, after=after)
+    return page(result, checkpoint_public)
+
+
+@router.get("/{run_id}/weights", response_model=WeightsPublic)
+def get_weights(run_id: str, session: ReadSession) -> WeightsPublic:
+    """Final weights of a finished run, else its latest checkpoint (409 if none)."""
+    epoch, layers = service.get_weights(session=session, run_id=run_id)
+    return weights_public(epoch, layers)
+
+
+@router.post("/{run_id}/predict", response_model=PredictResponse)
+def predict(run_id: str, body: PredictRequest, session: ReadSession) -> PredictResponse:
+    """Outputs of the network with the weights ``GET /weights`` returns."""
+    epoch, predictions = service.predict(session=session, run_id=run_id, X=body.X)
+    return PredictResponse(epoch=epoch, predictions=array_to_json(predictions))

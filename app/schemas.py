@@ -1,0 +1,338 @@
+"""Request and response bodies of the HTTP API.
+
+Request models forbid unknown fields (a typo is a 422, not a silently ignored
+setting) and carry examples that together run the XOR walkthrough from the docs
+page. Value checks that the engine owns (activation names, optimizer settings,
+shapes) are left to the engine so that there is one source of truth; its
+:class:`engine.ConfigError` becomes the same 422 shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A finite JSON number (booleans and numeric strings are rejected)."""
+
+MAX_EPOCHS = 1_000_000_000
+MAX_SEED = 2**63 - 1
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+XOR_X: list[Any] = [[0, 0], [0, 1], [1, 0], [1, 1]]
+XOR_Y: list[Any] = [[0], [1], [1], [0]]
+
+T = TypeVar("T")
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown fields and non-finite numbers are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class LayerSpec(RequestModel):
+    """One dense layer."""
+
+    units: int = Field(ge=1, le=1_000_000, description="Number of units (outputs) of the layer.")
+    activation: str = Field(
+        description="identity, sigmoid, tanh, relu, leaky_relu or softmax (last layer only)."
+    )
+    bias: bool = Field(default=True, description="Whether the layer adds a bias vector.")
+
+
+class InitSpec(RequestModel):
+    """Weight initialization; biases start at zero."""
+
+    scheme: str = Field(
+        default="xavier_uniform",
+        description="xavier_uniform, xavier_normal, he_uniform, he_normal, "
+        "uniform (low, high), normal (mean, std) or zeros.",
+    )
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="Missing: drawn and stored."
+    )
+    low: float | None = None
+    high: float | None = None
+    mean: float | None = None
+    std: float | None = None
+
+
+class LayerWeights(RequestModel):
+    """Explicit weights of one layer: ``X @ weights + bias``."""
+
+    weights: list[list[Number]] = Field(description="Shape (fan_in, units).")
+    bias: list[Number] | None = Field(default=None, description="Shape (units,) or null.")
+
+
+class NetworkCreate(RequestModel):
+    """A multi-layer perceptron."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "xor",
+                    "input_size": 2,
+                    "layers": [
+                        {"units": 3, "activation": "sigmoid", "bias": True},
+                        {"units": 1, "activation": "sigmoid", "bias": True},
+                    ],
+                    "init": {"scheme": "xavier_uniform", "seed": 7},
+                    "weights": None,
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    input_size: int = Field(ge=1, le=10_000_000)
+    layers: list[LayerSpec] = Field(min_length=1, max_length=1000)
+    init: InitSpec | None = None
+    weights: list[LayerWeights] | None = Field(
+        default=None, description="Optional explicit initial weights, one entry per layer."
+    )
+
+
+class NetworkPublic(BaseModel):
+    """A network as stored: the normalized spec plus service fields."""
+
+    id: str
+    name: str
+    input_size: int
+    output_size: int
+    layers: list[dict[str, Any]]
+    init: dict[str, Any]
+    n_parameters: int
+    created_at: datetime
+
+
+class WeightsPublic(BaseModel):
+    """Weights in the API shape; non-finite values are null."""
+
+    epoch: int = Field(description="Epochs trained to reach these weights (0 = initial).")
+    layers: list[dict[str, Any]] = Field(
+        description='One {"weights": [[...]], "bias": [...] | null} per layer.'
+    )
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class DatasetCreate(RequestModel):
+    """A dataset given inline as JSON."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "xor", "X": XOR_X, "y": XOR_Y}]}
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    X: list[list[Number]] = Field(description="Shape (n_samples, n_features).")
+    y: list[Any] = Field(
+        description="2-D (n_samples, n_targets), 1-D numbers (one target), "
+        "or 1-D integer class labels (for cross_entropy)."
+    )
+
+
+class DatasetPublic(BaseModel):
+    """A dataset's metadata."""
+
+    id: str
+    name: str
+    n_samples: int
+    n_features: int
+    n_targets: int
+    target_type: Literal["values", "labels"] = Field(
+        description="labels: y is 1-D integer class labels; values: y is numbers."
+    )
+    sha256: str = Field(description="SHA-256 of the canonical encoded arrays.")
+    created_at: datetime
+
+
+class DatasetData(BaseModel):
+    """The arrays of a dataset."""
+
+    X: list[list[float]]
+    y: list[Any]
+
+
+# --------------------------------------------------------------------------- runs
+
+
+class OptimizerSpec(RequestModel):
+    """Optimizer settings; unset fields take the engine's defaults."""
+
+    name: str = Field(default="sgd", description="sgd or adam.")
+    learning_rate: float | None = None
+    momentum: float | None = Field(default=None, description="sgd only.")
+    nesterov: bool | None = Field(default=None, description="sgd only.")
+    weight_decay: float | None = None
+    beta1: float | None = Field(default=None, description="adam only.")
+    beta2: float | None = Field(default=None, description="adam only.")
+    eps: float | None = Field(default=None, description="adam only.")
+
+
+class ValidationSpec(RequestModel):
+    """Either a seeded fraction of the training data or another dataset."""
+
+    fraction: float | None = Field(default=None, gt=0, lt=1)
+    dataset_id: str | None = None
+
+
+class EarlyStoppingSpec(RequestModel):
+    """Stop when the monitored value stops improving."""
+
+    monitor: str | None = Field(default=None, description="loss or val_loss.")
+    patience: int | None = Field(default=None, ge=0, le=MAX_EPOCHS)
+    min_delta: float | None = None
+    restore_best: bool | None = None
+
+
+class RunCreate(RequestModel):
+    """A training run of a network on a dataset."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "network_id": "paste the id returned by POST /v1/networks",
+                    "dataset_id": "paste the id returned by POST /v1/datasets",
+                    "loss": "mse",
+                    "reduction": "mean",
+                    "optimizer": {
+                        "name": "sgd",
+                        "learning_rate": 0.5,
+                        "momentum": 0.9,
+                        "nesterov": False,
+                        "weight_decay": 0.0,
+                    },
+                    "epochs": 2000,
+                    "batch_size": None,
+                    "shuffle": True,
+                    "seed": 1,
+                    "validation": None,
+                    "early_stopping": None,
+                    "checkpoint_every": None,
+                    "history_every": 1,
+                    "init_from": None,
+                }
+            ]
+        },
+    )
+
+    network_id: str
+    dataset_id: str
+    loss: str = Field(default="mse", description="mse, binary_cross_entropy or cross_entropy.")
+    reduction: str = Field(default="mean", description="mean or sum.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    epochs: int = Field(default=1000, ge=1, le=MAX_EPOCHS)
+    batch_size: int | None = Field(
+        default=None, ge=1, description="null = full batch; 1 = per-example updates."
+    )
+    shuffle: bool = True
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Missing: drawn.")
+    validation: ValidationSpec | None = None
+    early_stopping: EarlyStoppingSpec | None = None
+    checkpoint_every: int | None = Field(
+        default=None, ge=1, le=MAX_EPOCHS, description="null: every few seconds of training."
+    )
+    history_every: int = Field(default=1, ge=1, le=MAX_EPOCHS)
+    init_from: str | None = Field(default=None, description="A checkpoint id to warm-start from.")
+    dtype: Literal["float64", "float32"] | None = Field(
+        default=None, description="Floating point precision of training (default float64)."
+    )
+
+
+class RunError(BaseModel):
+    """Why a run failed."""
+
+    code: str = Field(description="diverged, error or worker_lost.")
+    message: str
+
+
+class RunPublic(BaseModel):
+    """A run: its config, progress and outcome."""
+
+    id: str
+    status: RunStatus
+    network_id: str | None
+    dataset_id: str | None
+    config: dict[str, Any] = Field(
+        description="The normalized request body (defaults and seed filled in)."
+    )
+    epoch: int = Field(description="Epochs done.")
+    epochs: int
+    loss: float | None
+    val_loss: float | None
+    best_loss: float | None
+    metrics: dict[str, float | None]
+    stop_reason: str | None
+    error: RunError | None
+    cancel_requested: bool
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class PredictRequest(RequestModel):
+    """Inputs to run through a run's weights."""
+
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [{"X": XOR_X}]}
+    )
+
+    X: list[list[Number]] = Field(min_length=1, description="Shape (n_samples, input_size).")
+
+
+class PredictResponse(BaseModel):
+    """Network outputs, shape (n_samples, output_size); non-finite values are null."""
+
+    epoch: int
+    predictions: list[list[float | None]]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class CheckpointPublic(BaseModel):
+    """A checkpoint's metadata."""
+
+    id: str
+    run_id: str
+    epoch: int
+    kind: Literal["scheduled", "auto", "final"]
+    loss: float | None
+    val_loss: float | None
+    created_at: datetime
+
+
+class CheckpointDetail(CheckpointPublic):
+    """A checkpoint with its weights."""
+
+    layers: list[dict[str, Any]]
+
+
+# --------------------------------------------------------------------------- common
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_after`` as ``after`` for the next page."""
+
+    data: list[T]
+    has_more: bool
+    next_after: str | None
+
+
+class Health(BaseModel):
+    """Service health."""
+
+    status: Literal["ok"]
+    database: Literal["ok"]

@@ -1,0 +1,284 @@
+"""Runs as seen by the API: create (fully validated), read, list, cancel, results."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlmodel import Session, col, select
+
+import engine
+from app.arrays import decode_weights
+from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.ids import new_id
+from app.models import Checkpoint, CheckpointState, Run, RunArrays, utcnow
+from app.schemas import RunCreate
+from app.services import datasets as dataset_service
+from app.services import networks as network_service
+from app.services.errors import invalid_from_config_error
+from app.services.pagination import PageResult, paginate
+
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+SEED_BITS = 32
+
+
+def targets_for_loss(loss: str, y: NDArray[Any]) -> NDArray[Any]:
+    """Return ``y`` as the engine should see it for ``loss``.
+
+    Integer labels stay 1-D for ``cross_entropy``; for any other loss a 1-D ``y``
+    is one numeric target column.
+    """
+    if y.ndim == 1 and loss != "cross_entropy":
+        return y.astype(np.float64).reshape(-1, 1)
+    return y
+
+
+def _fit_dict(run_in: RunCreate) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "loss": run_in.loss,
+        "reduction": run_in.reduction,
+        "optimizer": run_in.optimizer.model_dump(exclude_none=True),
+        "epochs": run_in.epochs,
+        "batch_size": run_in.batch_size,
+        "shuffle": run_in.shuffle,
+        "seed": run_in.seed if run_in.seed is not None else secrets.randbits(SEED_BITS),
+        "validation": (
+            run_in.validation.model_dump(exclude_none=True) if run_in.validation else None
+        ),
+        "early_stopping": (
+            run_in.early_stopping.model_dump(exclude_none=True) if run_in.early_stopping else None
+        ),
+        "history_every": run_in.history_every,
+    }
+    if run_in.dtype is not None:
+        config["dtype"] = run_in.dtype
+    return config
+
+
+def _validation_dataset_id(run_in: RunCreate) -> str | None:
+    if run_in.validation is None:
+        return None
+    if run_in.validation.fraction is not None and run_in.validation.dataset_id is not None:
+        raise InvalidInputError(
+            ("body", "validation"), "give either fraction or dataset_id, not both"
+        )
+    if run_in.validation.fraction is None and run_in.validation.dataset_id is None:
+        raise InvalidInputError(("body", "validation"), "give fraction or dataset_id (or null)")
+    return run_in.validation.dataset_id
+
+
+def _init_weights(session: Session, run_in: RunCreate) -> bytes | None:
+    if run_in.init_from is None:
+        return None
+    checkpoint = session.get(Checkpoint, run_in.init_from)
+    if checkpoint is None:
+        raise NotFoundError("checkpoint", run_in.init_from)
+    source = session.get(Run, checkpoint.run_id)
+    if source is None or source.network_id != run_in.network_id:
+        raise InvalidInputError(
+            ("body", "init_from"),
+            f"checkpoint {run_in.init_from!r} belongs to a run of network "
+            f"{source.network_id if source else None!r}, not {run_in.network_id!r}",
+        )
+    state = session.get(CheckpointState, checkpoint.id)
+    if state is None:  # pragma: no cover - written with the checkpoint
+        raise NotFoundError("checkpoint", run_in.init_from)
+    return state.weights
+
+
+def _data_error(
+    exc: engine.ConfigError, loc: tuple[str, ...], dataset_id: str
+) -> InvalidInputError:
+    """A dataset that does not fit the network/loss, located at the id that named it."""
+    return InvalidInputError(loc, f"dataset {dataset_id!r} does not fit this run: {exc}")
+
+
+def create_run(*, session: Session, run_in: RunCreate) -> Run:
+    """Validate a run completely (config, network, data, validation data, warm start)
+    and store it as ``queued``; nothing is written when any check fails.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown network, dataset, validation dataset or checkpoint.
+    InvalidInputError
+        Anything the engine or the service rejects.
+    """
+    network = network_service.get_network(session=session, network_id=run_in.network_id)
+    dataset_service.get_dataset(session=session, dataset_id=run_in.dataset_id)
+    validation_id = _validation_dataset_id(run_in)
+    if validation_id is not None:
+        dataset_service.get_dataset(session=session, dataset_id=validation_id)
+    init_weights = _init_weights(session, run_in)
+    try:
+        fit_config = engine.FitConfig.from_dict(_fit_dict(run_in))
+    except engine.ConfigError as exc:
+        raise invalid_from_config_error(exc) from exc
+    normalized = fit_config.to_dict()
+    net = network_service.build_network(network.spec)
+    try:
+        engine.check_compatible(net, fit_config)
+    except engine.ConfigError as exc:
+        raise invalid_from_config_error(exc) from exc
+    loss = str(normalized["loss"])
+    X, y = dataset_service.load_arrays(session=session, dataset_id=run_in.dataset_id)
+    try:
+        engine.check_data(net, fit_config, X, targets_for_loss(loss, y))
+    except engine.ConfigError as exc:
+        raise _data_error(exc, ("body", "dataset_id"), run_in.dataset_id) from exc
+    if validation_id is not None:
+        Xv, yv = dataset_service.load_arrays(session=session, dataset_id=validation_id)
+        try:
+            engine.check_data(net, fit_config, Xv, targets_for_loss(loss, yv))
+        except engine.ConfigError as exc:
+            raise _data_error(exc, ("body", "validation", "dataset_id"), validation_id) from exc
+        normalized["validation"] = {"dataset_id": validation_id}
+    config = {
+        "network_id": run_in.network_id,
+        "dataset_id": run_in.dataset_id,
+        **normalized,
+        "checkpoint_every": run_in.checkpoint_every,
+        "init_from": run_in.init_from,
+    }
+    run = Run(
+        id=new_id("run"),
+        status="queued",
+        network_id=network.id,
+        dataset_id=run_in.dataset_id,
+        validation_dataset_id=validation_id,
+        config=config,
+        epochs=int(normalized["epochs"]),
+        created_at=utcnow(),
+    )
+    session.add(run)
+    session.add(RunArrays(run_id=run.id, init_weights=init_weights))
+    session.commit()
+    return run
+
+
+def get_run(*, session: Session, run_id: str) -> Run:
+    """Return the run or raise :class:`NotFoundError`."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFoundError("run", run_id)
+    return run
+
+
+def list_runs(
+    *,
+    session: Session,
+    limit: int,
+    after: str | None,
+    status: str | None = None,
+    network_id: str | None = None,
+    dataset_id: str | None = None,
+) -> PageResult[Run]:
+    """Return one page of runs, newest first, optionally filtered."""
+    statement = select(Run)
+    if status is not None:
+        statement = statement.where(Run.status == status)
+    if network_id is not None:
+        statement = statement.where(Run.network_id == network_id)
+    if dataset_id is not None:
+        statement = statement.where(Run.dataset_id == dataset_id)
+    return paginate(
+        session=session, statement=statement, id_column=Run.id, limit=limit, after=after
+    )
+
+
+def cancel_run(*, session: Session, run_id: str) -> Run:
+    """Cancel a run (idempotent).
+
+    A queued run is cancelled at once; a running one gets ``cancel_requested``
+    and its worker stops it at the next epoch boundary; a finished one is
+    returned unchanged.
+    """
+    run = get_run(session=session, run_id=run_id)
+    if run.status == "queued":
+        now = utcnow()
+        run.status = "cancelled"
+        run.stop_reason = "cancelled"
+        run.finished_at = now
+        run.lease_owner = None
+        run.lease_expires_at = None
+    elif run.status == "running":
+        run.cancel_requested = True
+    else:
+        return run
+    session.add(run)
+    session.commit()
+    return run
+
+
+def list_checkpoints(
+    *, session: Session, run_id: str, limit: int, after: str | None
+) -> PageResult[Checkpoint]:
+    """Return one page of a run's checkpoints, newest first."""
+    get_run(session=session, run_id=run_id)
+    statement = select(Checkpoint).where(Checkpoint.run_id == run_id)
+    return paginate(
+        session=session, statement=statement, id_column=Checkpoint.id, limit=limit, after=after
+    )
+
+
+def get_checkpoint(
+    *, session: Session, checkpoint_id: str
+) -> tuple[Checkpoint, list[dict[str, Any]]]:
+    """Return a checkpoint and its weights."""
+    checkpoint = session.get(Checkpoint, checkpoint_id)
+    state = session.get(CheckpointState, checkpoint_id)
+    if checkpoint is None or state is None:
+        raise NotFoundError("checkpoint", checkpoint_id)
+    return checkpoint, decode_weights(state.weights)
+
+
+def get_weights(*, session: Session, run_id: str) -> tuple[int, list[dict[str, Any]]]:
+    """Return ``(epoch, layers)``: a finished run's final weights, else its latest checkpoint.
+
+    Raises
+    ------
+    ConflictError
+        When the run has neither (queued, or failed before its first checkpoint).
+    """
+    run = get_run(session=session, run_id=run_id)
+    arrays = session.get(RunArrays, run_id)
+    if run.status in TERMINAL_STATUSES and arrays is not None and arrays.final_weights:
+        return int(arrays.final_epoch or run.epoch), decode_weights(arrays.final_weights)
+    latest = session.exec(
+        select(Checkpoint)
+        .where(Checkpoint.run_id == run_id)
+        .order_by(col(Checkpoint.epoch).desc(), col(Checkpoint.id).desc())
+        .limit(1)
+    ).first()
+    if latest is None:
+        raise ConflictError(
+            f"run {run_id!r} ({run.status}) has no weights yet: no checkpoint so far"
+        )
+    state = session.get(CheckpointState, latest.id)
+    if state is None:  # pragma: no cover - written with the checkpoint
+        raise ConflictError(f"run {run_id!r} has no weights yet")
+    return latest.epoch, decode_weights(state.weights)
+
+
+def predict(
+    *, session: Session, run_id: str, X: list[list[float]]
+) -> tuple[int, NDArray[np.float64]]:
+    """Run ``X`` through the weights :func:`get_weights` returns.
+
+    Raises
+    ------
+    InvalidInputError
+        When ``X`` does not have the network's input width.
+    """
+    epoch, layers = get_weights(session=session, run_id=run_id)
+    run = get_run(session=session, run_id=run_id)
+    network = network_service.get_network(session=session, network_id=run.network_id)
+    net = network_service.build_network(network.spec)
+    net.set_weights(layers)
+    try:
+        predictions = net.predict(np.asarray(X, dtype=np.float64))
+    except engine.ConfigError as exc:
+        raise invalid_from_config_error(exc, ("body", "X")) from exc
+    return epoch, np.asarray(predictions, dtype=np.float64)
