@@ -246,19 +246,15 @@ class Trainer:
     def _epochs(self) -> tuple[str, str | None, dict[str, float | None] | None]:
         """Run the remaining epochs; return (stop_reason, message, logs of the last epoch).
 
-        The common case (no validation, metrics, early stopping or callbacks)
-        records the history without building a logs dict per epoch, so that a
-        tiny network trains as fast as the hand-written loop.
+        When the loss is the only log (no validation, no metrics), the history
+        is recorded with pre-bound appends and, without early stopping or
+        callbacks, no logs dict is built at all: a tiny network then trains as
+        fast as the hand-written loop, and a callback costs only its own call.
         """
-        cfg, params = self.config, self.network.params
-        every = cfg.history_every
+        cfg, params, callbacks = self.config, self.network.params, self.callbacks
+        every, early = cfg.history_every, cfg.early_stopping
         train_epoch = self._full_batch_epoch() if self._is_full_batch() else self._minibatch_epoch
-        lean = (
-            self.val is None
-            and not self.loss.is_classification
-            and not self.callbacks
-            and cfg.early_stopping is None
-        )
+        loss_only = self.val is None and not self.loss.is_classification
         append_epoch, append_loss, append_val = (
             self.history[k].append for k in ("epoch", "loss", "val_loss")
         )
@@ -271,31 +267,36 @@ class Trainer:
             loss, correct = train_epoch()
             if not math.isfinite(loss):
                 params[...] = snapshot
-                logs = last_logs if not lean or last_loss is None else self._logs(last_loss, 0)
-                return "diverged", self._divergence_message(epoch), logs
+                if loss_only and last_loss is not None:
+                    last_logs = {"loss": last_loss, "val_loss": None}
+                return "diverged", self._divergence_message(epoch), last_logs
             self.epoch = epoch
-            if lean:
+            recorded = epoch % every == 0
+            if loss_only:
                 last_loss = loss
-                if epoch % every == 0:
+                if recorded:
                     append_epoch(epoch)
                     append_loss(loss)
                     append_val(None)
-                if loss < best:
-                    best = self.best_value = loss
-                    self.best_epoch = epoch
-                continue
-            logs = last_logs = self._logs(loss, correct)
-            recorded = epoch % every == 0
-            if recorded:
-                self._append(self.history, epoch, logs)
-            if self._early_stopping(epoch, logs):
+                if early is None:
+                    if loss < best:
+                        best = self.best_value = loss
+                        self.best_epoch = epoch
+                    if not callbacks:
+                        continue
+                logs = last_logs = {"loss": loss, "val_loss": None}
+            else:
+                logs = last_logs = self._logs(loss, correct)
+                if recorded:
+                    self._append(self.history, epoch, logs)
+            if (early is not None or not loss_only) and self._early_stopping(epoch, logs):
                 self._stop_reason = self._stop_reason or "early_stopping"
-            for callback in self.callbacks:
+            for callback in callbacks:
                 callback.on_epoch_end(self, epoch, logs, recorded)
             if self._stop_reason is not None:
                 return self._stop_reason, None, last_logs
-        if lean and last_loss is not None:
-            last_logs = self._logs(last_loss, 0)
+        if loss_only and last_loss is not None:
+            last_logs = {"loss": last_loss, "val_loss": None}
         return "completed", None, last_logs
 
     def _is_full_batch(self) -> bool:
