@@ -55,14 +55,20 @@ def encode_arrays(
         )
         chunks.append(data)
         offset += len(data)
-    header = json.dumps(
-        {"arrays": entries, "meta": dict(meta or {})}, separators=(",", ":"), allow_nan=True
-    ).encode()
+    try:
+        header = json.dumps(
+            {"arrays": entries, "meta": dict(meta or {})}, separators=(",", ":"), allow_nan=True
+        ).encode()
+    except (TypeError, ValueError) as error:
+        raise SerializationError(f"metadata is not JSON-serializable: {error}") from None
     return b"".join([MAGIC, struct.pack("<I", len(header)), header, *chunks])
 
 
 def decode_container(blob: bytes) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
-    """Unpack bytes from :func:`encode_arrays` into ``(arrays, meta)``."""
+    """Unpack bytes from :func:`encode_arrays` into ``(arrays, meta)``.
+
+    Raises :class:`SerializationError` (and nothing else) for any malformed input.
+    """
     view = memoryview(blob)
     if len(view) < len(MAGIC) + 4 or bytes(view[: len(MAGIC)]) != MAGIC:
         raise SerializationError("not a Backprop array container (bad magic bytes)")
@@ -72,25 +78,42 @@ def decode_container(blob: bytes) -> tuple[dict[str, NDArray[Any]], dict[str, An
         raise SerializationError("truncated header")
     try:
         header = json.loads(bytes(view[start : start + header_length]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise SerializationError(f"unreadable header: {error}") from None
+    if not isinstance(header, dict):
+        raise SerializationError("the header must be a JSON object")
+    entries, meta = header.get("arrays", []), header.get("meta", {})
+    if not isinstance(entries, list) or not isinstance(meta, dict):
+        raise SerializationError('the header\'s "arrays" must be a list and "meta" an object')
     body = view[start + header_length :]
     arrays: dict[str, NDArray[Any]] = {}
-    for entry in header.get("arrays", []):
-        arrays[str(entry["name"])] = _read_array(entry, body)
-    return arrays, dict(header.get("meta", {}))
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise SerializationError("every array entry must be an object with a string name")
+        if entry["name"] in arrays:
+            raise SerializationError(f"array {entry['name']!r} appears twice")
+        arrays[entry["name"]] = _read_array(entry, body)
+    return arrays, meta
 
 
 def _read_array(entry: Mapping[str, Any], body: memoryview) -> NDArray[Any]:
     dtype_str = entry.get("dtype")
-    if dtype_str not in ALLOWED_DTYPES:
+    if not isinstance(dtype_str, str) or dtype_str not in ALLOWED_DTYPES:
         raise SerializationError(f"unsupported dtype {dtype_str!r}")
     dtype = np.dtype(dtype_str)
-    shape = tuple(entry.get("shape", ()))
-    if not all(isinstance(d, int) and d >= 0 for d in shape):
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
         raise SerializationError(f"bad shape {shape!r}")
     offset, nbytes = entry.get("offset"), entry.get("nbytes")
-    if not isinstance(offset, int) or not isinstance(nbytes, int) or offset < 0:
+    if (
+        not isinstance(offset, int)
+        or not isinstance(nbytes, int)
+        or isinstance(offset, bool)
+        or isinstance(nbytes, bool)
+        or offset < 0
+    ):
         raise SerializationError("bad offset or size")
     if nbytes != math.prod(shape) * dtype.itemsize or offset + nbytes > len(body):
         raise SerializationError(f"array {entry.get('name')!r} does not fit its declared shape")
