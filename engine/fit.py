@@ -17,7 +17,7 @@ from engine.config import FitConfig
 from engine.data import Dataset, check_compatible, prepare, split_validation
 from engine.errors import ConfigError
 from engine.losses import LOSSES
-from engine.network import Network, draw_seed
+from engine.network import Network, as_float_dtype, draw_seed
 from engine.optimizers import make_optimizer
 
 logger = logging.getLogger(__name__)
@@ -74,10 +74,15 @@ class Trainer:
         self.config = cfg.with_seed(seed)
         self.network = network
         self.loss = LOSSES[cfg.loss]
-        network.astype(cfg.dtype)
         split_rng, self.shuffle_rng = np.random.default_rng(seed).spawn(2)
         self.train, self.val = self._datasets(X, y, validation_data, split_rng)
-        self.optimizer = make_optimizer(cfg.optimizer, network.n_parameters, network.dtype)
+        dtype = as_float_dtype(cfg.dtype)
+        self.optimizer = make_optimizer(cfg.optimizer, network.n_parameters, dtype)
+        if initial_state is not None:
+            self._check_state(initial_state)
+        # Everything is validated: only now may the network change (a ConfigError
+        # must leave the caller's network exactly as it was).
+        network.astype(dtype)
         self.callbacks = tuple(callbacks)
         self.epoch = 0
         self.best_value: float | None = None
@@ -171,7 +176,8 @@ class Trainer:
         }
         return TrainingState(arrays=arrays, meta=meta)
 
-    def _restore(self, state: TrainingState) -> None:
+    def _check_state(self, state: TrainingState) -> None:
+        """Raise :class:`ConfigError` unless ``state`` can continue this run."""
         meta = state.meta
         if meta.get("format") != STATE_FORMAT:
             raise ConfigError(
@@ -190,6 +196,17 @@ class Trainer:
             )
         if meta["dtype"] != self.config.dtype:
             raise ConfigError(("dtype",), f"differs from the checkpoint's dtype {meta['dtype']!r}")
+        needed = set(self.optimizer.state()[0])
+        stored = {k.removeprefix("optimizer.") for k in state.arrays if k.startswith("optimizer.")}
+        if needed != stored:
+            raise ConfigError(
+                ("optimizer",),
+                f"keeps state {sorted(needed)} but the checkpoint has {sorted(stored)}; "
+                "resume with the optimizer settings it was trained with (e.g. the same momentum)",
+            )
+
+    def _restore(self, state: TrainingState) -> None:
+        meta = state.meta
         self.network.params[...] = state.arrays["params"]
         self.optimizer.load_state(
             {
