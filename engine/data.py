@@ -69,10 +69,10 @@ def as_features(X: ArrayLike, name: str, dtype: np.dtype[np.floating]) -> Array:
         array = np.asarray(X, dtype=dtype)
     except (TypeError, ValueError):
         raise ConfigError((name,), "must be rows of numbers, all of the same length") from None
+    if array.size == 0:
+        raise ConfigError((name,), "is empty; give at least one sample with one feature")
     if array.ndim != 2:
         raise ConfigError((name,), f"must be 2-D (n_samples, n_features), got {array.ndim}-D")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ConfigError((name,), "is empty; give at least one sample with one feature")
     if not np.isfinite(array).all():
         raise ConfigError((name,), "must contain only finite numbers (no NaN or infinity)")
     return np.ascontiguousarray(array)
