@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
@@ -19,6 +21,7 @@ import engine
 from app.config import Settings, get_settings
 from app.db import Database
 from app.deps import require_api_key
+from app.docs_security import DocsContentSecurityPolicy
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.jobs.dispatch import make_executor
 from app.limits import BodySizeLimit
@@ -39,7 +42,20 @@ Train multi-layer perceptrons over HTTP on an exact NumPy backpropagation engine
 """
 
 
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's error list without the echoed ``input`` (it may be huge, or NaN,
+    which JSON cannot carry)."""
+    return [
+        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        for error in exc.errors()
+    ]
+
+
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
     @app.exception_handler(NotFoundError)
     async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
@@ -99,4 +115,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=secured)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    pass  # TEMP
     return app

@@ -95,6 +95,21 @@ def _data_error(
     return InvalidInputError(loc, f"dataset {dataset_id!r} does not fit this run: {exc}")
 
 
+def _check_split(run_in: RunCreate, n_samples: int) -> None:
+    """Both sides of a validation split need a sample (engine.check_data does not
+    check the split; see docs/ENGINE_REQUESTS.md)."""
+    if run_in.validation is None or run_in.validation.fraction is None:
+        return
+    fraction = run_in.validation.fraction
+    n_val = round(n_samples * fraction)
+    if n_val < 1 or n_val > n_samples - 1:
+        raise InvalidInputError(
+            ("body", "validation", "fraction"),
+            f"{fraction:g} of {n_samples} samples leaves {n_samples - n_val} for training "
+            f"and {n_val} for validation; each needs at least one",
+        )
+
+
 def create_run(*, session: Session, run_in: RunCreate) -> Run:
     """Validate a run completely (config, network, data, validation data, warm start)
     and store it as ``queued``; nothing is written when any check fails.
@@ -128,6 +143,7 @@ def create_run(*, session: Session, run_in: RunCreate) -> Run:
         engine.check_data(net, fit_config, X, targets_for_loss(loss, y))
     except engine.ConfigError as exc:
         raise _data_error(exc, ("body", "dataset_id"), run_in.dataset_id) from exc
+    _check_split(run_in, int(X.shape[0]))
     if validation_id is not None:
         Xv, yv = dataset_service.load_arrays(session=session, dataset_id=validation_id)
         try:
@@ -280,5 +296,5 @@ def predict(
     try:
         predictions = net.predict(np.asarray(X, dtype=np.float64))
     except engine.ConfigError as exc:
-        raise invalid_from_config_error(exc, ("body", "X")) from exc
+        raise invalid_from_config_error(exc) from exc
     return epoch, np.asarray(predictions, dtype=np.float64)
