@@ -115,5 +115,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=secured)
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    pass  # TEMP
+    app.add_middleware(DocsContentSecurityPolicy)
     return app
