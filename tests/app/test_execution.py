@@ -1,0 +1,174 @@
+"""Lease semantics and history chunks, on a real database (no HTTP)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.db import Database
+from app.models import Run, utcnow
+from app.schemas import DatasetCreate, NetworkCreate, RunCreate
+from app.services import datasets, execution, history, networks, runs
+from app.services.dataset_parsing import parse_json
+from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
+
+
+@pytest.fixture
+def db(db_path: Path) -> Any:
+    database = Database(f"sqlite:///{db_path}")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def run_id(db: Database) -> str:
+    with db.writing() as session:
+        net = networks.create_network(session=session, network_in=NetworkCreate(**XOR_NETWORK))
+        body = DatasetCreate(name="xor", X=XOR_X, y=XOR_Y)
+        ds = datasets.create_dataset(session=session, name="xor", parsed=parse_json(body.X, body.y))
+        run = runs.create_run(
+            session=session, run_in=RunCreate(network_id=net.id, dataset_id=ds.id, epochs=10)
+        )
+        return run.id
+
+
+def _claim(db: Database, run_id: str, owner: str, max_attempts: int = 3) -> bool:
+    with db.writing() as session:
+        return execution.claim_run(
+            session=session, run_id=run_id, owner=owner, lease_seconds=30, max_attempts=max_attempts
+        )
+
+
+def _expire(db: Database, run_id: str) -> None:
+    with db.writing() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.lease_expires_at = utcnow() - timedelta(seconds=1)
+        session.add(run)
+        session.commit()
+
+
+def _status(db: Database, run_id: str) -> Run:
+    with db.reading() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        return run
+
+
+def test_claim_is_exclusive_while_the_lease_lives(db: Database, run_id: str) -> None:
+    assert _claim(db, run_id, "a")
+    assert not _claim(db, run_id, "b")
+    run = _status(db, run_id)
+    assert (run.status, run.lease_owner, run.attempts) == ("running", "a", 1)
+    with db.writing() as session:
+        assert execution.renew_lease(
+            session=session, run_id=run_id, owner="b", lease_seconds=5
+        ) == (
+            False,
+            False,
+        )
+        assert execution.renew_lease(
+            session=session, run_id=run_id, owner="a", lease_seconds=5
+        ) == (
+            True,
+            False,
+        )
+
+
+def test_expired_lease_can_be_taken_over_and_old_owner_is_fenced(db: Database, run_id: str) -> None:
+    assert _claim(db, run_id, "a")
+    _expire(db, run_id)
+    assert _claim(db, run_id, "b")
+    progress = execution.Progress(epoch=5, loss=0.1, val_loss=None, best_loss=0.1)
+    with db.writing() as session:
+        owned, _ = execution.flush(
+            session=session,
+            run_id=run_id,
+            owner="a",
+            lease_seconds=5,
+            progress=progress,
+            chunk=None,
+            checkpoints=[],
+            keep_auto=3,
+        )
+    assert not owned
+    assert _status(db, run_id).epoch == 0
+
+
+def test_sweep_requeues_then_fails_after_max_attempts(db: Database, run_id: str) -> None:
+    assert _claim(db, run_id, "a", max_attempts=2)
+    _expire(db, run_id)
+    with db.writing() as session:
+        assert execution.sweep_expired(session=session, max_attempts=2) == [run_id]
+    assert _status(db, run_id).status == "queued"
+    assert _claim(db, run_id, "b", max_attempts=2)
+    _expire(db, run_id)
+    with db.writing() as session:
+        assert execution.sweep_expired(session=session, max_attempts=2) == []
+    run = _status(db, run_id)
+    assert run.status == "failed" and run.error is not None
+    assert run.error["code"] == "worker_lost"
+
+
+def test_sweep_cancels_a_dead_run_that_was_asked_to_cancel(db: Database, run_id: str) -> None:
+    assert _claim(db, run_id, "a")
+    with db.writing() as session:
+        assert runs.cancel_run(session=session, run_id=run_id).cancel_requested
+    _expire(db, run_id)
+    with db.writing() as session:
+        execution.sweep_expired(session=session, max_attempts=3)
+    assert _status(db, run_id).status == "cancelled"
+
+
+def _write_chunk(db: Database, run_id: str, epochs: list[int]) -> None:
+    chunk = history.make_chunk(
+        run_id,
+        {"epoch": epochs, "loss": [e / 10 for e in epochs], "val_loss": [None] * len(epochs)},
+    )
+    with db.writing() as session:
+        session.add(chunk)
+        session.commit()
+
+
+def test_history_truncation_and_queries(db: Database, run_id: str) -> None:
+    _write_chunk(db, run_id, [1, 2, 3])
+    _write_chunk(db, run_id, [4, 5, 6, 7])
+    _write_chunk(db, run_id, [8, 9])
+    with db.writing() as session:
+        history.truncate_after(session=session, run_id=run_id, epoch=5)
+        session.commit()
+    _write_chunk(db, run_id, [6, 7, 8])
+    with db.reading() as session:
+        full = history.read_history(session=session, run_id=run_id)
+        assert full["epoch"] == [1, 2, 3, 4, 5, 6, 7, 8]
+        assert full["loss"] == [e / 10 for e in full["epoch"]]
+        assert full["val_loss"] == [None] * 8
+        after = history.read_history(session=session, run_id=run_id, after_epoch=3, limit=2)
+        assert after["epoch"] == [4, 5]
+        first = history.read_history(session=session, run_id=run_id, limit=4)
+        assert first["epoch"] == [1, 2, 3, 4]
+        sampled = history.read_history(session=session, run_id=run_id, max_points=3)
+        assert sampled["epoch"] == [1, 5, 8]
+
+
+def test_truncate_to_zero_drops_everything(db: Database, run_id: str) -> None:
+    _write_chunk(db, run_id, [1, 2, 3])
+    with db.writing() as session:
+        history.truncate_after(session=session, run_id=run_id, epoch=0)
+        session.commit()
+    with db.reading() as session:
+        assert history.read_history(session=session, run_id=run_id)["epoch"] == []
+
+
+@pytest.mark.parametrize(("n", "k"), [(10, 3), (1000, 1000), (5, 10), (1_000_000, 1000), (7, 1)])
+def test_downsample_keeps_first_and_last(n: int, k: int) -> None:
+    index = history.downsample_indices(n, k)
+    assert len(index) == min(n, k)
+    assert index[-1] == n - 1
+    assert np.all(np.diff(index) > 0)
+    if k > 1:
+        assert index[0] == 0
