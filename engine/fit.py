@@ -276,17 +276,25 @@ class Trainer:
             self.history[k].append for k in ("epoch", "loss", "val_loss")
         )
         best = math.inf if self.best_value is None else self.best_value
-        snapshot = np.empty_like(params)
+        # The weights at the start of this epoch and of the one before: an update can
+        # overflow the weights while its loss (computed before it) is still finite.
+        snapshots = (np.empty_like(params), np.empty_like(params))
+        first = self.epoch + 1
         last_loss: float | None = None
         last_logs: dict[str, float | None] | None = None
-        for epoch in range(self.epoch + 1, cfg.epochs + 1):
+        for epoch in range(first, cfg.epochs + 1):
+            snapshot = snapshots[epoch & 1]
             snapshot[...] = params
             loss, correct = train_epoch()
             if not math.isfinite(loss):
                 params[...] = snapshot
+                message = self._divergence_message(epoch)
+                if epoch > first and not np.isfinite(params).all():
+                    params[...] = snapshots[(epoch - 1) & 1]
+                    message = self._divergence_message(epoch, overflowed=epoch - 1)
                 if loss_only and last_loss is not None:
                     last_logs = {"loss": last_loss, "val_loss": None}
-                return "diverged", self._divergence_message(epoch), last_logs
+                return "diverged", message, last_logs
             self.epoch = epoch
             recorded = epoch % every == 0
             if loss_only:
@@ -311,10 +319,25 @@ class Trainer:
             for callback in callbacks:
                 callback.on_epoch_end(self, epoch, logs, recorded)
             if self._stop_reason is not None:
-                return self._stop_reason, None, last_logs
+                return self._unless_overflowed(self._stop_reason, snapshot, last_logs)
         if loss_only and last_loss is not None:
             last_logs = {"loss": last_loss, "val_loss": None}
-        return "completed", None, last_logs
+        if self.epoch < first:
+            return "completed", None, last_logs
+        return self._unless_overflowed("completed", snapshots[self.epoch & 1], last_logs)
+
+    def _unless_overflowed(
+        self, reason: str, snapshot: Array, logs: dict[str, float | None] | None
+    ) -> tuple[str, str | None, dict[str, float | None] | None]:
+        """``(reason, None, logs)``, or ``diverged`` if the last update overflowed the weights.
+
+        ``snapshot`` holds the weights at the start of the last epoch run.
+        """
+        params = self.network.params
+        if np.isfinite(params).all():
+            return reason, None, logs
+        params[...] = snapshot
+        return "diverged", self._divergence_message(None, overflowed=self.epoch), logs
 
     def _is_full_batch(self) -> bool:
         size = self.config.batch_size
@@ -462,11 +485,19 @@ class Trainer:
         if early is not None and early.restore_best and self.best_params is not None:
             self.network.params[...] = self.best_params
 
-    def _divergence_message(self, epoch: int) -> str:
+    def _divergence_message(self, epoch: int | None, overflowed: int | None = None) -> str:
+        """Say where the loss (``epoch``) or the weights (``overflowed``) became non-finite."""
         lr = self.config.optimizer.learning_rate
+        parts = []
+        if epoch is not None:
+            parts.append(f"the loss became NaN or infinite in epoch {epoch}")
+        if overflowed is not None:
+            parts.append(f"the update of epoch {overflowed} made the weights NaN or infinite")
+        bad = overflowed if overflowed is not None else epoch
+        kept = 0 if bad is None else bad - 1
         return (
-            f"the loss became NaN or infinite in epoch {epoch}; the weights are those "
-            f"after epoch {epoch - 1}. Try a smaller learning_rate (e.g. {lr / 10:g})."
+            f"{'; '.join(parts)}; the weights are those after epoch {kept}. "
+            f"Try a smaller learning_rate (e.g. {lr / 10:g})."
         )
 
 
