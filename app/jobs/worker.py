@@ -48,8 +48,13 @@ def worker_main(
             with db.reading() as session:
                 run_id = execution.next_queued_run_id(session=session)
             if run_id is not None:
-                execute_run(run_id, settings=settings, db=db, owner=owner, shutdown=stopping)
-                continue
+                outcome = execute_run(
+                    run_id, settings=settings, db=db, owner=owner, shutdown=stopping
+                )
+                if outcome.result != "skipped":
+                    continue
+                # Not claimable (another worker won the race, or it is being swept):
+                # wait for the next hint instead of spinning on the same row.
             with contextlib.suppress(queue.Empty):
                 wakeups.get(timeout=settings.poll_seconds)
     finally:
