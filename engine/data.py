@@ -169,9 +169,30 @@ def prepare(
 def check_data(
     network: Network, config: FitConfig, X: ArrayLike, y: ArrayLike, prefix: str = ""
 ) -> None:
-    """Raise :class:`ConfigError` if the data cannot train ``network`` with ``config``."""
+    """Raise :class:`ConfigError` if the data cannot train ``network`` with ``config``.
+
+    Also checks that a ``validation.fraction`` split leaves samples on both sides
+    (for the training data, i.e. when ``prefix`` is empty).
+    """
     check_compatible(network, config)
-    prepare(network, config, X, y, prefix)
+    data = prepare(network, config, X, y, prefix)
+    if not prefix and config.validation is not None and config.validation.fraction is not None:
+        validation_size(data.n_samples, config.validation.fraction)
+
+
+def validation_size(n_samples: int, fraction: float) -> int:
+    """Samples a ``fraction`` split puts in validation: ``round(n_samples * fraction)``.
+
+    Raises :class:`ConfigError` unless both sides keep at least one sample.
+    """
+    n_val = round(n_samples * fraction)
+    if n_val < 1 or n_val > n_samples - 1:
+        raise ConfigError(
+            ("validation", "fraction"),
+            f"{fraction:g} of {n_samples} samples leaves {n_samples - n_val} for training and "
+            f"{n_val} for validation; each needs at least one (use a larger fraction or more data)",
+        )
+    return n_val
 
 
 def split_validation(
@@ -182,14 +203,7 @@ def split_validation(
     Returns ``(train, validation)``; both keep the original sample order.
     """
     n = data.n_samples
-    n_val = round(n * fraction)
-    if n_val < 1 or n_val > n - 1:
-        raise ConfigError(
-            ("validation", "fraction"),
-            f"{fraction:g} of {n} samples leaves "
-            f"{n - n_val} for training and {n_val} for validation; each needs "
-            "at least one",
-        )
+    n_val = validation_size(n, fraction)
     order = rng.permutation(n)
     val_index = np.sort(order[:n_val])
     train_index = np.sort(order[n_val:])

@@ -91,23 +91,13 @@ def _init_weights(session: Session, run_in: RunCreate) -> bytes | None:
 def _data_error(
     exc: engine.ConfigError, loc: tuple[str, ...], dataset_id: str
 ) -> InvalidInputError:
-    """A dataset that does not fit the network/loss, located at the id that named it."""
+    """A dataset that does not fit the network/loss, located at the id that named it.
+
+    Errors about a run setting (the validation split) stay at that setting.
+    """
+    if exc.loc[:1] == ("validation",):
+        return InvalidInputError(("body", *exc.loc), f"for dataset {dataset_id!r}: {exc.reason}")
     return InvalidInputError(loc, f"dataset {dataset_id!r} does not fit this run: {exc}")
-
-
-def _check_split(run_in: RunCreate, n_samples: int) -> None:
-    """Both sides of a validation split need a sample (engine.check_data does not
-    check the split; see docs/ENGINE_REQUESTS.md)."""
-    if run_in.validation is None or run_in.validation.fraction is None:
-        return
-    fraction = run_in.validation.fraction
-    n_val = round(n_samples * fraction)
-    if n_val < 1 or n_val > n_samples - 1:
-        raise InvalidInputError(
-            ("body", "validation", "fraction"),
-            f"{fraction:g} of {n_samples} samples leaves {n_samples - n_val} for training "
-            f"and {n_val} for validation; each needs at least one",
-        )
 
 
 def create_run(*, session: Session, run_in: RunCreate) -> Run:
@@ -143,7 +133,6 @@ def create_run(*, session: Session, run_in: RunCreate) -> Run:
         engine.check_data(net, fit_config, X, targets_for_loss(loss, y))
     except engine.ConfigError as exc:
         raise _data_error(exc, ("body", "dataset_id"), run_in.dataset_id) from exc
-    _check_split(run_in, int(X.shape[0]))
     if validation_id is not None:
         Xv, yv = dataset_service.load_arrays(session=session, dataset_id=validation_id)
         try:
