@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from engine.config import FitConfig
-from engine.errors import ConfigError
+from engine.errors import ConfigError, Loc
 from engine.losses import LOSSES
 from engine.network import Network
 
@@ -63,18 +63,18 @@ def suggest_loss(activation: str) -> str:
     return {"sigmoid": "binary_cross_entropy", "softmax": "cross_entropy"}.get(activation, "mse")
 
 
-def as_features(X: ArrayLike, name: str, dtype: np.dtype[np.floating]) -> Array:
+def as_features(X: ArrayLike, loc: Loc, dtype: np.dtype[np.floating]) -> Array:
     """Return ``X`` as a finite, non-empty 2-D array of ``dtype``."""
     try:
         array = np.asarray(X, dtype=dtype)
     except (TypeError, ValueError):
-        raise ConfigError((name,), "must be rows of numbers, all of the same length") from None
+        raise ConfigError(loc, "must be rows of numbers, all of the same length") from None
     if array.size == 0:
-        raise ConfigError((name,), "is empty; give at least one sample with one feature")
+        raise ConfigError(loc, "is empty; give at least one sample with one feature")
     if array.ndim != 2:
-        raise ConfigError((name,), f"must be 2-D (n_samples, n_features), got {array.ndim}-D")
+        raise ConfigError(loc, f"must be 2-D (n_samples, n_features), got {array.ndim}-D")
     if not np.isfinite(array).all():
-        raise ConfigError((name,), "must contain only finite numbers (no NaN or infinity)")
+        raise ConfigError(loc, "must contain only finite numbers (no NaN or infinity)")
     return np.ascontiguousarray(array)
 
 
@@ -83,7 +83,7 @@ def as_targets(
     network: Network,
     loss: str,
     n_samples: int,
-    name: str,
+    loc: Loc,
     dtype: np.dtype[np.floating],
 ) -> tuple[Array, NDArray[np.intp] | None]:
     """Return targets as (n_samples, output_size) plus integer labels for ``cross_entropy``.
@@ -94,33 +94,33 @@ def as_targets(
     try:
         array = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ConfigError((name,), "must be numbers: a list, or rows of equal length") from None
+        raise ConfigError(loc, "must be numbers: a list, or rows of equal length") from None
     if array.ndim not in (1, 2):
-        raise ConfigError((name,), f"must be 1-D or 2-D, got {array.ndim}-D")
+        raise ConfigError(loc, f"must be 1-D or 2-D, got {array.ndim}-D")
     if array.shape[0] != n_samples:
         raise ConfigError(
-            (name,),
+            loc,
             f"has {array.shape[0]} samples but X has {n_samples}; give one target per row of X",
         )
     if not np.isfinite(array).all():
-        raise ConfigError((name,), "must contain only finite numbers (no NaN or infinity)")
+        raise ConfigError(loc, "must contain only finite numbers (no NaN or infinity)")
     outputs = network.output_size
     column = array.reshape(-1, 1) if array.ndim == 1 else array
     if loss == "cross_entropy" and column.shape[1] == 1:
-        return labels_to_one_hot(column[:, 0], outputs, name, dtype)
+        return labels_to_one_hot(column[:, 0], outputs, loc, dtype)
     if column.shape[1] != outputs:
         raise ConfigError(
-            (name,),
+            loc,
             f"has {column.shape[1]} target column(s) but the network has "
             f"{outputs} output unit(s); they must match",
         )
     if loss == "binary_cross_entropy" and ((column < 0).any() or (column > 1).any()):
-        raise ConfigError((name,), "binary_cross_entropy targets must be between 0 and 1")
+        raise ConfigError(loc, "binary_cross_entropy targets must be between 0 and 1")
     labels = None
     if loss == "cross_entropy":
         if (column < 0).any() or (np.abs(column.sum(axis=1) - 1) > PROBABILITY_TOLERANCE).any():
             raise ConfigError(
-                (name,),
+                loc,
                 "cross_entropy targets must be one-hot or probability "
                 "rows (non-negative, each summing to 1), or integer class labels",
             )
@@ -129,17 +129,17 @@ def as_targets(
 
 
 def labels_to_one_hot(
-    labels: NDArray[np.float64], n_classes: int, name: str, dtype: np.dtype[np.floating]
+    labels: NDArray[np.float64], n_classes: int, loc: Loc, dtype: np.dtype[np.floating]
 ) -> tuple[Array, NDArray[np.intp]]:
     """Turn integer class labels (n_samples,) into one-hot rows (n_samples, n_classes)."""
     if (labels != np.round(labels)).any():
         raise ConfigError(
-            (name,), f"cross_entropy class labels must be whole numbers 0..{n_classes - 1}"
+            loc, f"cross_entropy class labels must be whole numbers 0..{n_classes - 1}"
         )
     bad = (labels < 0) | (labels >= n_classes)
     if bad.any():
         raise ConfigError(
-            (name,),
+            loc,
             f"class label {labels[bad][0]:g} is out of range: the "
             f"network has {n_classes} output units, so labels must be "
             f"0..{n_classes - 1}",
@@ -151,23 +151,23 @@ def labels_to_one_hot(
 
 
 def prepare(
-    network: Network, config: FitConfig, X: ArrayLike, y: ArrayLike, prefix: str = ""
+    network: Network, config: FitConfig, X: ArrayLike, y: ArrayLike, prefix: Loc = ()
 ) -> Dataset:
     """Validate ``X`` and ``y`` against the network and loss; convert to the training dtype."""
     dtype = np.dtype(config.dtype)
-    features = as_features(X, f"{prefix}X", dtype)
+    features = as_features(X, (*prefix, "X"), dtype)
     if features.shape[1] != network.input_size:
         raise ConfigError(
-            (f"{prefix}X",),
+            (*prefix, "X"),
             f"has {features.shape[1]} features per sample but "
             f"the network's input_size is {network.input_size}",
         )
-    Y, labels = as_targets(y, network, config.loss, features.shape[0], f"{prefix}y", dtype)
+    Y, labels = as_targets(y, network, config.loss, features.shape[0], (*prefix, "y"), dtype)
     return Dataset(features, Y, labels)
 
 
 def check_data(
-    network: Network, config: FitConfig, X: ArrayLike, y: ArrayLike, prefix: str = ""
+    network: Network, config: FitConfig, X: ArrayLike, y: ArrayLike, prefix: Loc = ()
 ) -> None:
     """Raise :class:`ConfigError` if the data cannot train ``network`` with ``config``.
 

@@ -121,7 +121,7 @@ class Trainer:
         validation = cfg.validation
         if validation is None:
             if validation_data is not None:
-                return data, prepare(self.network, cfg, *validation_data, prefix="validation.")
+                return data, prepare(self.network, cfg, *validation_data, prefix=("validation",))
             return data, None
         if validation.fraction is not None:
             return split_validation(data, validation.fraction, split_rng)
@@ -129,7 +129,7 @@ class Trainer:
             raise ConfigError(
                 ("validation", "dataset_id"), "the validation dataset's arrays were not supplied"
             )
-        return data, prepare(self.network, cfg, *validation_data, prefix="validation.")
+        return data, prepare(self.network, cfg, *validation_data, prefix=("validation",))
 
     def _history_keys(self) -> list[str]:
         keys = ["epoch", "loss", "val_loss"]
@@ -173,6 +173,8 @@ class Trainer:
             "dtype": self.config.dtype,
             "n_parameters": self.network.n_parameters,
             "has_history": include_history,
+            "layout": network_layout(self.network),
+            "config": resumable_config(self.config),
         }
         return TrainingState(arrays=arrays, meta=meta)
 
@@ -196,6 +198,7 @@ class Trainer:
             )
         if meta["dtype"] != self.config.dtype:
             raise ConfigError(("dtype",), f"differs from the checkpoint's dtype {meta['dtype']!r}")
+        self._check_same_run(meta)
         needed = set(self.optimizer.state()[0])
         stored = {k.removeprefix("optimizer.") for k in state.arrays if k.startswith("optimizer.")}
         if needed != stored:
@@ -204,6 +207,27 @@ class Trainer:
                 f"keeps state {sorted(needed)} but the checkpoint has {sorted(stored)}; "
                 "resume with the optimizer settings it was trained with (e.g. the same momentum)",
             )
+
+    def _check_same_run(self, meta: Mapping[str, Any]) -> None:
+        """The network layout and every training setting but ``epochs`` must match."""
+        layout = meta.get("layout")
+        if layout is not None and layout != network_layout(self.network):
+            raise ConfigError(
+                ("initial_state",),
+                f"the checkpoint was trained on a network with layout {layout}, not "
+                f"{network_layout(self.network)}",
+            )
+        stored = meta.get("config")
+        if stored is None:
+            return
+        current = resumable_config(self.config)
+        for key, value in current.items():
+            if stored.get(key) != value:
+                raise ConfigError(
+                    (key,),
+                    f"is {value!r} but the checkpoint was trained with {stored.get(key)!r}; "
+                    "resume with the same settings (only epochs may change)",
+                )
 
     def _restore(self, state: TrainingState) -> None:
         meta = state.meta
@@ -499,6 +523,19 @@ class Trainer:
             f"{'; '.join(parts)}; the weights are those after epoch {kept}. "
             f"Try a smaller learning_rate (e.g. {lr / 10:g})."
         )
+
+
+def network_layout(network: Network) -> dict[str, Any]:
+    """The input size and layers of ``network`` (what a checkpoint's weights assume)."""
+    spec = network.spec
+    return {"input_size": spec["input_size"], "layers": spec["layers"]}
+
+
+def resumable_config(config: FitConfig) -> dict[str, Any]:
+    """The training settings a resumed run must share with its checkpoint (all but epochs)."""
+    settings = config.to_dict()
+    del settings["epochs"]
+    return settings
 
 
 def fit(

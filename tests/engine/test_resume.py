@@ -125,3 +125,68 @@ def test_a_resumed_run_without_early_stopping_state_also_matches(
     resumed = engine.fit(second, *blobs, cfg, initial_state=decode_state(stopper.blob))
     np.testing.assert_array_equal(second.params, whole.params)
     assert resumed.history == expected.history
+
+
+def paused_state(
+    spec: dict[str, Any], blobs: tuple[np.ndarray, np.ndarray], cfg: dict[str, Any]
+) -> engine.TrainingState:
+    stopper = StopAt(5, include_history=False)
+    engine.fit(engine.Network.from_spec(spec), *blobs, cfg, callbacks=[stopper])
+    assert stopper.blob is not None
+    return decode_state(stopper.blob)
+
+
+def test_resuming_a_network_of_another_layout_with_the_same_parameter_count_is_refused(
+    classifier_spec: dict[str, Any], blobs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    cfg = config(OPTIMIZERS["adam"])
+    state = paused_state(classifier_spec, blobs, cfg)
+    relabelled = {**classifier_spec, "layers": [dict(layer) for layer in classifier_spec["layers"]]}
+    relabelled["layers"][0]["activation"] = "sigmoid"  # same shapes, another network
+    net = engine.Network.from_spec(relabelled)
+    assert net.n_parameters == engine.Network.from_spec(classifier_spec).n_parameters
+    with pytest.raises(engine.ConfigError) as error:
+        engine.fit(net, *blobs, cfg, initial_state=state)
+    assert error.value.loc == ("initial_state",) and "layout" in error.value.reason
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"optimizer": {**OPTIMIZERS["adam"], "learning_rate": 0.02}}, ("optimizer",)),
+        ({"batch_size": 9}, ("batch_size",)),
+        ({"validation": {"fraction": 0.3}}, ("validation",)),
+        ({"history_every": 3}, ("history_every",)),
+    ],
+)
+def test_resuming_with_other_training_settings_is_refused(
+    change: dict[str, Any],
+    loc: tuple[str, ...],
+    classifier_spec: dict[str, Any],
+    blobs: tuple[np.ndarray, np.ndarray],
+) -> None:
+    cfg = config(OPTIMIZERS["adam"])
+    state = paused_state(classifier_spec, blobs, cfg)
+    with pytest.raises(engine.ConfigError) as error:
+        engine.fit(
+            engine.Network.from_spec(classifier_spec),
+            *blobs,
+            {**cfg, **change},
+            initial_state=state,
+        )
+    assert error.value.loc == loc
+    assert "only epochs may change" in error.value.reason
+
+
+def test_resuming_with_more_epochs_extends_the_run(
+    classifier_spec: dict[str, Any], blobs: tuple[np.ndarray, np.ndarray]
+) -> None:
+    cfg = config(OPTIMIZERS["adam"])
+    state = paused_state(classifier_spec, blobs, cfg)
+    result = engine.fit(
+        engine.Network.from_spec(classifier_spec),
+        *blobs,
+        {**cfg, "epochs": 40},
+        initial_state=state,
+    )
+    assert result.epochs_run == 40
