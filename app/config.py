@@ -62,6 +62,36 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."
     )
+    max_dataset_cells: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="Largest dataset, n_samples x (n_features + n_targets) values (422 above).",
+    )
+    max_network_parameters: int = Field(
+        default=10_000_000, ge=1, description="Largest network, in weights and biases (422 above)."
+    )
+    max_run_work: int = Field(
+        default=10_000_000_000,
+        ge=1,
+        description="Largest run, epochs x training samples (422 above).",
+    )
+    max_predict_rows: int = Field(
+        default=100_000, ge=1, description="Most rows in one predict request (422 above)."
+    )
+    max_history_points: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most points in one history response (its limit and max_points; 422 above).",
+    )
+    max_active_runs: int = Field(
+        default=100,
+        ge=1,
+        description="Queued plus running runs per tenant; creating one more answers 429.",
+    )
+    cors_origins: str | None = Field(
+        default=None,
+        description="Comma-separated origins allowed by CORS; unset = CORS off.",
+    )
 
     @property
     def api_key_list(self) -> list[str]:
@@ -69,6 +99,13 @@ class Settings(BaseSettings):
         if not self.api_keys:
             return []
         return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The origins CORS allows (empty when CORS is off)."""
+        if not self.cors_origins:
+            return []
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
 
 @lru_cache
