@@ -1,0 +1,1 @@
+"""Scripts that measure the figures named in the issues (run them as files)."""
