@@ -6,8 +6,10 @@ import os
 import signal
 from typing import Any
 
+import numpy as np
 import pytest
 
+import engine
 from tests.conftest import XOR_X, create_xor, run_body, wait_for, wait_terminal
 
 LONG = 50_000_000
@@ -58,6 +60,42 @@ def test_xor_trains_to_success_with_results(live: Any) -> None:
     ).json()
     warm_done = wait_terminal(live, warm["id"])
     assert warm_done["status"] == "succeeded" and warm_done["loss"] < 0.01
+
+
+def test_explicit_initial_weights_are_where_training_starts(live: Any) -> None:
+    """The XOR tutorial (np.random.seed(1) weights) through the service equals engine.fit."""
+    np.random.seed(1)
+    layers = [
+        {"weights": (np.random.random((3, 4)) * np.sqrt(2 / 3)).tolist(), "bias": None},
+        {"weights": (np.random.random((4, 1)) * np.sqrt(2 / 4)).tolist(), "bias": None},
+    ]
+    spec = {
+        "input_size": 3,
+        "layers": [
+            {"units": 4, "activation": "sigmoid", "bias": False},
+            {"units": 1, "activation": "sigmoid", "bias": False},
+        ],
+        "weights": layers,
+    }
+    X = [[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]]
+    y = [[0], [1], [1], [0]]
+    config = {
+        "loss": "mse",
+        "reduction": "sum",
+        "optimizer": {"name": "sgd", "learning_rate": 0.5},
+        "epochs": 500,
+        "seed": 0,
+    }
+    network_id = live.post("/v1/networks", json={"name": "tutorial", **spec}).json()["id"]
+    dataset_id = live.post("/v1/datasets", json={"name": "xor3", "X": X, "y": y}).json()["id"]
+    body = {"network_id": network_id, "dataset_id": dataset_id, **config}
+    run = wait_terminal(live, live.post("/v1/runs", json=body).json()["id"])
+    assert run["status"] == "succeeded"
+    net = engine.Network.from_spec(spec)
+    engine.fit(net, np.asarray(X, dtype=float), np.asarray(y, dtype=float), config)
+    served = live.get(f"/v1/runs/{run['id']}/weights").json()["layers"]
+    for mine, theirs in zip(net.get_weights(), served, strict=True):
+        assert np.asarray(theirs["weights"]).tobytes() == mine["weights"].tobytes()
 
 
 def test_history_every_and_scheduled_checkpoints(live: Any) -> None:
