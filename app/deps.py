@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
+import hashlib
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from sqlmodel import Session
 from app.config import Settings
 from app.db import Database
 from app.jobs.dispatch import Executor
+from app.models import DEFAULT_OWNER
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -50,21 +52,53 @@ WriteSession = Annotated[Session, Depends(get_write_session)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
-_bearer = HTTPBearer(auto_error=False, description="One of BACKPROP_API_KEYS, when set.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <key>` with one of BACKPROP_API_KEYS, when it is set.",
+)
+_TENANT_HASH_KEY = b"backprop tenant id v1"
+
+
+def key_digest(token: str) -> bytes:
+    """A keyed hash (HMAC-SHA256) of a bearer token: what is compared and stored, never the key."""
+    return hmac.new(_TENANT_HASH_KEY, token.encode("utf-8"), hashlib.sha256).digest()
+
+
+def tenant_id(digest: bytes) -> str:
+    """The owner stored on a tenant's rows, derived from :func:`key_digest` of its key."""
+    return "t_" + digest.hex()[:32]
+
+
+def api_key_digests(settings: Settings) -> list[bytes]:
+    """Digests of the configured keys (computed once per app)."""
+    return [key_digest(key) for key in settings.api_key_list]
 
 
 def require_api_key(
-    settings: SettingsDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """Reject requests without a valid bearer token when ``BACKPROP_API_KEYS`` is set."""
-    keys = settings.api_key_list
-    if not keys:
-        return
-    token = credentials.credentials if credentials is not None else ""
-    if not any(secrets.compare_digest(token.encode(), key.encode()) for key in keys):
+) -> str:
+    """Authenticate the request and return its tenant.
+
+    With ``BACKPROP_API_KEYS`` unset every request belongs to the default tenant.
+    Otherwise the bearer token's digest is compared with every key's digest in
+    constant time (fixed-length digests, no early exit), and a miss answers 401.
+    """
+    digests: list[bytes] = request.app.state.api_key_digests
+    if not digests:
+        return DEFAULT_OWNER
+    presented = key_digest(credentials.credentials if credentials is not None else "")
+    matched = False
+    for digest in digests:
+        matched |= hmac.compare_digest(presented, digest)
+    if not matched:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="missing or invalid bearer token (Authorization: Bearer <api key>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return tenant_id(presented)
+
+
+Tenant = Annotated[str, Depends(require_api_key)]
+"""The requesting tenant (the owner of what it creates and the only owner it can see)."""

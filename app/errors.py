@@ -32,6 +32,10 @@ class ConflictError(ServiceError):
     """The request conflicts with the current state of a resource (HTTP 409)."""
 
 
+class TooManyRunsError(ServiceError):
+    """The tenant has as many queued and running runs as it may (HTTP 429 with Retry-After)."""
+
+
 class InvalidInputError(ServiceError):
     """Invalid input, reported like FastAPI's request validation errors (HTTP 422).
 

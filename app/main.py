@@ -16,19 +16,23 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
 
 import engine
 from app.config import Settings, get_settings
 from app.db import Database
-from app.deps import require_api_key
+from app.deps import api_key_digests, require_api_key
 from app.docs_security import DocsContentSecurityPolicy
-from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
 from app.jobs.dispatch import make_executor
 from app.limits import BodySizeLimit
 from app.routers import checkpoints, datasets, health, networks, runs
 from app.services.errors import invalid_from_config_error
 
 logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 10
+"""``Retry-After`` of a 429: the tenant's runs are counted again on the next try."""
 
 DESCRIPTION = """
 Train multi-layer perceptrons over HTTP on an exact NumPy backpropagation engine.
@@ -63,6 +67,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConflictError)
     async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(TooManyRunsError)
+    async def _too_many(_: Request, exc: TooManyRunsError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc)},
+            status_code=429,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
@@ -109,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.api_key_digests = api_key_digests(settings)
     _install_error_handlers(app)
     secured = [Depends(require_api_key)]
     for router in (networks.router, datasets.router, runs.router, checkpoints.router):
@@ -116,4 +129,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DocsContentSecurityPolicy)
+    origins = settings.cors_origin_list
+    if origins:  # outermost: preflights and 401/413 answers carry the CORS headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["Location", "Retry-After", "X-Has-More"],
+            max_age=600,
+        )
     return app

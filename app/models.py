@@ -39,6 +39,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+DEFAULT_OWNER = "default"
+"""The tenant of every row when no API keys are configured (and of rows made before tenants)."""
+OWNER_DOC = "The tenant (app.deps.tenant_id of its API key, or 'default'); never the key."
+
+
 def utcnow() -> datetime:
     """Return the current time as an aware UTC datetime."""
     return datetime.now(UTC)
@@ -48,8 +53,12 @@ class Network(SQLModel, table=True):
     """A network specification (the normalized engine spec) and its metadata."""
 
     __tablename__ = "network"
+    __table_args__ = (Index("ix_network_owner_id", "owner", "id"),)
 
     id: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(
+        max_length=64, description=OWNER_DOC, sa_column_kwargs={"server_default": DEFAULT_OWNER}
+    )
     name: str = Field(max_length=200)
     spec: dict[str, Any] = Field(sa_type=JSON)
     input_size: int
@@ -73,8 +82,12 @@ class Dataset(SQLModel, table=True):
     """A dataset's metadata; its arrays live in :class:`DatasetArrays`."""
 
     __tablename__ = "dataset"
+    __table_args__ = (Index("ix_dataset_owner_id", "owner", "id"),)
 
     id: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(
+        max_length=64, description=OWNER_DOC, sa_column_kwargs={"server_default": DEFAULT_OWNER}
+    )
     name: str = Field(max_length=200)
     n_samples: int
     n_features: int
@@ -99,8 +112,15 @@ class Run(SQLModel, table=True):
     """A training run: its config, progress, outcome and lease."""
 
     __tablename__ = "run"
+    __table_args__ = (
+        Index("ix_run_owner_id", "owner", "id"),
+        Index("ix_run_owner_status", "owner", "status"),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(
+        max_length=64, description=OWNER_DOC, sa_column_kwargs={"server_default": DEFAULT_OWNER}
+    )
     status: str = Field(index=True, max_length=16)
     network_id: str = Field(foreign_key="network.id", ondelete="CASCADE", index=True, max_length=64)
     dataset_id: str | None = Field(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.deps import ReadSession
+from app.deps import ReadSession, Tenant
 from app.presenters import checkpoint_detail
 from app.schemas import CheckpointDetail
 from app.services import runs as service
@@ -13,7 +13,9 @@ router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointDetail)
-def get_checkpoint(checkpoint_id: str, session: ReadSession) -> CheckpointDetail:
+def get_checkpoint(checkpoint_id: str, session: ReadSession, tenant: Tenant) -> CheckpointDetail:
     """One checkpoint with its weights."""
-    checkpoint, layers = service.get_checkpoint(session=session, checkpoint_id=checkpoint_id)
+    checkpoint, layers = service.get_checkpoint(
+        session=session, owner=tenant, checkpoint_id=checkpoint_id
+    )
     return checkpoint_detail(checkpoint, layers)

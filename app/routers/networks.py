@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from app.deps import ReadSession, WriteSession
+from app.deps import ReadSession, SettingsDep, Tenant, WriteSession
 from app.presenters import network_public, page, weights_public
 from app.routers.common import DEFAULT, After, Limit
 from app.schemas import NetworkCreate, NetworkPublic, Page, WeightsPublic
@@ -15,36 +15,47 @@ router = APIRouter(prefix="/v1/networks", tags=["networks"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NetworkPublic)
 def create_network(
-    network_in: NetworkCreate, session: WriteSession, response: Response
+    network_in: NetworkCreate,
+    session: WriteSession,
+    tenant: Tenant,
+    settings: SettingsDep,
+    response: Response,
 ) -> NetworkPublic:
     """Create a network from a layer spec (initialized from ``init``, or explicit ``weights``)."""
-    network = service.create_network(session=session, network_in=network_in)
+    network = service.create_network(
+        session=session,
+        owner=tenant,
+        network_in=network_in,
+        max_parameters=settings.max_network_parameters,
+    )
     response.headers["Location"] = f"/v1/networks/{network.id}"
     return network_public(network)
 
 
 @router.get("", response_model=Page[NetworkPublic])
 def list_networks(
-    session: ReadSession, limit: Limit = DEFAULT, after: After = None
+    session: ReadSession, tenant: Tenant, limit: Limit = DEFAULT, after: After = None
 ) -> Page[NetworkPublic]:
     """List networks, newest first."""
-    return page(service.list_networks(session=session, limit=limit, after=after), network_public)
+    result = service.list_networks(session=session, owner=tenant, limit=limit, after=after)
+    return page(result, network_public)
 
 
 @router.get("/{network_id}", response_model=NetworkPublic)
-def get_network(network_id: str, session: ReadSession) -> NetworkPublic:
+def get_network(network_id: str, session: ReadSession, tenant: Tenant) -> NetworkPublic:
     """One network."""
-    return network_public(service.get_network(session=session, network_id=network_id))
+    return network_public(service.get_network(session=session, owner=tenant, network_id=network_id))
 
 
 @router.get("/{network_id}/weights", response_model=WeightsPublic)
-def get_initial_weights(network_id: str, session: ReadSession) -> WeightsPublic:
+def get_initial_weights(network_id: str, session: ReadSession, tenant: Tenant) -> WeightsPublic:
     """The network's initial weights (epoch 0)."""
-    return weights_public(0, service.get_initial_weights(session=session, network_id=network_id))
+    layers = service.get_initial_weights(session=session, owner=tenant, network_id=network_id)
+    return weights_public(0, layers)
 
 
 @router.delete("/{network_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_network(network_id: str, session: WriteSession) -> Response:
+def delete_network(network_id: str, session: WriteSession, tenant: Tenant) -> Response:
     """Delete a network and its runs (409 while one of them is queued or running)."""
-    service.delete_network(session=session, network_id=network_id)
+    service.delete_network(session=session, owner=tenant, network_id=network_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 
 from app.arrays import array_to_json
-from app.deps import ExecutorDep, ReadSession, WriteSession
+from app.deps import ExecutorDep, ReadSession, SettingsDep, Tenant, WriteSession
+from app.errors import InvalidInputError
 from app.presenters import checkpoint_public, page, run_public, weights_public
 from app.routers.common import DEFAULT, After, Limit
 from app.schemas import (
@@ -30,10 +31,22 @@ HISTORY_EXAMPLE = {"epoch": [1, 2, 3], "loss": [0.31, 0.29, 0.27], "val_loss": [
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
 def create_run(
-    run_in: RunCreate, session: WriteSession, executor: ExecutorDep, response: Response
+    run_in: RunCreate,
+    session: WriteSession,
+    tenant: Tenant,
+    settings: SettingsDep,
+    executor: ExecutorDep,
+    response: Response,
 ) -> RunPublic:
-    """Queue a training run; everything is validated first, so a bad run is never stored."""
-    run = service.create_run(session=session, run_in=run_in)
+    """Queue a training run; everything is validated first, so a bad run is never stored.
+
+    429 (with ``Retry-After``) when the tenant already has ``BACKPROP_MAX_ACTIVE_RUNS``
+    queued or running runs.
+    """
+    limits = service.RunLimits(
+        max_run_work=settings.max_run_work, max_active_runs=settings.max_active_runs
+    )
+    run = service.create_run(session=session, owner=tenant, run_in=run_in, limits=limits)
     executor.submit(run.id)
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return run_public(run)
@@ -42,6 +55,7 @@ def create_run(
 @router.get("", response_model=Page[RunPublic])
 def list_runs(
     session: ReadSession,
+    tenant: Tenant,
     limit: Limit = DEFAULT,
     after: After = None,
     status: RunStatus | None = None,
@@ -51,6 +65,7 @@ def list_runs(
     """List runs, newest first, optionally filtered."""
     result = service.list_runs(
         session=session,
+        owner=tenant,
         limit=limit,
         after=after,
         status=status,
@@ -61,9 +76,9 @@ def list_runs(
 
 
 @router.get("/{run_id}", response_model=RunPublic)
-def get_run(run_id: str, session: ReadSession) -> RunPublic:
+def get_run(run_id: str, session: ReadSession, tenant: Tenant) -> RunPublic:
     """One run: status, progress and outcome."""
-    return run_public(service.get_run(session=session, run_id=run_id))
+    return run_public(service.get_run(session=session, owner=tenant, run_id=run_id))
 
 
 @router.get(
@@ -73,43 +88,86 @@ def get_run(run_id: str, session: ReadSession) -> RunPublic:
 def get_history(
     run_id: str,
     session: ReadSession,
+    tenant: Tenant,
+    settings: SettingsDep,
+    response: Response,
     after_epoch: Annotated[int | None, Query(ge=0, description="Only later epochs.")] = None,
-    limit: Annotated[int | None, Query(ge=1, description="At most this many points.")] = None,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, description="At most this many points (default and cap: the server's limit)."),
+    ] = None,
     max_points: Annotated[
         int | None, Query(ge=1, description="Downsample evenly; the last point is kept.")
     ] = None,
 ) -> dict[str, list[Any]]:
-    """Recorded epochs as equal-length columns: ``epoch``, ``loss``, ``val_loss``, metrics."""
-    service.get_run(session=session, run_id=run_id)
-    return history_service.read_history(
-        session=session, run_id=run_id, after_epoch=after_epoch, limit=limit, max_points=max_points
+    """Recorded epochs as equal-length columns: ``epoch``, ``loss``, ``val_loss``, metrics.
+
+    One response holds at most ``BACKPROP_MAX_HISTORY_POINTS`` points: a larger
+    ``limit`` or ``max_points`` is a 422. ``max_points`` downsamples the whole range
+    (after ``after_epoch``, within ``limit``); without either, the first
+    ``BACKPROP_MAX_HISTORY_POINTS`` points are returned. ``X-Has-More: true`` says
+    that more follow: page on with ``after_epoch`` = the last epoch returned.
+    """
+    cap = settings.max_history_points
+    for name, value in (("limit", limit), ("max_points", max_points)):
+        if value is not None and value > cap:
+            raise InvalidInputError(
+                ("query", name), f"at most {cap} points per response (BACKPROP_MAX_HISTORY_POINTS)"
+            )
+    service.get_run(session=session, owner=tenant, run_id=run_id)
+    # max_points bounds the response by itself (and downsamples the whole range);
+    # otherwise the page is limit points, by default the cap.
+    page_size = limit if limit is not None else (cap if max_points is None else None)
+    columns = history_service.read_history(
+        session=session,
+        run_id=run_id,
+        after_epoch=after_epoch,
+        limit=None if page_size is None else page_size + 1,
     )
+    has_more = page_size is not None and len(columns["epoch"]) > page_size
+    if page_size is not None:
+        columns = {name: values[:page_size] for name, values in columns.items()}
+    if max_points is not None:
+        index = history_service.downsample_indices(len(columns["epoch"]), max_points)
+        columns = {name: [values[i] for i in index] for name, values in columns.items()}
+    response.headers["X-Has-More"] = "true" if has_more else "false"
+    return columns
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic)
-def cancel_run(run_id: str, session: WriteSession) -> RunPublic:
+def cancel_run(run_id: str, session: WriteSession, tenant: Tenant) -> RunPublic:
     """Cancel: a queued run at once, a running one at its next epoch boundary. Idempotent."""
-    return run_public(service.cancel_run(session=session, run_id=run_id))
+    return run_public(service.cancel_run(session=session, owner=tenant, run_id=run_id))
 
 
 @router.get("/{run_id}/checkpoints", response_model=Page[CheckpointPublic])
 def list_checkpoints(
-    run_id: str, session: ReadSession, limit: Limit = DEFAULT, after: After = None
+    run_id: str, session: ReadSession, tenant: Tenant, limit: Limit = DEFAULT, after: After = None
 ) -> Page[CheckpointPublic]:
     """The run's checkpoints, newest first."""
-    result = service.list_checkpoints(session=session, run_id=run_id, limit=limit, after=after)
+    result = service.list_checkpoints(
+        session=session, owner=tenant, run_id=run_id, limit=limit, after=after
+    )
     return page(result, checkpoint_public)
 
 
 @router.get("/{run_id}/weights", response_model=WeightsPublic)
-def get_weights(run_id: str, session: ReadSession) -> WeightsPublic:
+def get_weights(run_id: str, session: ReadSession, tenant: Tenant) -> WeightsPublic:
     """Final weights of a finished run, else its latest checkpoint (409 if none)."""
-    epoch, layers = service.get_weights(session=session, run_id=run_id)
+    epoch, layers = service.get_weights(session=session, owner=tenant, run_id=run_id)
     return weights_public(epoch, layers)
 
 
 @router.post("/{run_id}/predict", response_model=PredictResponse)
-def predict(run_id: str, body: PredictRequest, session: ReadSession) -> PredictResponse:
+def predict(
+    run_id: str, body: PredictRequest, session: ReadSession, tenant: Tenant, settings: SettingsDep
+) -> PredictResponse:
     """Outputs of the network with the weights ``GET /weights`` returns."""
-    epoch, predictions = service.predict(session=session, run_id=run_id, X=body.X)
+    epoch, predictions = service.predict(
+        session=session,
+        owner=tenant,
+        run_id=run_id,
+        X=body.X,
+        max_rows=settings.max_predict_rows,
+    )
     return PredictResponse(epoch=epoch, predictions=array_to_json(predictions))

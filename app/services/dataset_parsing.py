@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,10 @@ from numpy.typing import NDArray
 from app.errors import InvalidInputError
 
 MAX_LABEL = 2**31 - 1
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+"""A CSV cell that is a number: plain decimal or exponent notation, nothing a
+spreadsheet would evaluate (``=SUM(A1:A3)``) and none of Python's extras
+(``1_000``, ``inf``, ``nan``, ``0x10``)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,17 @@ class ParsedDataset:
     def n_targets(self) -> int:
         """Columns of ``y`` (1 for labels)."""
         return 1 if self.y.ndim == 1 else int(self.y.shape[1])
+
+
+def check_cells(parsed: ParsedDataset, max_cells: int) -> None:
+    """Reject a dataset of more than ``max_cells`` values in ``X`` and ``y`` together."""
+    cells = int(parsed.X.size) + int(parsed.y.size)
+    if cells > max_cells:
+        raise InvalidInputError(
+            ("body",),
+            f"the dataset has {cells} values in X and y; at most {max_cells} "
+            "(BACKPROP_MAX_DATASET_CELLS)",
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -109,12 +125,14 @@ def parse_json(X: Sequence[Sequence[float]], y: Sequence[Any]) -> ParsedDataset:
 
 
 def _parse_cell(text: str, line: int, column: str) -> float:
-    try:
-        number = float(text)
-    except ValueError:
+    if NUMBER.fullmatch(text.strip()) is None:
+        reason = "is not a number"
+        if text.strip().lower().lstrip("+-") in {"nan", "inf", "infinity"}:
+            reason = "is not finite"
         raise InvalidInputError(
-            ("body", "file"), f"line {line}, column {column!r}: {text!r} is not a number"
-        ) from None
+            ("body", "file"), f"line {line}, column {column!r}: {text!r} {reason}"
+        )
+    number = float(text)
     if not math.isfinite(number):
         raise InvalidInputError(
             ("body", "file"), f"line {line}, column {column!r}: {text!r} is not finite"
@@ -122,20 +140,29 @@ def _parse_cell(text: str, line: int, column: str) -> float:
     return number
 
 
-def parse_csv(content: bytes, targets: Sequence[str]) -> ParsedDataset:
+def parse_csv(
+    content: bytes, targets: Sequence[str], max_cells: int | None = None
+) -> ParsedDataset:
     """Parse a CSV file with a header row; ``targets`` name the y column(s).
 
-    A single target column of non-negative integers becomes class labels.
+    A single target column of non-negative integers becomes class labels. A UTF-8
+    byte order mark is skipped, blank lines are skipped, fields may be quoted.
+    Cells are parsed as numbers by :data:`NUMBER`, never evaluated.
 
     Raises
     ------
     InvalidInputError
-        With the line number for malformed rows and cells.
+        With the line number for malformed rows and cells, bytes that are not
+        UTF-8, and a file of more than ``max_cells`` values (as soon as it is seen).
     """
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidInputError(("body", "file"), f"not UTF-8 text (byte {exc.start})") from None
+        start = exc.start + (3 if content.startswith(b"\xef\xbb\xbf") else 0)
+        line = content[:start].count(b"\n") + 1
+        raise InvalidInputError(
+            ("body", "file"), f"line {line}: not UTF-8 text (byte {start} is {content[start]:#04x})"
+        ) from None
     targets = [t.strip() for t in targets if t.strip()]
     if not targets:
         raise InvalidInputError(("body", "target"), "name at least one target column")
@@ -170,6 +197,11 @@ def parse_csv(content: bytes, targets: Sequence[str]) -> ParsedDataset:
                 raise InvalidInputError(
                     ("body", "file"),
                     f"line {line}: expected {len(header)} fields, got {len(row)}",
+                )
+            if max_cells is not None and (len(X_rows) + 1) * len(header) > max_cells:
+                raise InvalidInputError(
+                    ("body", "file"),
+                    f"line {line}: more than {max_cells} values (BACKPROP_MAX_DATASET_CELLS)",
                 )
             X_rows.append([_parse_cell(row[i], line, header[i]) for i in feature_idx])
             y_rows.append([_parse_cell(row[i], line, header[i]) for i in target_idx])

@@ -19,13 +19,14 @@ from engine import serialization
 ACTIVE_STATUSES = ("queued", "running")
 
 
-def create_dataset(*, session: Session, name: str, parsed: ParsedDataset) -> Dataset:
+def create_dataset(*, session: Session, owner: str, name: str, parsed: ParsedDataset) -> Dataset:
     """Store a validated dataset; ``sha256`` is the hash of the encoded arrays."""
     blob = serialization.encode_arrays(
         {"X": np.ascontiguousarray(parsed.X), "y": np.ascontiguousarray(parsed.y)}
     )
     dataset = Dataset(
         id=new_id("dataset"),
+        owner=owner,
         name=name,
         n_samples=int(parsed.X.shape[0]),
         n_features=int(parsed.X.shape[1]),
@@ -40,23 +41,30 @@ def create_dataset(*, session: Session, name: str, parsed: ParsedDataset) -> Dat
     return dataset
 
 
-def get_dataset(*, session: Session, dataset_id: str) -> Dataset:
-    """Return the dataset or raise :class:`NotFoundError`."""
+def get_dataset(*, session: Session, owner: str, dataset_id: str) -> Dataset:
+    """Return ``owner``'s dataset or raise :class:`NotFoundError` (also for another tenant's)."""
     dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
+    if dataset is None or dataset.owner != owner:
         raise NotFoundError("dataset", dataset_id)
     return dataset
 
 
-def list_datasets(*, session: Session, limit: int, after: str | None) -> PageResult[Dataset]:
-    """Return one page of datasets, newest first."""
+def list_datasets(
+    *, session: Session, owner: str, limit: int, after: str | None
+) -> PageResult[Dataset]:
+    """Return one page of ``owner``'s datasets, newest first."""
+    statement = select(Dataset).where(Dataset.owner == owner)
     return paginate(
-        session=session, statement=select(Dataset), id_column=Dataset.id, limit=limit, after=after
+        session=session, statement=statement, id_column=Dataset.id, limit=limit, after=after
     )
 
 
 def load_arrays(*, session: Session, dataset_id: str) -> tuple[NDArray[Any], NDArray[Any]]:
-    """Return ``(X, y)`` of a dataset or raise :class:`NotFoundError`."""
+    """Return ``(X, y)`` of a dataset or raise :class:`NotFoundError`.
+
+    No tenant check: callers check the dataset with :func:`get_dataset` first
+    (the worker reads the datasets of the run it claimed).
+    """
     arrays = session.get(DatasetArrays, dataset_id)
     if arrays is None:
         raise NotFoundError("dataset", dataset_id)
@@ -64,7 +72,7 @@ def load_arrays(*, session: Session, dataset_id: str) -> tuple[NDArray[Any], NDA
     return decoded["X"], decoded["y"]
 
 
-def delete_dataset(*, session: Session, dataset_id: str) -> None:
+def delete_dataset(*, session: Session, owner: str, dataset_id: str) -> None:
     """Delete a dataset; runs that used it keep their results (dataset_id becomes null).
 
     Raises
@@ -72,7 +80,7 @@ def delete_dataset(*, session: Session, dataset_id: str) -> None:
     ConflictError
         While a queued or running run trains or validates on it.
     """
-    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    dataset = get_dataset(session=session, owner=owner, dataset_id=dataset_id)
     active = session.exec(
         select(Run.id).where(
             or_(Run.dataset_id == dataset_id, Run.validation_dataset_id == dataset_id),

@@ -15,7 +15,6 @@ from app.schemas import NetworkCreate
 from app.services.errors import invalid_from_config_error
 from app.services.pagination import PageResult, paginate
 
-MAX_PARAMETERS = 50_000_000
 ACTIVE_STATUSES = ("queued", "running")
 
 
@@ -32,15 +31,23 @@ def spec_from_request(network_in: NetworkCreate) -> dict[str, Any]:
     return spec
 
 
-def _check_size(network_in: NetworkCreate) -> None:
+def count_parameters(network_in: NetworkCreate) -> int:
+    """Weights and biases of the network ``network_in`` describes."""
     fan_in = network_in.input_size
     total = 0
     for layer in network_in.layers:
         total += fan_in * layer.units + (layer.units if layer.bias else 0)
         fan_in = layer.units
-    if total > MAX_PARAMETERS:
+    return total
+
+
+def _check_size(network_in: NetworkCreate, max_parameters: int) -> None:
+    total = count_parameters(network_in)
+    if total > max_parameters:
         raise InvalidInputError(
-            ("body", "layers"), f"the network has {total} parameters; at most {MAX_PARAMETERS}"
+            ("body", "layers"),
+            f"the network has {total} parameters; at most {max_parameters} "
+            "(BACKPROP_MAX_NETWORK_PARAMETERS)",
         )
 
 
@@ -49,15 +56,18 @@ def build_network(spec: dict[str, Any]) -> engine.Network:
     return engine.Network.from_spec(spec)
 
 
-def create_network(*, session: Session, network_in: NetworkCreate) -> Network:
+def create_network(
+    *, session: Session, owner: str, network_in: NetworkCreate, max_parameters: int
+) -> Network:
     """Validate ``network_in`` with the engine and store it with its initial weights.
 
     Raises
     ------
     InvalidInputError
-        When the engine rejects the spec or the explicit weights.
+        When the network is larger than ``max_parameters``, or the engine rejects
+        the spec or the explicit weights.
     """
-    _check_size(network_in)
+    _check_size(network_in, max_parameters)
     try:
         net = engine.Network.from_spec(spec_from_request(network_in))
     except engine.ConfigError as exc:
@@ -66,6 +76,7 @@ def create_network(*, session: Session, network_in: NetworkCreate) -> Network:
     spec.pop("weights", None)
     network = Network(
         id=new_id("network"),
+        owner=owner,
         name=network_in.name,
         spec=spec,
         input_size=net.input_size,
@@ -79,31 +90,34 @@ def create_network(*, session: Session, network_in: NetworkCreate) -> Network:
     return network
 
 
-def get_network(*, session: Session, network_id: str) -> Network:
-    """Return the network or raise :class:`NotFoundError`."""
+def get_network(*, session: Session, owner: str, network_id: str) -> Network:
+    """Return ``owner``'s network or raise :class:`NotFoundError` (also for another tenant's)."""
     network = session.get(Network, network_id)
-    if network is None:
+    if network is None or network.owner != owner:
         raise NotFoundError("network", network_id)
     return network
 
 
-def list_networks(*, session: Session, limit: int, after: str | None) -> PageResult[Network]:
-    """Return one page of networks, newest first."""
+def list_networks(
+    *, session: Session, owner: str, limit: int, after: str | None
+) -> PageResult[Network]:
+    """Return one page of ``owner``'s networks, newest first."""
+    statement = select(Network).where(Network.owner == owner)
     return paginate(
-        session=session, statement=select(Network), id_column=Network.id, limit=limit, after=after
+        session=session, statement=statement, id_column=Network.id, limit=limit, after=after
     )
 
 
-def get_initial_weights(*, session: Session, network_id: str) -> list[dict[str, Any]]:
+def get_initial_weights(*, session: Session, owner: str, network_id: str) -> list[dict[str, Any]]:
     """Return the network's initial weights as engine arrays."""
-    get_network(session=session, network_id=network_id)
+    get_network(session=session, owner=owner, network_id=network_id)
     arrays = session.get(NetworkArrays, network_id)
     if arrays is None:  # pragma: no cover - written with the network
         raise NotFoundError("network weights", network_id)
     return decode_weights(arrays.weights)
 
 
-def delete_network(*, session: Session, network_id: str) -> None:
+def delete_network(*, session: Session, owner: str, network_id: str) -> None:
     """Delete a network with its runs, history and checkpoints.
 
     Raises
@@ -111,7 +125,7 @@ def delete_network(*, session: Session, network_id: str) -> None:
     ConflictError
         While one of its runs is queued or running.
     """
-    network = get_network(session=session, network_id=network_id)
+    network = get_network(session=session, owner=owner, network_id=network_id)
     active = session.exec(
         select(Run.id).where(Run.network_id == network_id, col(Run.status).in_(ACTIVE_STATUSES))
     ).first()

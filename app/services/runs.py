@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 import engine
 from app.arrays import decode_weights
-from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
 from app.ids import new_id
 from app.models import Checkpoint, CheckpointState, Run, RunArrays, utcnow
 from app.schemas import RunCreate
@@ -21,7 +22,16 @@ from app.services.errors import invalid_from_config_error
 from app.services.pagination import PageResult, paginate
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+ACTIVE_STATUSES = ("queued", "running")
 SEED_BITS = 32
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Per-run and per-tenant limits checked when a run is created."""
+
+    max_run_work: int
+    max_active_runs: int
 
 
 def targets_for_loss(loss: str, y: NDArray[Any]) -> NDArray[Any]:
@@ -69,12 +79,21 @@ def _validation_dataset_id(run_in: RunCreate) -> str | None:
     return run_in.validation.dataset_id
 
 
-def _init_weights(session: Session, run_in: RunCreate) -> bytes | None:
+def _owned_checkpoint(session: Session, owner: str, checkpoint_id: str) -> Checkpoint:
+    """The checkpoint if its run belongs to ``owner``, else :class:`NotFoundError`."""
+    checkpoint = session.get(Checkpoint, checkpoint_id)
+    if checkpoint is None:
+        raise NotFoundError("checkpoint", checkpoint_id)
+    run = session.get(Run, checkpoint.run_id)
+    if run is None or run.owner != owner:
+        raise NotFoundError("checkpoint", checkpoint_id)
+    return checkpoint
+
+
+def _init_weights(session: Session, owner: str, run_in: RunCreate) -> bytes | None:
     if run_in.init_from is None:
         return None
-    checkpoint = session.get(Checkpoint, run_in.init_from)
-    if checkpoint is None:
-        raise NotFoundError("checkpoint", run_in.init_from)
+    checkpoint = _owned_checkpoint(session, owner, run_in.init_from)
     source = session.get(Run, checkpoint.run_id)
     if source is None or source.network_id != run_in.network_id:
         raise InvalidInputError(
@@ -100,23 +119,48 @@ def _data_error(
     return InvalidInputError(loc, f"dataset {dataset_id!r} does not fit this run: {exc}")
 
 
-def create_run(*, session: Session, run_in: RunCreate) -> Run:
-    """Validate a run completely (config, network, data, validation data, warm start)
-    and store it as ``queued``; nothing is written when any check fails.
+def count_active(*, session: Session, owner: str) -> int:
+    """``owner``'s queued and running runs."""
+    statement = (
+        select(func.count())
+        .select_from(Run)
+        .where(Run.owner == owner, col(Run.status).in_(ACTIVE_STATUSES))
+    )
+    return int(session.exec(statement).one())
+
+
+def create_run(*, session: Session, owner: str, run_in: RunCreate, limits: RunLimits) -> Run:
+    """Validate a run completely (config, network, data, validation data, warm start,
+    limits) and store it as ``queued`` for ``owner``; nothing is written when any
+    check fails.
 
     Raises
     ------
     NotFoundError
-        Unknown network, dataset, validation dataset or checkpoint.
+        Unknown network, dataset, validation dataset or checkpoint, or another
+        tenant's (never distinguished).
     InvalidInputError
-        Anything the engine or the service rejects.
+        Anything the engine or the service rejects, or a run over ``max_run_work``.
+    TooManyRunsError
+        When ``owner`` already has ``max_active_runs`` queued or running runs.
     """
-    network = network_service.get_network(session=session, network_id=run_in.network_id)
-    dataset_service.get_dataset(session=session, dataset_id=run_in.dataset_id)
+    network = network_service.get_network(
+        session=session, owner=owner, network_id=run_in.network_id
+    )
+    dataset = dataset_service.get_dataset(
+        session=session, owner=owner, dataset_id=run_in.dataset_id
+    )
     validation_id = _validation_dataset_id(run_in)
     if validation_id is not None:
-        dataset_service.get_dataset(session=session, dataset_id=validation_id)
-    init_weights = _init_weights(session, run_in)
+        dataset_service.get_dataset(session=session, owner=owner, dataset_id=validation_id)
+    init_weights = _init_weights(session, owner, run_in)
+    work = run_in.epochs * dataset.n_samples
+    if work > limits.max_run_work:
+        raise InvalidInputError(
+            ("body", "epochs"),
+            f"{run_in.epochs} epochs x {dataset.n_samples} samples = {work} sample-epochs; "
+            f"at most {limits.max_run_work} per run (BACKPROP_MAX_RUN_WORK)",
+        )
     try:
         fit_config = engine.FitConfig.from_dict(_fit_dict(run_in))
     except engine.ConfigError as exc:
@@ -147,8 +191,15 @@ def create_run(*, session: Session, run_in: RunCreate) -> Run:
         "checkpoint_every": run_in.checkpoint_every,
         "init_from": run_in.init_from,
     }
+    active = count_active(session=session, owner=owner)
+    if active >= limits.max_active_runs:
+        raise TooManyRunsError(
+            f"{active} runs are queued or running; at most {limits.max_active_runs} per "
+            "tenant (BACKPROP_MAX_ACTIVE_RUNS): wait for one to finish or cancel one"
+        )
     run = Run(
         id=new_id("run"),
+        owner=owner,
         status="queued",
         network_id=network.id,
         dataset_id=run_in.dataset_id,
@@ -163,10 +214,10 @@ def create_run(*, session: Session, run_in: RunCreate) -> Run:
     return run
 
 
-def get_run(*, session: Session, run_id: str) -> Run:
-    """Return the run or raise :class:`NotFoundError`."""
+def get_run(*, session: Session, owner: str, run_id: str) -> Run:
+    """Return ``owner``'s run or raise :class:`NotFoundError` (also for another tenant's)."""
     run = session.get(Run, run_id)
-    if run is None:
+    if run is None or run.owner != owner:
         raise NotFoundError("run", run_id)
     return run
 
@@ -174,14 +225,15 @@ def get_run(*, session: Session, run_id: str) -> Run:
 def list_runs(
     *,
     session: Session,
+    owner: str,
     limit: int,
     after: str | None,
     status: str | None = None,
     network_id: str | None = None,
     dataset_id: str | None = None,
 ) -> PageResult[Run]:
-    """Return one page of runs, newest first, optionally filtered."""
-    statement = select(Run)
+    """Return one page of ``owner``'s runs, newest first, optionally filtered."""
+    statement = select(Run).where(Run.owner == owner)
     if status is not None:
         statement = statement.where(Run.status == status)
     if network_id is not None:
@@ -193,14 +245,14 @@ def list_runs(
     )
 
 
-def cancel_run(*, session: Session, run_id: str) -> Run:
+def cancel_run(*, session: Session, owner: str, run_id: str) -> Run:
     """Cancel a run (idempotent).
 
     A queued run is cancelled at once; a running one gets ``cancel_requested``
     and its worker stops it at the next epoch boundary; a finished one is
     returned unchanged.
     """
-    run = get_run(session=session, run_id=run_id)
+    run = get_run(session=session, owner=owner, run_id=run_id)
     if run.status == "queued":
         now = utcnow()
         run.status = "cancelled"
@@ -218,10 +270,10 @@ def cancel_run(*, session: Session, run_id: str) -> Run:
 
 
 def list_checkpoints(
-    *, session: Session, run_id: str, limit: int, after: str | None
+    *, session: Session, owner: str, run_id: str, limit: int, after: str | None
 ) -> PageResult[Checkpoint]:
     """Return one page of a run's checkpoints, newest first."""
-    get_run(session=session, run_id=run_id)
+    get_run(session=session, owner=owner, run_id=run_id)
     statement = select(Checkpoint).where(Checkpoint.run_id == run_id)
     return paginate(
         session=session, statement=statement, id_column=Checkpoint.id, limit=limit, after=after
@@ -229,17 +281,17 @@ def list_checkpoints(
 
 
 def get_checkpoint(
-    *, session: Session, checkpoint_id: str
+    *, session: Session, owner: str, checkpoint_id: str
 ) -> tuple[Checkpoint, list[dict[str, Any]]]:
-    """Return a checkpoint and its weights."""
-    checkpoint = session.get(Checkpoint, checkpoint_id)
+    """Return a checkpoint of one of ``owner``'s runs and its weights."""
+    checkpoint = _owned_checkpoint(session, owner, checkpoint_id)
     state = session.get(CheckpointState, checkpoint_id)
-    if checkpoint is None or state is None:
+    if state is None:  # pragma: no cover - written with the checkpoint
         raise NotFoundError("checkpoint", checkpoint_id)
     return checkpoint, decode_weights(state.weights)
 
 
-def get_weights(*, session: Session, run_id: str) -> tuple[int, list[dict[str, Any]]]:
+def get_weights(*, session: Session, owner: str, run_id: str) -> tuple[int, list[dict[str, Any]]]:
     """Return ``(epoch, layers)``: a finished run's final weights, else its latest checkpoint.
 
     Raises
@@ -247,7 +299,7 @@ def get_weights(*, session: Session, run_id: str) -> tuple[int, list[dict[str, A
     ConflictError
         When the run has neither (queued, or failed before its first checkpoint).
     """
-    run = get_run(session=session, run_id=run_id)
+    run = get_run(session=session, owner=owner, run_id=run_id)
     arrays = session.get(RunArrays, run_id)
     if run.status in TERMINAL_STATUSES and arrays is not None and arrays.final_weights:
         return int(arrays.final_epoch or run.epoch), decode_weights(arrays.final_weights)
@@ -268,18 +320,23 @@ def get_weights(*, session: Session, run_id: str) -> tuple[int, list[dict[str, A
 
 
 def predict(
-    *, session: Session, run_id: str, X: list[list[float]]
+    *, session: Session, owner: str, run_id: str, X: list[list[float]], max_rows: int
 ) -> tuple[int, NDArray[np.float64]]:
     """Run ``X`` through the weights :func:`get_weights` returns.
 
     Raises
     ------
     InvalidInputError
-        When ``X`` does not have the network's input width.
+        When ``X`` has more than ``max_rows`` rows or not the network's input width.
     """
-    epoch, layers = get_weights(session=session, run_id=run_id)
-    run = get_run(session=session, run_id=run_id)
-    network = network_service.get_network(session=session, network_id=run.network_id)
+    run = get_run(session=session, owner=owner, run_id=run_id)
+    if len(X) > max_rows:
+        raise InvalidInputError(
+            ("body", "X"),
+            f"{len(X)} rows; at most {max_rows} per request (BACKPROP_MAX_PREDICT_ROWS)",
+        )
+    epoch, layers = get_weights(session=session, owner=owner, run_id=run_id)
+    network = network_service.get_network(session=session, owner=owner, network_id=run.network_id)
     net = network_service.build_network(network.spec)
     net.set_weights(layers)
     try:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.db import Database
-from app.models import Run, utcnow
+from app.models import DEFAULT_OWNER, Run, utcnow
 from app.schemas import DatasetCreate, NetworkCreate, RunCreate
 from app.services import datasets, execution, history, networks, runs
 from app.services.dataset_parsing import parse_json
@@ -27,11 +27,22 @@ def db(db_path: Path) -> Any:
 @pytest.fixture
 def run_id(db: Database) -> str:
     with db.writing() as session:
-        net = networks.create_network(session=session, network_in=NetworkCreate(**XOR_NETWORK))
+        net = networks.create_network(
+            session=session,
+            owner=DEFAULT_OWNER,
+            network_in=NetworkCreate(**XOR_NETWORK),
+            max_parameters=1000,
+        )
         body = DatasetCreate(name="xor", X=XOR_X, y=XOR_Y)
-        ds = datasets.create_dataset(session=session, name="xor", parsed=parse_json(body.X, body.y))
+        parsed = parse_json(body.X, body.y)
+        ds = datasets.create_dataset(
+            session=session, owner=DEFAULT_OWNER, name="xor", parsed=parsed
+        )
         run = runs.create_run(
-            session=session, run_in=RunCreate(network_id=net.id, dataset_id=ds.id, epochs=10)
+            session=session,
+            owner=DEFAULT_OWNER,
+            run_in=RunCreate(network_id=net.id, dataset_id=ds.id, epochs=10),
+            limits=runs.RunLimits(max_run_work=1000, max_active_runs=10),
         )
         return run.id
 
@@ -117,7 +128,7 @@ def test_sweep_requeues_then_fails_after_max_attempts(db: Database, run_id: str)
 def test_sweep_cancels_a_dead_run_that_was_asked_to_cancel(db: Database, run_id: str) -> None:
     assert _claim(db, run_id, "a")
     with db.writing() as session:
-        assert runs.cancel_run(session=session, run_id=run_id).cancel_requested
+        assert runs.cancel_run(session=session, owner=DEFAULT_OWNER, run_id=run_id).cancel_requested
     _expire(db, run_id)
     with db.writing() as session:
         execution.sweep_expired(session=session, max_attempts=3)
