@@ -44,6 +44,27 @@ class Dataset:
             self.X[index], self.Y[index], None if self.labels is None else self.labels[index]
         )
 
+    def empty(self, n_samples: int) -> Dataset:
+        """Uninitialized arrays for ``n_samples`` samples of this data's widths and dtypes."""
+        return Dataset(
+            np.empty((n_samples, *self.X.shape[1:]), self.X.dtype),
+            np.empty((n_samples, *self.Y.shape[1:]), self.Y.dtype),
+            None if self.labels is None else np.empty(n_samples, self.labels.dtype),
+        )
+
+    def take(self, index: NDArray[np.intp], out: Dataset) -> Dataset:
+        """Gather the samples at ``index`` (valid, non-negative) into ``out``'s arrays; return ``out``.
+
+        Nothing is allocated: ``out`` comes from :meth:`empty` with ``len(index)``
+        samples. ``mode="clip"`` lets ``np.take`` write straight into ``out``
+        (``"raise"`` goes through a temporary); it never clips a valid index.
+        """
+        np.take(self.X, index, axis=0, out=out.X, mode="clip")
+        np.take(self.Y, index, axis=0, out=out.Y, mode="clip")
+        if self.labels is not None and out.labels is not None:
+            np.take(self.labels, index, out=out.labels, mode="clip")
+        return out
+
 
 def check_compatible(network: Network, config: FitConfig) -> None:
     """Raise :class:`ConfigError` if the loss cannot be used with the network's output layer."""

@@ -91,6 +91,7 @@ class Trainer:
         self.best_params: Array | None = None
         self.history: dict[str, list[Any]] = {key: [] for key in self._history_keys()}
         self._stop_reason: str | None = None
+        self._batches: dict[int, Dataset] = {}  # shuffled batches are gathered here, by size
         if initial_state is not None:
             self._restore(initial_state)
 
@@ -440,13 +441,22 @@ class Trainer:
         start: int,
         stop: int,
     ) -> tuple[Array, Array, NDArray[np.intp] | None]:
+        """The training samples ``order[start:stop]`` (or ``start:stop`` without shuffling).
+
+        Returns ``X`` (batch, n_features), ``Y`` (batch, n_outputs) and the labels
+        (batch,) or None: views when unshuffled, else gathered into arrays that are
+        allocated once per batch size and overwritten by the next batch.
+        """
         data = self.train
         if order is None:
             labels = None if data.labels is None else data.labels[start:stop]
             return data.X[start:stop], data.Y[start:stop], labels
         index = order[start:stop]
-        labels = None if data.labels is None else data.labels[index]
-        return data.X.take(index, axis=0), data.Y.take(index, axis=0), labels
+        out = self._batches.get(stop - start)
+        if out is None:
+            out = self._batches[stop - start] = data.empty(stop - start)
+        data.take(index, out)
+        return out.X, out.Y, out.labels
 
     @staticmethod
     def _correct(A: Array, Y: Array, labels: NDArray[np.intp] | None) -> int:

@@ -106,7 +106,19 @@ class BinaryCrossEntropy(Loss):
     is_classification = True
 
     def value(self, Z: Array, A: Array, Y: Array, reduction: str) -> float:
-        losses = np.maximum(Z, 0.0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+        return self._value(Z, Y, reduction, np.empty_like(Z), np.empty_like(Z))
+
+    @staticmethod
+    def _value(Z: Array, Y: Array, reduction: str, losses: Array, work: Array) -> float:
+        r"""The sum of :math:`\max(Z, 0) - ZY + \log(1 + e^{-|Z|})`; two scratch arrays like ``Z``."""
+        np.maximum(Z, 0.0, out=losses)
+        np.multiply(Z, Y, out=work)
+        np.subtract(losses, work, out=losses)
+        np.abs(Z, out=work)
+        np.negative(work, out=work)
+        np.exp(work, out=work)
+        np.log1p(work, out=work)
+        np.add(losses, work, out=losses)
         total = float(losses.sum())
         return total / losses.size if reduction == "mean" else total
 
@@ -120,7 +132,7 @@ class BinaryCrossEntropy(Loss):
         out: Array,
         work: Array,
     ) -> tuple[float, Array]:
-        total = self.value(Z, A, Y, reduction)
+        total = self._value(Z, Y, reduction, out, work)
         np.subtract(A, Y, out=out)
         if reduction == "mean":
             np.divide(out, A.size, out=out)
@@ -135,8 +147,16 @@ class CrossEntropy(Loss):
     is_classification = True
 
     def value(self, Z: Array, A: Array, Y: Array, reduction: str) -> float:
-        shifted = Z - Z.max(axis=1, keepdims=True)
-        log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return self._value(Z, Y, reduction, np.empty_like(Z), np.empty_like(Z))
+
+    @staticmethod
+    def _value(Z: Array, Y: Array, reduction: str, log_softmax: Array, work: Array) -> float:
+        r"""The sum of :math:`-Y \log \mathrm{softmax}(Z)`; two scratch arrays like ``Z``."""
+        np.subtract(Z, Z.max(axis=1, keepdims=True), out=log_softmax)
+        np.exp(log_softmax, out=work)
+        log_sum = work.sum(axis=1, keepdims=True)
+        np.log(log_sum, out=log_sum)
+        np.subtract(log_softmax, log_sum, out=log_softmax)
         total = -float(np.vdot(Y, log_softmax))
         return total / Z.shape[0] if reduction == "mean" else total
 
@@ -150,7 +170,7 @@ class CrossEntropy(Loss):
         out: Array,
         work: Array,
     ) -> tuple[float, Array]:
-        total = self.value(Z, A, Y, reduction)
+        total = self._value(Z, Y, reduction, out, work)
         np.subtract(A, Y, out=out)
         if reduction == "mean":
             np.divide(out, Z.shape[0], out=out)
