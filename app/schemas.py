@@ -12,7 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A finite JSON number (booleans and numeric strings are rejected)."""
@@ -136,6 +146,88 @@ class DatasetCreate(RequestModel):
     y: list[Any] = Field(
         description="2-D (n_samples, n_targets), 1-D numbers (one target), "
         "or 1-D integer class labels (for cross_entropy)."
+    )
+
+
+BuiltinName = Literal["xor", "and", "or", "moons", "circles", "spirals", "iris", "digits"]
+
+
+class BuiltinDatasetCreate(RequestModel):
+    """A built-in dataset, generated from a seed or shipped with the service.
+
+    ``y`` is always 1-D integer class labels. Shapes: xor, and, or (4, 2), 2
+    classes; moons, circles, spirals (n_samples, 2), 2 classes; iris (150, 4), 3
+    classes; digits (1797, 64) with pixel values 0-16, 10 classes.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"builtin": "moons", "name": "moons", "n_samples": 200, "noise": 0.1}]
+        }
+    )
+
+    builtin: BuiltinName = Field(description="Which built-in dataset.")
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Default: the builtin's name."
+    )
+    n_samples: int | None = Field(
+        default=None,
+        ge=2,
+        le=100_000,
+        description="moons, circles, spirals only (default 200, 200, 300).",
+    )
+    noise: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description="Standard deviation of the Gaussian noise added to the points; "
+        "moons, circles, spirals only (default 0.1, 0.05, 0.05).",
+    )
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SEED,
+        description="moons, circles, spirals only; the same seed gives the same data (default 0).",
+    )
+
+
+def _dataset_form(value: Any) -> str:
+    if isinstance(value, dict):
+        return "builtin" if "builtin" in value else "inline"
+    return "builtin" if isinstance(value, BuiltinDatasetCreate) else "inline"
+
+
+def _untagged_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Drop the union tag pydantic puts first in every error's ``loc``, so that a
+    bad field is reported at ``["body", field]`` in either form."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        errors: list[Any] = [
+            {**error, "loc": error["loc"][1:]} if error["loc"] else error for error in exc.errors()
+        ]
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+class DatasetCreateBody(
+    RootModel[
+        Annotated[
+            Annotated[DatasetCreate, Tag("inline")]
+            | Annotated[BuiltinDatasetCreate, Tag("builtin")],
+            Discriminator(_dataset_form),
+            WrapValidator(_untagged_errors),
+        ]
+    ]
+):
+    """The body of ``POST /v1/datasets``: inline arrays, or ``{"builtin": ...}``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "xor", "X": XOR_X, "y": XOR_Y},
+                {"builtin": "moons", "name": "moons", "n_samples": 200, "noise": 0.1},
+            ]
+        }
     )
 
 

@@ -5,39 +5,61 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, Body, File, Form, Response, UploadFile, status
 
 from app.arrays import array_to_json
+from app.builtin_datasets import DATASET_EXAMPLES, dataset_from_body
 from app.deps import ReadSession, SettingsDep, Tenant, WriteSession
 from app.errors import InvalidInputError
 from app.presenters import dataset_public, page
+from app.responses import errors, resource_links
 from app.routers.common import DEFAULT, After, Limit
-from app.schemas import DatasetCreate, DatasetData, DatasetPublic, Page
+from app.schemas import DatasetCreateBody, DatasetData, DatasetPublic, Page
 from app.services import datasets as service
-from app.services.dataset_parsing import check_cells, parse_csv, parse_json
+from app.services.dataset_parsing import check_cells, parse_csv
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
+DATASET_LINKS = resource_links(
+    "dataset",
+    {
+        "GetDataset": "get_dataset_v1_datasets__dataset_id__get",
+        "GetDatasetData": "get_dataset_data_v1_datasets__dataset_id__data_get",
+        "DeleteDataset": "delete_dataset_v1_datasets__dataset_id__delete",
+    },
+)
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetPublic,
+    responses={201: {"links": DATASET_LINKS}, **errors(401, 413, 422)},
+)
 def create_dataset(
-    dataset_in: DatasetCreate,
+    dataset_in: Annotated[DatasetCreateBody, Body(openapi_examples=DATASET_EXAMPLES)],
     session: WriteSession,
     tenant: Tenant,
     settings: SettingsDep,
     response: Response,
 ) -> DatasetPublic:
-    """Upload a dataset as JSON: ``X`` rows and ``y`` (2-D, 1-D numbers or 1-D labels)."""
-    parsed = parse_json(dataset_in.X, dataset_in.y)
+    """Upload a dataset as JSON: ``X`` rows and ``y`` (2-D, 1-D numbers or 1-D labels),
+    or create a built-in one: ``{"builtin": "xor" | "and" | "or" | "moons" | "circles" |
+    "spirals" | "iris" | "digits"}`` (moons, circles and spirals take ``n_samples``,
+    ``noise`` and ``seed``; ``y`` is integer class labels)."""
+    name, parsed = dataset_from_body(dataset_in)
     check_cells(parsed, settings.max_dataset_cells)
-    dataset = service.create_dataset(
-        session=session, owner=tenant, name=dataset_in.name, parsed=parsed
-    )
+    dataset = service.create_dataset(session=session, owner=tenant, name=name, parsed=parsed)
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset_public(dataset)
 
 
-@router.post("/csv", status_code=status.HTTP_201_CREATED, response_model=DatasetPublic)
+@router.post(
+    "/csv",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetPublic,
+    responses={201: {"links": DATASET_LINKS}, **errors(400, 401, 413, 422)},
+)
 def upload_csv(
     session: WriteSession,
     tenant: Tenant,
@@ -63,7 +85,7 @@ def upload_csv(
     return dataset_public(dataset)
 
 
-@router.get("", response_model=Page[DatasetPublic])
+@router.get("", response_model=Page[DatasetPublic], responses=errors(401, 422))
 def list_datasets(
     session: ReadSession, tenant: Tenant, limit: Limit = DEFAULT, after: After = None
 ) -> Page[DatasetPublic]:
@@ -72,13 +94,13 @@ def list_datasets(
     return page(result, dataset_public)
 
 
-@router.get("/{dataset_id}", response_model=DatasetPublic)
+@router.get("/{dataset_id}", response_model=DatasetPublic, responses=errors(401, 404))
 def get_dataset(dataset_id: str, session: ReadSession, tenant: Tenant) -> DatasetPublic:
     """One dataset's metadata."""
     return dataset_public(service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id))
 
 
-@router.get("/{dataset_id}/data", response_model=DatasetData)
+@router.get("/{dataset_id}/data", response_model=DatasetData, responses=errors(401, 404))
 def get_dataset_data(dataset_id: str, session: ReadSession, tenant: Tenant) -> DatasetData:
     """The dataset's ``X`` and ``y``."""
     service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id)
@@ -86,7 +108,9 @@ def get_dataset_data(dataset_id: str, session: ReadSession, tenant: Tenant) -> D
     return DatasetData(X=array_to_json(X), y=array_to_json(y))
 
 
-@router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 409)
+)
 def delete_dataset(dataset_id: str, session: WriteSession, tenant: Tenant) -> Response:
     """Delete a dataset (409 while a queued or running run uses it)."""
     service.delete_dataset(session=session, owner=tenant, dataset_id=dataset_id)
