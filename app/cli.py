@@ -1,4 +1,5 @@
-"""The ``backprop`` command: ``serve``, ``migrate``, ``worker``."""
+"""The ``backprop`` command: ``serve``, ``migrate``, ``worker``, and the client commands
+``train``, ``runs``, ``predict`` (in :mod:`app.client_cli`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from app.client_cli import add_client_commands, run_client_command
 from app.config import get_settings
 
 logger = logging.getLogger("backprop")
@@ -59,12 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     sub.add_parser("migrate", help="upgrade the database schema")
     sub.add_parser("worker", help="run a Celery worker (needs BACKPROP_BROKER_URL)")
+    add_client_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``backprop`` console script."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "client_command", None) is not None:
+        return run_client_command(args)  # talks to a server: no server logging set up
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if args.command == "serve":
         return _serve(args.host, args.port)

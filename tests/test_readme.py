@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
 import pytest
+
+from tests.support.server import running_server
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -18,8 +21,29 @@ def test_the_readme_has_python_examples() -> None:
     assert python_blocks(), "README.md lost its Python examples"
 
 
-@pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_python_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
-    exec(compile(python_blocks()[index], f"README.md[python {index}]", "exec"), {})
+def needs_server(block: str) -> bool:
+    """Client examples talk to a server at ``BACKPROP_URL``."""
+    return "app.client" in block
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pytest.param(i, marks=[pytest.mark.integration] if needs_server(block) else [])
+        for i, block in enumerate(python_blocks())
+    ],
+)
+def test_readme_python_example_runs(
+    index: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    block = python_blocks()[index]
+    with contextlib.ExitStack() as stack:
+        if needs_server(block):
+            server = stack.enter_context(running_server(tmp_path))
+            monkeypatch.setenv("BACKPROP_URL", server.url)
+        exec(compile(block, f"README.md[python {index}]", "exec"), {})
     printed = capsys.readouterr().out
     assert "completed" in printed

@@ -1,0 +1,261 @@
+"""The ``backprop`` client commands end to end against a real ``backprop serve``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import engine
+from app.cli import main
+from app.client import Client
+from tests.support.server import BACKPROP, ServerProcess, free_port, running_server
+
+pytestmark = pytest.mark.integration
+
+XOR_SPEC = {
+    "name": "xor",
+    "input_size": 2,
+    "layers": [
+        {"units": 3, "activation": "sigmoid"},
+        {"units": 1, "activation": "sigmoid"},
+    ],
+    "init": {"scheme": "xavier_uniform", "seed": 7},
+}
+XOR_TRAIN = ["--loss", "mse", "--optimizer", "sgd", "--lr", "2", "--epochs", "3000", "--seed", "1"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with running_server(tmp_path_factory.mktemp("cli-server")) as started:
+        yield started
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "xor.json").write_text(json.dumps(XOR_SPEC))
+    return tmp_path
+
+
+def backprop(
+    server: ServerProcess | None, *args: str, cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``backprop ARGS`` with BACKPROP_URL pointing at ``server``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
+    if server is not None:
+        env["BACKPROP_URL"] = server.url
+    return subprocess.run(
+        [str(BACKPROP), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def cli(server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str) -> Result:
+    """``backprop ARGS --server URL`` in this process (no interpreter start-up)."""
+    capsys.readouterr()
+    code = main([*args, "--server", server.url])
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def run_id_of(output: str) -> str:
+    first = output.splitlines()[0].split()
+    assert first[0] == "run", output
+    return first[1]
+
+
+def test_train_xor_from_the_terminal(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = backprop(
+        server, "train", "xor.json", "--builtin", "xor", *XOR_TRAIN, "--poll", "0.1", cwd=workdir
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    run_id = run_id_of(result.stdout)
+    assert "dataset ds_" in lines[0] and "(4 x 2)" in lines[0]
+    assert any(line.startswith("[") and "epoch" in line for line in lines[1:-2])  # progress
+    assert lines[-2].startswith(f"run {run_id} succeeded (completed) after 3000/3000 epochs")
+    assert lines[-1].startswith("final loss ")
+    assert float(lines[-1].split()[2]) < 0.01
+    with Client(server.url) as client:
+        run = client.get_run(run_id)
+        predictions = client.predict(run_id, [[0, 0], [0, 1], [1, 0], [1, 1]]).array()
+    assert run.status == "succeeded" and run.config["optimizer"]["learning_rate"] == 2.0
+    assert np.round(predictions).ravel().tolist() == [0, 1, 1, 0]
+
+    listed = cli(server, capsys, "runs", "list", "--status", "succeeded")
+    assert listed.code == 0 and run_id in listed.out and "3000/3000" in listed.out
+    watched = cli(server, capsys, "runs", "watch", run_id)
+    assert watched.code == 0
+    assert watched.out.splitlines()[-2].startswith(f"run {run_id} succeeded")
+
+
+def test_train_from_files(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = str(workdir / "xor.json")
+    (workdir / "xor.csv").write_text("a,b,target\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    csv_run = cli(
+        server,
+        capsys,
+        "train",
+        spec,
+        "--data",
+        str(workdir / "xor.csv"),
+        "--target",
+        "target",
+        *XOR_TRAIN,
+        "--poll",
+        "0.1",
+    )
+    assert csv_run.code == 0, csv_run.err
+    (workdir / "xor-data.json").write_text(
+        json.dumps({"X": [[0, 0], [0, 1], [1, 0], [1, 1]], "y": [[0], [1], [1], [0]]})
+    )
+    json_run = cli(
+        server,
+        capsys,
+        "train",
+        spec,
+        "--data",
+        str(workdir / "xor-data.json"),
+        *XOR_TRAIN,
+        "--poll",
+        "0.1",
+    )
+    assert json_run.code == 0, json_run.err
+    # Same spec, data, config and seed: the same final loss.
+    assert csv_run.out.splitlines()[-1] == json_run.out.splitlines()[-1]
+
+
+def test_watch_ends_with_the_final_status_of_a_cancelled_run(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = cli(
+        server,
+        capsys,
+        "train",
+        str(workdir / "xor.json"),
+        "--builtin",
+        "xor",
+        "--epochs",
+        "100000000",
+        "--detach",
+    )
+    assert started.code == 0, started.err
+    run_id = run_id_of(started.out)
+    watcher = subprocess.Popen(
+        [str(BACKPROP), "runs", "watch", run_id, "--poll", "0.1", "--progress-every", "0.2"],
+        env={**os.environ, "BACKPROP_URL": server.url},
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert watcher.stdout is not None
+    first = watcher.stdout.readline()  # the watcher is up and shows the run training
+    assert "/100000000" in first and ("running" in first or "queued" in first), first
+    cancelled = cli(server, capsys, "runs", "cancel", run_id)
+    assert cancelled.code == 0 and run_id in cancelled.out
+    rest, stderr = watcher.communicate(timeout=60)
+    assert watcher.returncode == 1, first + rest + stderr
+    lines = rest.splitlines()
+    assert lines[-2].startswith(f"run {run_id} cancelled (cancelled)"), rest
+    assert lines[-1].startswith("final loss "), rest
+
+
+def test_weights_export_round_trips(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trained = cli(
+        server,
+        capsys,
+        "train",
+        str(workdir / "xor.json"),
+        "--builtin",
+        "xor",
+        *XOR_TRAIN,
+        "--poll",
+        "0.1",
+    )
+    run_id = run_id_of(trained.out)
+    as_json = cli(server, capsys, "runs", "weights", run_id, "--format", "json")
+    assert as_json.code == 0, as_json.err
+    weights: dict[str, Any] = json.loads(as_json.out)
+    assert weights["epoch"] == 3000 and len(weights["layers"]) == 2
+    w_json = workdir / "w.json"
+    to_file = cli(server, capsys, "runs", "weights", run_id, "--output", str(w_json))
+    assert to_file.code == 0 and json.loads(w_json.read_text()) == weights
+    npz_path = workdir / "w.npz"
+    as_npz = cli(
+        server, capsys, "runs", "weights", run_id, "--format", "npz", "--output", str(npz_path)
+    )
+    assert as_npz.code == 0 and str(npz_path) in as_npz.err
+    with np.load(npz_path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    assert sorted(arrays) == ["bias_0", "bias_1", "epoch", "weights_0", "weights_1"]
+    assert int(arrays["epoch"]) == 3000
+    for index, layer in enumerate(weights["layers"]):
+        assert np.array_equal(arrays[f"weights_{index}"], np.asarray(layer["weights"]))
+        assert np.array_equal(arrays[f"bias_{index}"], np.asarray(layer["bias"]))
+    # The exported weights reproduce the service's predictions in the engine.
+    network = engine.Network.from_spec(XOR_SPEC)
+    network.set_weights(
+        [{"weights": arrays[f"weights_{i}"], "bias": arrays[f"bias_{i}"]} for i in range(2)]
+    )
+    X = [[0, 0], [0, 1], [1, 0], [1, 1]]
+    inputs_csv = workdir / "inputs.csv"
+    inputs_csv.write_text("a,b\n" + "\n".join(f"{a},{b}" for a, b in X) + "\n")
+    predicted = backprop(server, "predict", run_id, "--input", "inputs.csv", cwd=workdir)
+    assert predicted.returncode == 0, predicted.stderr
+    service = json.loads(predicted.stdout)
+    assert service["epoch"] == 3000
+    np.testing.assert_allclose(network.predict(np.asarray(X, float)), service["predictions"])
+    inputs_json, out_csv = workdir / "inputs.json", workdir / "out.csv"
+    inputs_json.write_text(json.dumps({"X": X}))
+    as_csv = cli(
+        server, capsys, "predict", run_id, "--input", str(inputs_json), "--output", str(out_csv)
+    )
+    assert as_csv.code == 0, as_csv.err
+    rows = out_csv.read_text().splitlines()
+    assert rows[0] == "output_0" and len(rows) == 5
+    np.testing.assert_array_equal([float(r) for r in rows[1:]], np.ravel(service["predictions"]))
+
+
+def test_errors_are_one_line_with_exit_codes(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = backprop(server, "runs", "watch", "run_missing", cwd=workdir)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: 404 Not Found: run 'run_missing' not found"
+    bad = workdir / "bad.json"
+    bad.write_text(json.dumps({**XOR_SPEC, "layers": [{"units": 1, "activation": "sigmoidal"}]}))
+    invalid = cli(server, capsys, "train", str(bad), "--builtin", "xor")
+    assert invalid.code == 2 and invalid.err.startswith("error: 422 Unprocessable")
+    assert "body.layers.0.activation" in invalid.err
+    no_file = cli(server, capsys, "train", str(workdir / "nope.json"), "--builtin", "xor")
+    assert no_file.code == 2 and "cannot read" in no_file.err and "nope.json" in no_file.err
+    no_target = cli(
+        server, capsys, "train", str(workdir / "xor.json"), "--data", str(workdir / "x.csv")
+    )
+    assert no_target.code == 2 and "--target" in no_target.err
+    with pytest.raises(SystemExit) as usage:
+        main(["train", str(workdir / "xor.json")])
+    assert usage.value.code == 2 and "--data" in capsys.readouterr().err
+    capsys.readouterr()
+    down = main(["runs", "list", "--server", f"http://127.0.0.1:{free_port()}"])
+    assert down == 3 and capsys.readouterr().err.startswith("error: cannot reach")
