@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -98,6 +101,42 @@ def require_api_key(
             headers={"WWW-Authenticate": "Bearer"},
         )
     return tenant_id(presented)
+
+
+def _dependant_query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _dependant_query_names(sub)
+    return names
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names: frozenset[str] | None = getattr(route, "_backprop_query_names", None)
+    if names is None:
+        names = frozenset(_dependant_query_names(route.dependant))
+        route._backprop_query_names = names  # type: ignore[attr-defined]
+    return names
+
+
+def reject_unknown_query(request: Request) -> None:
+    """Answer 422 for query parameters the route does not declare (a typo such as
+    ``?limt=5`` is an error, as unknown body fields are)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):  # pragma: no cover - always set for routes
+        return
+    allowed = _query_names(route)
+    unknown = [name for name in request.query_params if name not in allowed]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
 
 
 Tenant = Annotated[str, Depends(require_api_key)]

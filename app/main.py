@@ -21,11 +21,12 @@ from starlette.middleware.cors import CORSMiddleware
 import engine
 from app.config import Settings, get_settings
 from app.db import Database
-from app.deps import api_key_digests, require_api_key
+from app.deps import api_key_digests, reject_unknown_query, require_api_key
 from app.docs_security import DocsContentSecurityPolicy
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
 from app.jobs.dispatch import make_executor
 from app.limits import BodySizeLimit
+from app.responses import errors
 from app.routers import checkpoints, datasets, health, networks, runs
 from app.services.errors import invalid_from_config_error
 
@@ -123,10 +124,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_key_digests = api_key_digests(settings)
     _install_error_handlers(app)
-    secured = [Depends(require_api_key)]
+    secured = [Depends(require_api_key), Depends(reject_unknown_query)]
     for router in (networks.router, datasets.router, runs.router, checkpoints.router):
-        app.include_router(router, dependencies=secured)
-    app.include_router(health.router)
+        app.include_router(router, dependencies=secured, responses=errors(401))
+    app.include_router(health.router, dependencies=[Depends(reject_unknown_query)])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DocsContentSecurityPolicy)
     origins = settings.cors_origin_list

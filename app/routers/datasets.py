@@ -34,7 +34,7 @@ DATASET_LINKS = resource_links(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
-    responses={201: {"links": DATASET_LINKS}, **errors(401, 413, 422)},
+    responses={201: {"links": DATASET_LINKS}, **errors(400, 401, 413, 422)},
 )
 def create_dataset(
     dataset_in: Annotated[DatasetCreateBody, Body(openapi_examples=DATASET_EXAMPLES)],

@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, HTTPException, status
 
 from app.db import Database
 from app.deps import get_database
+from app.responses import errors
 from app.schemas import Health
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, responses=errors(503))
 def healthz(db: Annotated[Database, Depends(get_database)]) -> Health:
     """200 when the database answers, 503 otherwise."""
     try:

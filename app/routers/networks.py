@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from app.deps import ReadSession, SettingsDep, Tenant, WriteSession
 from app.presenters import network_public, page, weights_public
+from app.responses import errors, resource_links
 from app.routers.common import DEFAULT, After, Limit
 from app.schemas import NetworkCreate, NetworkPublic, Page, WeightsPublic
 from app.services import networks as service
@@ -13,7 +14,24 @@ from app.services import networks as service
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=NetworkPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=NetworkPublic,
+    responses={
+        201: {
+            "links": resource_links(
+                "network",
+                {
+                    "GetNetwork": "get_network_v1_networks__network_id__get",
+                    "GetInitialWeights": "get_initial_weights_v1_networks__network_id__weights_get",
+                    "DeleteNetwork": "delete_network_v1_networks__network_id__delete",
+                },
+            )
+        },
+        **errors(400, 401, 413, 422),
+    },
+)
 def create_network(
     network_in: NetworkCreate,
     session: WriteSession,
@@ -32,7 +50,7 @@ def create_network(
     return network_public(network)
 
 
-@router.get("", response_model=Page[NetworkPublic])
+@router.get("", response_model=Page[NetworkPublic], responses=errors(401, 422))
 def list_networks(
     session: ReadSession, tenant: Tenant, limit: Limit = DEFAULT, after: After = None
 ) -> Page[NetworkPublic]:
@@ -41,20 +59,22 @@ def list_networks(
     return page(result, network_public)
 
 
-@router.get("/{network_id}", response_model=NetworkPublic)
+@router.get("/{network_id}", response_model=NetworkPublic, responses=errors(401, 404))
 def get_network(network_id: str, session: ReadSession, tenant: Tenant) -> NetworkPublic:
     """One network."""
     return network_public(service.get_network(session=session, owner=tenant, network_id=network_id))
 
 
-@router.get("/{network_id}/weights", response_model=WeightsPublic)
+@router.get("/{network_id}/weights", response_model=WeightsPublic, responses=errors(401, 404))
 def get_initial_weights(network_id: str, session: ReadSession, tenant: Tenant) -> WeightsPublic:
     """The network's initial weights (epoch 0)."""
     layers = service.get_initial_weights(session=session, owner=tenant, network_id=network_id)
     return weights_public(0, layers)
 
 
-@router.delete("/{network_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{network_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 409)
+)
 def delete_network(network_id: str, session: WriteSession, tenant: Tenant) -> Response:
     """Delete a network and its runs (409 while one of them is queued or running)."""
     service.delete_network(session=session, owner=tenant, network_id=network_id)

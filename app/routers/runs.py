@@ -10,6 +10,7 @@ from app.arrays import array_to_json
 from app.deps import ExecutorDep, ReadSession, SettingsDep, Tenant, WriteSession
 from app.errors import InvalidInputError
 from app.presenters import checkpoint_public, page, run_public, weights_public
+from app.responses import errors, run_links
 from app.routers.common import DEFAULT, After, Limit
 from app.schemas import (
     CheckpointPublic,
@@ -29,7 +30,12 @@ router = APIRouter(prefix="/v1/runs", tags=["runs"])
 HISTORY_EXAMPLE = {"epoch": [1, 2, 3], "loss": [0.31, 0.29, 0.27], "val_loss": [None, None, None]}
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunPublic)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunPublic,
+    responses={202: {"links": run_links()}, **errors(400, 401, 404, 413, 422, 429)},
+)
 def create_run(
     run_in: RunCreate,
     session: WriteSession,
@@ -52,7 +58,7 @@ def create_run(
     return run_public(run)
 
 
-@router.get("", response_model=Page[RunPublic])
+@router.get("", response_model=Page[RunPublic], responses=errors(401, 422))
 def list_runs(
     session: ReadSession,
     tenant: Tenant,
@@ -75,7 +81,7 @@ def list_runs(
     return page(result, run_public)
 
 
-@router.get("/{run_id}", response_model=RunPublic)
+@router.get("/{run_id}", response_model=RunPublic, responses=errors(401, 404))
 def get_run(run_id: str, session: ReadSession, tenant: Tenant) -> RunPublic:
     """One run: status, progress and outcome."""
     return run_public(service.get_run(session=session, owner=tenant, run_id=run_id))
@@ -83,7 +89,18 @@ def get_run(run_id: str, session: ReadSession, tenant: Tenant) -> RunPublic:
 
 @router.get(
     "/{run_id}/history",
-    responses={200: {"content": {"application/json": {"example": HISTORY_EXAMPLE}}}},
+    responses={
+        200: {
+            "content": {"application/json": {"example": HISTORY_EXAMPLE}},
+            "headers": {
+                "X-Has-More": {
+                    "schema": {"type": "string", "enum": ["true", "false"]},
+                    "description": "true when more points follow this page.",
+                }
+            },
+        },
+        **errors(401, 404, 422),
+    },
 )
 def get_history(
     run_id: str,
@@ -134,13 +151,15 @@ def get_history(
     return columns
 
 
-@router.post("/{run_id}/cancel", response_model=RunPublic)
+@router.post("/{run_id}/cancel", response_model=RunPublic, responses=errors(401, 404))
 def cancel_run(run_id: str, session: WriteSession, tenant: Tenant) -> RunPublic:
     """Cancel: a queued run at once, a running one at its next epoch boundary. Idempotent."""
     return run_public(service.cancel_run(session=session, owner=tenant, run_id=run_id))
 
 
-@router.get("/{run_id}/checkpoints", response_model=Page[CheckpointPublic])
+@router.get(
+    "/{run_id}/checkpoints", response_model=Page[CheckpointPublic], responses=errors(401, 404, 422)
+)
 def list_checkpoints(
     run_id: str, session: ReadSession, tenant: Tenant, limit: Limit = DEFAULT, after: After = None
 ) -> Page[CheckpointPublic]:
@@ -151,14 +170,18 @@ def list_checkpoints(
     return page(result, checkpoint_public)
 
 
-@router.get("/{run_id}/weights", response_model=WeightsPublic)
+@router.get("/{run_id}/weights", response_model=WeightsPublic, responses=errors(401, 404, 409))
 def get_weights(run_id: str, session: ReadSession, tenant: Tenant) -> WeightsPublic:
     """Final weights of a finished run, else its latest checkpoint (409 if none)."""
     epoch, layers = service.get_weights(session=session, owner=tenant, run_id=run_id)
     return weights_public(epoch, layers)
 
 
-@router.post("/{run_id}/predict", response_model=PredictResponse)
+@router.post(
+    "/{run_id}/predict",
+    response_model=PredictResponse,
+    responses=errors(400, 401, 404, 409, 413, 422),
+)
 def predict(
     run_id: str, body: PredictRequest, session: ReadSession, tenant: Tenant, settings: SettingsDep
 ) -> PredictResponse:
