@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,25 +53,31 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
-        started = False
+        exceeded = False
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise _BodyTooLargeError
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not started:
+        async def guarded_send(message: Message) -> None:
+            # Whatever the app made of the interrupted read (FastAPI turns a failed
+            # body read into a 400), the client gets the 413 it is owed.
+            nonlocal answered
+            if not exceeded:
+                await send(message)
+                return
+            if not answered:
+                answered = True
                 await self._reject(send)
+
+        with contextlib.suppress(_BodyTooLargeError):
+            await self.app(scope, limited_receive, guarded_send)
+        if exceeded and not answered:
+            await self._reject(send)
