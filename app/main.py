@@ -27,7 +27,7 @@ from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyR
 from app.jobs.dispatch import make_executor
 from app.limits import BodySizeLimit
 from app.responses import errors
-from app.routers import checkpoints, datasets, health, networks, runs
+from app.routers import checkpoints, datasets, exports, health, networks, plots, runs
 from app.services.errors import invalid_from_config_error
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_key_digests = api_key_digests(settings)
     _install_error_handlers(app)
     secured = [Depends(require_api_key), Depends(reject_unknown_query)]
-    for router in (networks.router, datasets.router, runs.router, checkpoints.router):
+    for router in (
+        networks.router,
+        datasets.router,
+        runs.router,
+        exports.router,
+        plots.router,
+        checkpoints.router,
+    ):
         app.include_router(router, dependencies=secured, responses=errors(401))
     app.include_router(health.router, dependencies=[Depends(reject_unknown_query)])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

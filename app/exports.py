@@ -1,0 +1,192 @@
+"""A run's trained model as a file: ONNX, NumPy ``.npz`` or JSON.
+
+All three hold the weights ``GET /v1/runs/{id}/weights`` serves, in the run's
+dtype, with the network spec and where they come from (run, network, epoch):
+
+- ``json``: ``{"format": "backprop.mlp", "format_version": 1, "run_id",
+  "network_id", "epoch", "dtype", "spec", "layers": [{"weights", "bias"}]}``.
+  ``engine.Network.from_spec({**doc["spec"], "weights": doc["layers"]})``
+  rebuilds the network.
+- ``npz``: arrays ``layer0.weights``, ``layer0.bias`` (layers without a bias
+  have none), ... and ``spec``: the JSON document above without ``layers``,
+  UTF-8 encoded, as a uint8 array. No object arrays: ``np.load`` works with
+  ``allow_pickle=False``.
+- ``onnx``: input ``X`` of shape (N, input_size); per layer ``MatMul`` by the
+  weights, ``Add`` of the bias, then the activation (``Identity``, ``Sigmoid``,
+  ``Tanh``, ``Relu``, ``LeakyRelu`` with alpha 0.01, ``Softmax`` over the last
+  axis); output ``Y`` of shape (N, output_size). Tensors are float32 or float64
+  (ONNX ``DOUBLE``) as the run trained. The JSON document without ``layers`` is
+  in the model's metadata (``backprop.spec`` and friends).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+from numpy.typing import NDArray
+from onnx import TensorProto, helper, numpy_helper
+
+from app.arrays import weights_to_json
+from app.services.artifacts import TrainedModel
+
+ExportFormat = Literal["onnx", "npz", "json"]
+FORMAT_NAME = "backprop.mlp"
+FORMAT_VERSION = 1
+ONNX_OPSET = 17
+"""Softmax over one axis needs opset 13; 17 is run by every onnxruntime since 1.11."""
+ONNX_IR_VERSION = 8
+"""The IR version of opset 17 (onnx 1.12): the newest runtimes and older ones load it."""
+PRODUCER = "backprop"
+PRODUCER_VERSION = "0.1.0"
+
+MEDIA_TYPES: dict[str, str] = {
+    "onnx": "application/octet-stream",
+    "npz": "application/zip",
+    "json": "application/json",
+}
+_ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "identity": ("Identity", {}),
+    "sigmoid": ("Sigmoid", {}),
+    "tanh": ("Tanh", {}),
+    "relu": ("Relu", {}),
+    "leaky_relu": ("LeakyRelu", {"alpha": 0.01}),
+    "softmax": ("Softmax", {"axis": -1}),
+}
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """A file to send: its bytes, media type and suggested name."""
+
+    content: bytes
+    media_type: str
+    filename: str
+
+
+def _np_dtype(model: TrainedModel) -> type[np.floating[Any]]:
+    return np.float32 if model.dtype == "float32" else np.float64
+
+
+def header(model: TrainedModel) -> dict[str, Any]:
+    """The JSON document that describes the weights (everything but the arrays)."""
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "run_id": model.run_id,
+        "network_id": model.network_id,
+        "epoch": model.epoch,
+        "dtype": model.dtype,
+        "spec": model.spec,
+    }
+
+
+def to_json(model: TrainedModel) -> bytes:
+    """The JSON export: :func:`header` plus ``layers`` (non-finite values are null)."""
+    document = {**header(model), "layers": weights_to_json(model.layers)}
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def to_npz(model: TrainedModel) -> bytes:
+    """The ``.npz`` export (``np.savez``; no pickled objects)."""
+    dtype = _np_dtype(model)
+    arrays: dict[str, NDArray[Any]] = {}
+    for index, layer in enumerate(model.layers):
+        arrays[f"layer{index}.weights"] = np.asarray(layer["weights"], dtype=dtype)
+        if layer.get("bias") is not None:
+            arrays[f"layer{index}.bias"] = np.asarray(layer["bias"], dtype=dtype)
+    arrays["spec"] = np.frombuffer(json.dumps(header(model)).encode("utf-8"), dtype=np.uint8)
+    buffer = io.BytesIO()
+    savez: Callable[..., None] = np.savez  # its stubs type **kwds as if allow_pickle
+    savez(buffer, **arrays)  # numeric arrays only: nothing is pickled
+    return buffer.getvalue()
+
+
+def to_onnx(model: TrainedModel) -> onnx.ModelProto:
+    """The ONNX model: ``Y = act_n(... act_1(X @ W_1 + b_1) ... @ W_n + b_n)``."""
+    dtype = _np_dtype(model)
+    elem_type = TensorProto.FLOAT if dtype is np.float32 else TensorProto.DOUBLE
+    layer_specs = model.spec["layers"]
+    nodes: list[onnx.NodeProto] = []
+    initializers: list[onnx.TensorProto] = []
+    current = "X"
+    for index, (layer_spec, layer) in enumerate(zip(layer_specs, model.layers, strict=True)):
+        prefix = f"layer{index}"
+        initializers.append(
+            numpy_helper.from_array(
+                np.asarray(layer["weights"], dtype=dtype), name=f"{prefix}.weights"
+            )
+        )
+        out = f"{prefix}.matmul"
+        nodes.append(
+            helper.make_node(
+                "MatMul", [current, f"{prefix}.weights"], [out], name=f"{prefix}/MatMul"
+            )
+        )
+        if layer.get("bias") is not None:
+            initializers.append(
+                numpy_helper.from_array(
+                    np.asarray(layer["bias"], dtype=dtype), name=f"{prefix}.bias"
+                )
+            )
+            nodes.append(
+                helper.make_node(
+                    "Add", [out, f"{prefix}.bias"], [f"{prefix}.z"], name=f"{prefix}/Add"
+                )
+            )
+            out = f"{prefix}.z"
+        op_type, attributes = _ACTIVATIONS[str(layer_spec["activation"])]
+        result = "Y" if index == len(layer_specs) - 1 else f"{prefix}.a"
+        nodes.append(
+            helper.make_node(op_type, [out], [result], name=f"{prefix}/{op_type}", **attributes)
+        )
+        current = result
+    graph = helper.make_graph(
+        nodes,
+        "backprop_mlp",
+        [helper.make_tensor_value_info("X", elem_type, ["N", int(model.spec["input_size"])])],
+        [helper.make_tensor_value_info("Y", elem_type, ["N", int(layer_specs[-1]["units"])])],
+        initializer=initializers,
+        doc_string=f"Backprop run {model.run_id} at epoch {model.epoch}",
+    )
+    onnx_model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        ir_version=ONNX_IR_VERSION,
+        producer_name=PRODUCER,
+        producer_version=PRODUCER_VERSION,
+        doc_string="A multi-layer perceptron trained by Backprop.",
+    )
+    props = header(model)
+    helper.set_model_props(
+        onnx_model,
+        {
+            "backprop.format": f"{FORMAT_NAME}/{FORMAT_VERSION}",
+            "backprop.run_id": model.run_id,
+            "backprop.network_id": model.network_id,
+            "backprop.epoch": str(model.epoch),
+            "backprop.dtype": model.dtype,
+            "backprop.spec": json.dumps(props["spec"]),
+        },
+    )
+    return onnx_model
+
+
+def export(model: TrainedModel, fmt: ExportFormat) -> ExportFile:
+    """Build the export file of ``model`` in format ``fmt``."""
+    if fmt == "onnx":
+        content = to_onnx(model).SerializeToString()
+    elif fmt == "npz":
+        content = to_npz(model)
+    else:
+        content = to_json(model)
+    return ExportFile(
+        content=content,
+        media_type=MEDIA_TYPES[fmt],
+        filename=f"{model.run_id}-epoch{model.epoch}.{fmt}",
+    )
