@@ -27,7 +27,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.activations import Activation
+from engine.activations import Activation, row_max
 
 Array = NDArray[np.floating]
 
@@ -152,7 +152,7 @@ class CrossEntropy(Loss):
     @staticmethod
     def _value(Z: Array, Y: Array, reduction: str, log_softmax: Array, work: Array) -> float:
         r"""The sum of :math:`-Y \log \mathrm{softmax}(Z)`; two scratch arrays like ``Z``."""
-        np.subtract(Z, Z.max(axis=1, keepdims=True), out=log_softmax)
+        np.subtract(Z, row_max(Z, work), out=log_softmax)
         np.exp(log_softmax, out=work)
         log_sum = work.sum(axis=1, keepdims=True)
         np.log(log_sum, out=log_sum)
