@@ -5,30 +5,34 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from app.client_cli import add_client_commands, run_client_command
 from app.config import get_settings
+from app.logs import configure_logging
 
 logger = logging.getLogger("backprop")
-
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 
 def _serve(host: str, port: int) -> int:
     import uvicorn
 
-    from app.jobs.dispatch import CELERY_NOT_READY
+    from app.jobs.dispatch import ExecutorUnavailableError, check_broker_url
     from app.main import create_app
     from app.migrations import migrate
 
     settings = get_settings()
     if settings.broker_url:
-        logger.error(CELERY_NOT_READY)
-        return 2
+        try:
+            check_broker_url(settings.broker_url)
+        except ExecutorUnavailableError as exc:
+            logger.error("%s", exc)
+            return 2
     migrate(settings.database_url)
     logger.info("serving on http://%s:%d (docs at /docs)", host, port)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # Requests are logged by app.observability (one line each, JSON or text).
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     return 0
 
 
@@ -39,7 +43,9 @@ def _migrate() -> int:
     return 0
 
 
-def _worker() -> int:
+def _worker(concurrency: int | None, hostname: str | None) -> int:
+    from app.jobs.dispatch import ExecutorUnavailableError, check_broker_url
+
     settings = get_settings()
     if not settings.broker_url:
         logger.error(
@@ -47,9 +53,29 @@ def _worker() -> int:
             "(e.g. redis://localhost:6379/0). Without a broker, `backprop serve` runs "
             "BACKPROP_WORKERS local worker processes itself."
         )
-    else:
-        logger.error("the Celery worker is not implemented yet (it arrives with the Celery issue)")
-    return 2
+        return 2
+    try:
+        check_broker_url(settings.broker_url)
+    except ExecutorUnavailableError as exc:
+        logger.error("%s", exc)
+        return 2
+    from app.migrations import wait_for_schema
+
+    if not wait_for_schema(settings.database_url, timeout=settings.schema_wait_seconds):
+        return 1
+    from app.jobs.celery_app import connect_worker_signals, make_celery, worker_argv
+
+    processes = concurrency or settings.workers or 1
+    connect_worker_signals(settings)
+    app = make_celery(settings)
+    argv = worker_argv(
+        concurrency=processes,
+        hostname=hostname or f"backprop-{os.getpid()}@%h",
+        quiet=settings.log_format == "json",
+    )
+    logger.info("starting a Celery worker with %d process(es)", processes)
+    app.worker_main(argv=argv)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     sub.add_parser("migrate", help="upgrade the database schema")
-    sub.add_parser("worker", help="run a Celery worker (needs BACKPROP_BROKER_URL)")
+    worker = sub.add_parser(
+        "worker", help="run a Celery worker (needs BACKPROP_BROKER_URL; waits for the schema)"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="training processes (default: BACKPROP_WORKERS, i.e. the CPU count)",
+    )
+    worker.add_argument(
+        "--hostname", default=None, help="Celery node name (default: backprop-<pid>@<host>)"
+    )
     add_client_commands(sub)
     return parser
 
@@ -70,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "client_command", None) is not None:
         return run_client_command(args)  # talks to a server: no server logging set up
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging(get_settings().log_format)
     if args.command == "serve":
         return _serve(args.host, args.port)
     if args.command == "migrate":
         return _migrate()
-    return _worker()
+    return _worker(args.concurrency, args.hostname)
 
 
 if __name__ == "__main__":

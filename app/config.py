@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,7 +43,10 @@ class Settings(BaseSettings):
         default=None, description="Comma-separated bearer tokens; unset leaves the API open."
     )
     lease_seconds: float = Field(
-        default=15.0, gt=0, description="How long a worker's claim on a run lives without renewal."
+        default=10.0,
+        gt=0,
+        description="How long a worker's claim on a run lives without renewal; a dead "
+        "worker's run is taken over after at most this long.",
     )
     max_attempts: int = Field(
         default=3, ge=1, description="Claims of one run before it fails with worker_lost."
@@ -58,6 +62,26 @@ class Settings(BaseSettings):
     )
     poll_seconds: float = Field(
         default=1.0, gt=0, description="Idle workers look for queued runs at least this often."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text or as one JSON object per line."
+    )
+    broker_visibility_timeout: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Redis transport: seconds before an unacknowledged Celery message is "
+        "delivered again (the run's lease makes a duplicate delivery drop itself).",
+    )
+    broker_restore_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Redis transport: how often workers look for messages to restore.",
+    )
+    schema_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long `backprop worker` waits for `backprop serve`/`migrate` to "
+        "bring the database schema to the latest revision.",
     )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1024, description="Largest accepted request body (413 above)."

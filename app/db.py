@@ -1,5 +1,8 @@
 """Database engines and sessions.
 
+PostgreSQL (``postgresql+psycopg://…``, psycopg 3) needs nothing special: the
+``BEGIN IMMEDIATE`` listener and the pragmas are installed on SQLite engines only.
+
 SQLite is configured for concurrent use by one API process and several worker
 processes: WAL journal, a 30 s busy timeout, foreign keys on, and write
 transactions that begin ``IMMEDIATE`` (a deferred transaction that reads and
@@ -77,7 +80,14 @@ def make_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg":
+        # READ COMMITTED (the default) suffices: every claim and lease write is one
+        # conditional UPDATE whose WHERE is re-checked on the locked row.
+        connect_args = {"connect_timeout": 10, "application_name": "backprop"}
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+    )
 
 
 class Database:

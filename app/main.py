@@ -26,6 +26,7 @@ from app.docs_security import DocsContentSecurityPolicy
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
 from app.jobs.dispatch import make_executor
 from app.limits import BodySizeLimit
+from app.observability import install_observability
 from app.responses import errors
 from app.routers import checkpoints, datasets, exports, health, networks, plots, runs
 from app.services.errors import invalid_from_config_error
@@ -147,4 +148,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location", "Retry-After", "X-Has-More"],
             max_age=600,
         )
+    # Outermost: every request is logged and timed, whatever answers it.
+    install_observability(app, lambda: app.state.db)
     return app

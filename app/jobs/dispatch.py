@@ -3,8 +3,8 @@
 The run row is the queue. An executor only has to make sure that some worker
 eventually calls :func:`app.jobs.execute_run.execute_run` with the run's id, and
 preferably soon: :meth:`Executor.submit` is a wake-up hint sent after the run was
-committed. The local pool (default) and a Celery executor (``BACKPROP_BROKER_URL``,
-a later issue) implement the same protocol.
+committed. The local pool (default) and the Celery executor (``BACKPROP_BROKER_URL``,
+:mod:`app.jobs.celery_executor`) implement the same protocol.
 """
 
 from __future__ import annotations
@@ -49,11 +49,7 @@ class InertExecutor:
         """Nothing to stop."""
 
 
-CELERY_NOT_READY = (
-    "BACKPROP_BROKER_URL is set, but the Celery executor is not implemented yet "
-    "(it arrives with the Celery issue). Unset BACKPROP_BROKER_URL to use the local "
-    "process pool (BACKPROP_WORKERS processes started by `backprop serve`)."
-)
+SUPPORTED_BROKERS = ("redis://", "rediss://")
 
 
 def make_executor(settings: Settings, db: Database) -> Executor:
@@ -62,12 +58,24 @@ def make_executor(settings: Settings, db: Database) -> Executor:
     Raises
     ------
     ExecutorUnavailableError
-        When ``broker_url`` asks for Celery (not implemented yet).
+        When ``broker_url`` is not a Redis URL.
     """
     if settings.broker_url:
-        raise ExecutorUnavailableError(CELERY_NOT_READY)
+        check_broker_url(settings.broker_url)
+        from app.jobs.celery_executor import CeleryExecutor
+
+        return CeleryExecutor(settings=settings, db=db)
     if settings.workers == 0:
         return InertExecutor()
     from app.jobs.local_pool import LocalPool
 
     return LocalPool(settings=settings, db=db)
+
+
+def check_broker_url(url: str) -> None:
+    """Raise :class:`ExecutorUnavailableError` unless ``url`` is a Redis broker URL."""
+    if not url.startswith(SUPPORTED_BROKERS):
+        raise ExecutorUnavailableError(
+            f"BACKPROP_BROKER_URL must be a Redis URL (redis://host:6379/0 or rediss://…), "
+            f"got {url.split('://', 1)[0]}://…"
+        )

@@ -21,6 +21,7 @@ from app.arrays import decode_weights, encode_weights
 from app.config import Settings, get_settings
 from app.db import Database
 from app.jobs.progress import ProgressCallback
+from app.logs import log_transition
 from app.services import datasets as dataset_service
 from app.services import execution
 from app.services.runs import targets_for_loss
@@ -117,18 +118,33 @@ def execute_run(
         context = execution.load_context(session=session, run_id=run_id, owner=owner)
     if context is None:
         return Outcome(run_id, "lease_lost")
-    logger.info("run %s: claimed by %s (from epoch %d)", run_id, owner, context.resume_epoch)
+    log_transition(
+        run_id,
+        "running",
+        message=f"claimed by {owner} from epoch {context.resume_epoch}",
+        worker=owner,
+        epoch=context.resume_epoch,
+    )
     try:
         return _train(db, settings, context, owner, shutdown)
     except Exception as exc:
-        logger.exception("run %s: failed with an exception", run_id)
+        logger.exception("run %s: failed with an exception", run_id, extra={"run_id": run_id})
         with db.writing() as session:
-            execution.fail(
+            failed = execution.fail(
                 session=session,
                 run_id=run_id,
                 owner=owner,
                 code="error",
                 message=f"{type(exc).__name__}: {exc}",
+            )
+        if failed:
+            log_transition(
+                run_id,
+                "failed",
+                previous="running",
+                message="error",
+                worker=owner,
+                level=logging.ERROR,
             )
         return Outcome(run_id, "failed")
 
@@ -226,7 +242,11 @@ def _finish(
     run_id = callback.run_id
     reason = result.stop_reason
     if callback.lease_lost or reason == "lease_lost":
-        logger.warning("run %s: lease lost; another worker owns it now", run_id)
+        logger.warning(
+            "run %s: lease lost; another worker owns it now",
+            run_id,
+            extra={"event": "run.lease_lost", "run_id": run_id, "worker": owner},
+        )
         return Outcome(run_id, "lease_lost")
     error: dict[str, str] | None = None
     if reason in ("completed", "early_stopping"):
@@ -258,7 +278,19 @@ def _finish(
             final_weights=final_weights,
         )
     if not written:
-        logger.warning("run %s: lease lost before the outcome was written", run_id)
+        logger.warning(
+            "run %s: lease lost before the outcome was written",
+            run_id,
+            extra={"event": "run.lease_lost", "run_id": run_id, "worker": owner},
+        )
         return Outcome(run_id, "lease_lost")
-    logger.info("run %s: %s (%s) at epoch %d", run_id, status, reason, result.epochs_run)
+    log_transition(
+        run_id,
+        status,
+        previous="running",
+        message=f"{reason} at epoch {result.epochs_run}",
+        worker=owner,
+        epoch=result.epochs_run,
+        stop_reason=reason,
+    )
     return Outcome(run_id, "requeued" if status == "queued" else status)

@@ -49,11 +49,3 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(
         target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True
     ).start()
-
-
-def configure_worker_logging(level: int = logging.INFO) -> None:
-    """Log to stderr with the process id, as the server does."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s [worker %(process)d] %(name)s: %(message)s",
-    )

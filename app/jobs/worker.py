@@ -11,7 +11,8 @@ from typing import Any
 from app.config import Settings
 from app.db import Database
 from app.jobs.execute_run import default_owner, execute_run
-from app.jobs.process import configure_worker_logging, die_with_parent
+from app.jobs.process import die_with_parent
+from app.logs import configure_logging
 from app.services import execution
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ def worker_main(
     die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the server stops us gracefully instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_worker_logging()
     settings = Settings(**settings_data)
+    configure_logging(settings.log_format)
     db = Database(settings.database_url)
     owner = default_owner()
     logger.info("worker %d ready (owner %s)", index, owner)

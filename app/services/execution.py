@@ -8,6 +8,7 @@ overwrite the progress of the worker that took over.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -15,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, literal, or_, update
 from sqlmodel import Session, col, delete, func, select
 
+from app.logs import log_transition
 from app.models import (
     Checkpoint,
     CheckpointState,
@@ -350,7 +352,9 @@ def sweep_expired(*, session: Session, max_attempts: int) -> list[str]:
 
     Runs with ``cancel_requested`` become cancelled; runs that used up
     ``max_attempts`` fail with ``worker_lost``; the others go back to ``queued``
-    (they resume from their latest checkpoint).
+    (they resume from their latest checkpoint). Each UPDATE re-checks the expiry
+    and reports the rows it changed (``RETURNING``), so concurrent sweepers (two
+    API servers on PostgreSQL) never re-queue a run that a worker claimed meanwhile.
 
     Returns
     -------
@@ -359,18 +363,14 @@ def sweep_expired(*, session: Session, max_attempts: int) -> list[str]:
     """
     now = utcnow()
     expired = and_(col(Run.status) == "running", col(Run.lease_expires_at) < now)
-    session.execute(
+    released = {"lease_owner": None, "lease_expires_at": None}
+    cancelled = session.execute(
         update(Run)
         .where(expired, col(Run.cancel_requested).is_(True))
-        .values(
-            status="cancelled",
-            stop_reason="cancelled",
-            finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
-    session.execute(
+        .values(status="cancelled", stop_reason="cancelled", finished_at=now, **released)
+        .returning(col(Run.id))
+    ).all()
+    failed = session.execute(
         update(Run)
         .where(expired, col(Run.attempts) >= max_attempts)
         .values(
@@ -382,16 +382,35 @@ def sweep_expired(*, session: Session, max_attempts: int) -> list[str]:
                 f"{max_attempts} time(s); giving up",
             },
             finished_at=now,
-            lease_owner=None,
-            lease_expires_at=None,
+            **released,
         )
-    )
-    requeued = list(session.exec(select(Run.id).where(expired)).all())
-    if requeued:
-        session.execute(
-            update(Run)
-            .where(col(Run.id).in_(requeued))
-            .values(status="queued", lease_owner=None, lease_expires_at=None)
-        )
+        .returning(col(Run.id))
+    ).all()
+    requeued = session.execute(
+        update(Run).where(expired).values(status="queued", **released).returning(col(Run.id))
+    ).all()
     session.commit()
-    return requeued
+    for (run_id,) in cancelled:
+        log_transition(run_id, "cancelled", previous="running", message="worker lost; cancel")
+    for (run_id,) in failed:
+        log_transition(
+            run_id, "failed", previous="running", message="worker_lost", level=logging.WARNING
+        )
+    for (run_id,) in requeued:
+        log_transition(
+            run_id,
+            "queued",
+            previous="running",
+            message="lease expired; re-queued",
+            level=logging.WARNING,
+        )
+    return [run_id for (run_id,) in requeued]
+
+
+def queued_run_ids(*, session: Session, limit: int) -> list[str]:
+    """The oldest ``limit`` queued runs' ids."""
+    return list(
+        session.exec(
+            select(Run.id).where(Run.status == "queued").order_by(col(Run.id)).limit(limit)
+        ).all()
+    )

@@ -14,6 +14,7 @@ import engine
 from app.arrays import decode_weights
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
 from app.ids import new_id
+from app.logs import log_transition
 from app.models import Checkpoint, CheckpointState, Run, RunArrays, utcnow
 from app.schemas import RunCreate
 from app.services import datasets as dataset_service
@@ -211,6 +212,7 @@ def create_run(*, session: Session, owner: str, run_in: RunCreate, limits: RunLi
     session.add(run)
     session.add(RunArrays(run_id=run.id, init_weights=init_weights))
     session.commit()
+    log_transition(run.id, "queued", message="created")
     return run
 
 
@@ -253,6 +255,10 @@ def cancel_run(*, session: Session, owner: str, run_id: str) -> Run:
     returned unchanged.
     """
     run = get_run(session=session, owner=owner, run_id=run_id)
+    # Lock the row (PostgreSQL; SQLite writers are serialized by BEGIN IMMEDIATE) so a
+    # worker cannot claim the run between this read and the write below.
+    session.refresh(run, with_for_update=True)
+    previous = run.status
     if run.status == "queued":
         now = utcnow()
         run.status = "cancelled"
@@ -266,6 +272,10 @@ def cancel_run(*, session: Session, owner: str, run_id: str) -> Run:
         return run
     session.add(run)
     session.commit()
+    if run.status == "cancelled":
+        log_transition(run.id, "cancelled", previous=previous, message="cancelled while queued")
+    else:
+        log_transition(run.id, "cancel_requested", previous=previous)
     return run
 
 
