@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synced
 # PyTorch is optional: the parity tests and the benchmark use it when its wheel is on disk.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*cp311*.whl))
 
-.PHONY: run test lint typecheck pytest bench env clean
+.PHONY: run test lint typecheck deploy-check pytest bench env clean
 
 env: $(STAMP)
 
@@ -34,7 +34,12 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# Deployment files, checked without a Docker engine.
+deploy-check: $(STAMP)
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
+
+test: lint typecheck deploy-check pytest
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/engine.py

@@ -1,7 +1,14 @@
 """Fixtures shared by tests/app and tests/integration.
 
-Every test gets a fresh SQLite file: a template database is migrated once per
-session (through the real Alembic migrations) and copied per test.
+Every test gets a fresh database: a template is migrated once per session
+(through the real Alembic migrations) and copied per test — a SQLite file, or a
+PostgreSQL database created ``TEMPLATE`` the migrated one (tests/app runs every
+test on both; see tests/app/conftest.py).
+
+PostgreSQL and Redis come from ``BACKPROP_TEST_POSTGRES_URL`` /
+``BACKPROP_TEST_REDIS_URL`` (CI), else from private servers started for the
+session when the binaries exist; otherwise the tests that need them are skipped
+with the reason, and ``BACKPROP_REQUIRE_SERVICES=1`` turns that skip into a failure.
 """
 
 from __future__ import annotations
@@ -19,6 +26,14 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.migrations import migrate
+from tests.support.services import (
+    PostgresServer,
+    RedisServer,
+    ServiceUnavailableError,
+    services_required,
+    start_postgres,
+    start_redis,
+)
 
 XOR_X = [[0, 0], [0, 1], [1, 0], [1, 1]]
 XOR_Y = [[0], [1], [1], [0]]
@@ -50,13 +65,65 @@ def db_path(tmp_path: Path, template_db: Path) -> Path:
     return path
 
 
+def _unavailable(reason: str) -> None:
+    if services_required():
+        pytest.fail(f"{reason} (BACKPROP_REQUIRE_SERVICES is set)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for this session (skips, or fails in CI, when unavailable)."""
+    try:
+        server = start_postgres()
+    except ServiceUnavailableError as exc:
+        _unavailable(f"PostgreSQL unavailable: {exc}")
+        raise  # unreachable: skip/fail raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis server for this session (skips, or fails in CI, when unavailable)."""
+    try:
+        server = start_redis()
+    except ServiceUnavailableError as exc:
+        _unavailable(f"Redis unavailable: {exc}")
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> str:
+    """The name of a PostgreSQL database migrated to head once per session."""
+    url = postgres_server.create_database(prefix="bp_template")
+    migrate(url)
+    return url.rsplit("/", 1)[-1]
+
+
 @pytest.fixture
-def settings_for(db_path: Path) -> Callable[..., Settings]:
+def postgres_url(postgres_server: PostgresServer, postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test (dropped afterwards)."""
+    url = postgres_server.create_database(template=postgres_template)
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture
+def database_url(db_path: Path) -> str:
+    """This test's database (SQLite here; tests/app also runs on PostgreSQL)."""
+    return f"sqlite:///{db_path}"
+
+
+@pytest.fixture
+def settings_for(database_url: str) -> Callable[..., Settings]:
     """Build Settings for this test's database with overrides."""
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{db_path}",
+            "database_url": database_url,
             "workers": 0,
             "poll_seconds": 0.2,
             "flush_seconds": 0.1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,8 @@ from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
 
 
 @pytest.fixture
-def db(db_path: Path) -> Any:
-    database = Database(f"sqlite:///{db_path}")
+def db(database_url: str) -> Any:
+    database = Database(database_url)
     yield database
     database.dispose()
 
