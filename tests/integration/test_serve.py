@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_for, wait_terminal
 from tests.integration.conftest import alive
+from tests.support.history import full_history
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ def test_kill9_resumes_from_checkpoint_with_identical_results(serve: Any) -> Non
         resumed = wait_terminal(client, run_id, timeout=120)
         assert resumed["status"] == "succeeded", resumed
         assert resumed["attempts"] == 2 and resumed["epoch"] == epochs
-        history = client.get(f"/v1/runs/{run_id}/history").json()
+        history = full_history(client, run_id)
         assert history["epoch"] == list(range(1, epochs + 1))
 
         fresh_id = client.post("/v1/runs", json=body).json()["id"]
@@ -86,7 +87,7 @@ def test_kill9_resumes_from_checkpoint_with_identical_results(serve: Any) -> Non
             client.get(f"/v1/runs/{run_id}/weights").json()
             == client.get(f"/v1/runs/{fresh_id}/weights").json()
         )
-        assert client.get(f"/v1/runs/{fresh_id}/history").json() == history
+        assert full_history(client, fresh_id) == history
         assert resumed["loss"] == fresh["loss"]
     assert "re-queued" in server.logs()
 
