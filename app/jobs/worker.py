@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import signal
 from typing import Any
@@ -16,6 +17,9 @@ from app.logs import configure_logging
 from app.services import execution
 
 logger = logging.getLogger(__name__)
+
+WORKER_NICENESS = 10
+"""Added to a worker's nice value: training yields the CPU to the API server's threads."""
 
 
 def worker_main(
@@ -36,6 +40,8 @@ def worker_main(
     index : int
         The worker's slot in the pool (for logs).
     """
+    # First, so that every thread of the worker inherits it (Linux nice is per thread).
+    os.nice(WORKER_NICENESS)
     die_with_parent(parent_pid)
     # Ctrl-C reaches the whole process group; the server stops us gracefully instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
