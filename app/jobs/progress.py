@@ -23,13 +23,14 @@ BASE_LOGS = ("loss", "val_loss")
 
 
 class ProgressCallback(engine.Callback):
-    """Buffer history and checkpoints; write them about every ``flush_seconds``.
+    """Buffer checkpoints, hand on the trainer's history; write about every ``flush_seconds``.
 
-    The per-epoch work is a few list appends and one clock read: the database is
-    written by time, never per epoch. Each write also renews the lease and reads
-    the cancel flag; :meth:`request_stop` (called from the heartbeat thread or by
-    a write that found the lease lost) makes the trainer stop at the next epoch
-    boundary.
+    The per-epoch work is one comparison and one clock read: the history is the
+    trainer's own (``trainer.history``), sliced at each write, so it is not
+    recorded twice. The database is written by time, never per epoch. Each write
+    also renews the lease and reads the cancel flag; :meth:`request_stop` (called
+    from the heartbeat thread or by a write that found the lease lost) makes the
+    trainer stop at the next epoch boundary.
 
     Parameters
     ----------
@@ -81,10 +82,12 @@ class ProgressCallback(engine.Callback):
         self.last_contact = time.monotonic()
         self.epoch = start_epoch
         self.last_checkpoint_epoch = start_epoch
-        self.last_recorded_epoch = start_epoch
+        self.start_epoch = start_epoch
         self.logs: dict[str, float | None] = {}
         self.final_state: bytes | None = None
-        self._columns: dict[str, list[Any]] = {}
+        self._trainer: engine.Trainer | None = None
+        self._taken = 0  # entries of trainer.history already handed to take_batch
+        self._tail: dict[str, list[Any]] | None = None  # the last epoch, when not recorded
         self._checkpoints: list[PendingCheckpoint] = []
         self._lock = threading.Lock()
         now = time.monotonic()
@@ -101,14 +104,17 @@ class ProgressCallback(engine.Callback):
 
     # -- engine hooks -------------------------------------------------------------------
 
+    def on_train_begin(self, trainer: engine.Trainer) -> None:
+        """Remember the trainer: its history is read at each write."""
+        self._trainer = trainer
+        self._taken = len(trainer.history["epoch"])
+
     def on_epoch_end(
         self, trainer: engine.Trainer, epoch: int, logs: dict[str, float | None], recorded: bool
     ) -> None:
-        """Buffer this epoch; checkpoint and flush when due."""
+        """Track progress; checkpoint and flush when due."""
         self.epoch = epoch
         self.logs = logs
-        if recorded:
-            self._record(epoch, logs)
         value = logs.get(self.monitor)
         if value is not None and value < self.best:
             self.best = value
@@ -127,12 +133,13 @@ class ProgressCallback(engine.Callback):
             trainer.stop(self.stop_request)
 
     def on_train_end(self, trainer: engine.Trainer, result: engine.FitResult) -> None:
-        """Capture the last recorded epoch and the final checkpoint."""
+        """Capture the last epoch (always in the history) and the final checkpoint."""
         self.epoch = result.epochs_run
         history = result.history
-        if history.get("epoch") and history["epoch"][-1] > self.last_recorded_epoch:
-            last = {key: column[-1] for key, column in history.items()}
-            self._record(int(last.pop("epoch")), last)
+        recorded = trainer.history["epoch"]
+        last_recorded = recorded[-1] if recorded else self.start_epoch
+        if history.get("epoch") and history["epoch"][-1] > last_recorded:
+            self._tail = {key: [column[-1]] for key, column in history.items()}
         if result.final_logs:
             self.logs = dict(result.final_logs)
         if result.best_value is not None and math.isfinite(result.best_value):
@@ -145,17 +152,24 @@ class ProgressCallback(engine.Callback):
 
     # -- internals ----------------------------------------------------------------------
 
-    def _record(self, epoch: int, logs: dict[str, Any]) -> None:
-        columns = self._columns
-        if not columns:
-            columns["epoch"] = []
-            for key in logs:
-                columns[key] = []
-        columns["epoch"].append(epoch)
-        for key, column in columns.items():
-            if key != "epoch":
-                column.append(logs.get(key))
-        self.last_recorded_epoch = epoch
+    def _new_history(self) -> dict[str, list[Any]]:
+        """The trainer's history entries not handed over yet, then the tail."""
+        columns: dict[str, list[Any]] = {}
+        trainer = self._trainer
+        if trainer is not None:
+            end = len(trainer.history["epoch"])
+            if end > self._taken:
+                columns = {
+                    key: column[self._taken : end] for key, column in trainer.history.items()
+                }
+                self._taken = end
+        if self._tail is not None:
+            tail, self._tail = self._tail, None
+            if not columns:
+                return tail
+            for key, column in columns.items():
+                column.extend(tail.get(key, [None]))
+        return columns
 
     def _capture(self, trainer: engine.Trainer, epoch: int, kind: str) -> None:
         state = trainer.state(include_history=False)
@@ -184,8 +198,8 @@ class ProgressCallback(engine.Callback):
 
     def take_batch(self) -> tuple[Any, list[PendingCheckpoint]]:
         """Hand over the buffered history chunk and checkpoints (buffers reset)."""
-        chunk = make_chunk(self.run_id, self._columns) if self._columns else None
-        self._columns = {key: [] for key in self._columns}
+        columns = self._new_history()
+        chunk = make_chunk(self.run_id, columns) if columns else None
         checkpoints, self._checkpoints = self._checkpoints, []
         return chunk, checkpoints
 
