@@ -135,11 +135,14 @@ def get_history(
     # max_points bounds the response by itself (and downsamples the whole range);
     # otherwise the page is limit points, by default the cap.
     page_size = limit if limit is not None else (cap if max_points is None else None)
+    if page_size is None:
+        # Downsample the arrays before they become JSON lists (1,000,000 epochs -> 1,000).
+        response.headers["X-Has-More"] = "false"
+        return history_service.read_history(
+            session=session, run_id=run_id, after_epoch=after_epoch, max_points=max_points
+        )
     columns = history_service.read_history(
-        session=session,
-        run_id=run_id,
-        after_epoch=after_epoch,
-        limit=None if page_size is None else page_size + 1,
+        session=session, run_id=run_id, after_epoch=after_epoch, limit=page_size + 1
     )
     has_more = page_size is not None and len(columns["epoch"]) > page_size
     if page_size is not None:
