@@ -640,6 +640,14 @@ class Client:
         if it has none yet)."""
         return self._get(f"/v1/runs/{run_id}/weights", Weights)
 
+    def export(self, run_id: str, format: str = "onnx") -> bytes:
+        """The run's weights as a file: ``onnx``, ``npz`` or ``json`` (``GET .../export``).
+
+        The npz holds ``layer<i>.weights``, ``layer<i>.bias`` and ``spec`` (the
+        network, run and epoch as UTF-8 JSON bytes); see the README's "Export".
+        """
+        return self.request("GET", f"/v1/runs/{run_id}/export", params={"format": format}).content
+
     def predict(self, run_id: str, X: Any) -> Prediction:
         """Outputs of the run's network for ``X`` (rows of inputs, a list or an array)."""
         return self._post(f"/v1/runs/{run_id}/predict", Prediction, {"X": _jsonable(X)})

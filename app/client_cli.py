@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
-
 from app.client import (
     DEFAULT_URL,
     BackpropConnectionError,
@@ -288,18 +286,6 @@ def _runs_cancel(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def weights_npz(layers: list[tuple[Any, Any]], epoch: int) -> dict[str, Any]:
-    """The arrays ``backprop runs weights --format npz`` writes: ``epoch``,
-    ``weights_<i>`` (fan_in, units) and ``bias_<i>`` (units,) per layer (no
-    ``bias_<i>`` for a layer without bias)."""
-    arrays: dict[str, Any] = {"epoch": np.asarray(epoch, dtype=np.int64)}
-    for index, (weights, bias) in enumerate(layers):
-        arrays[f"weights_{index}"] = weights
-        if bias is not None:
-            arrays[f"bias_{index}"] = bias
-    return arrays
-
-
 def _runs_weights(client: Client, args: argparse.Namespace) -> int:
     weights = client.run_weights(args.run_id)
     if args.format == "json":
@@ -310,9 +296,8 @@ def _runs_weights(client: Client, args: argparse.Namespace) -> int:
             args.output.write_text(text + "\n")
             err(f"wrote {args.output} (epoch {weights.epoch})")
         return EXIT_OK
-    output = args.output or Path(f"{args.run_id}.npz")
-    with output.open("wb") as handle:
-        np.savez(handle, **weights_npz(weights.arrays(), weights.epoch))
+    output = args.output or Path(f"{args.run_id}.{args.format}")
+    output.write_bytes(client.export(args.run_id, args.format))
     err(f"wrote {output} (epoch {weights.epoch}, {len(weights.layers)} layers)")
     return EXIT_OK
 
@@ -443,9 +428,12 @@ def add_client_commands(sub: Any) -> None:
         "weights", parents=[connection], help="export a run's weights as npz or JSON"
     )
     weights.add_argument("run_id")
-    weights.add_argument("--format", choices=("npz", "json"), default="json")
+    weights.add_argument("--format", choices=("json", "npz", "onnx"), default="json")
     weights.add_argument(
-        "--output", type=Path, help="file to write (npz default: RUN_ID.npz; json: stdout)"
+        "--output",
+        type=Path,
+        help="file to write (npz/onnx default: RUN_ID.npz / RUN_ID.onnx; json: stdout); npz and "
+        "onnx are the server's GET /v1/runs/{id}/export files",
     )
     weights.set_defaults(client_command=_runs_weights)
 

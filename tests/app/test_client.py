@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,6 +130,9 @@ def test_runs_end_to_end(live_bp: Client) -> None:
     assert detail.epoch == 500 and detail.layers is not None and len(detail.layers) == 2
     weights = live_bp.run_weights(run.id)
     assert weights.epoch == 2000
+    exported = json.loads(live_bp.export(run.id, "json"))
+    assert exported["layers"] == weights.model_dump(mode="json")["layers"]
+    assert live_bp.export(run.id, "npz")[:2] == b"PK" and live_bp.export(run.id)[:1] == b"\x08"
     prediction = live_bp.predict(run.id, np.array(XOR_X))
     assert prediction.epoch == 2000
     assert np.array_equal(np.round(prediction.array()).ravel(), [0, 1, 1, 0])

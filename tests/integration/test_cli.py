@@ -207,15 +207,24 @@ def test_weights_export_round_trips(
     assert as_npz.code == 0 and str(npz_path) in as_npz.err
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
-    assert sorted(arrays) == ["bias_0", "bias_1", "epoch", "weights_0", "weights_1"]
-    assert int(arrays["epoch"]) == 3000
+    assert sorted(arrays) == [
+        "layer0.bias",
+        "layer0.weights",
+        "layer1.bias",
+        "layer1.weights",
+        "spec",
+    ]
+    assert json.loads(arrays["spec"].tobytes())["epoch"] == 3000
     for index, layer in enumerate(weights["layers"]):
-        assert np.array_equal(arrays[f"weights_{index}"], np.asarray(layer["weights"]))
-        assert np.array_equal(arrays[f"bias_{index}"], np.asarray(layer["bias"]))
+        assert np.array_equal(arrays[f"layer{index}.weights"], np.asarray(layer["weights"]))
+        assert np.array_equal(arrays[f"layer{index}.bias"], np.asarray(layer["bias"]))
     # The exported weights reproduce the service's predictions in the engine.
     network = engine.Network.from_spec(XOR_SPEC)
     network.set_weights(
-        [{"weights": arrays[f"weights_{i}"], "bias": arrays[f"bias_{i}"]} for i in range(2)]
+        [
+            {"weights": arrays[f"layer{i}.weights"], "bias": arrays[f"layer{i}.bias"]}
+            for i in range(2)
+        ]
     )
     X = [[0, 0], [0, 1], [1, 0], [1, 1]]
     inputs_csv = workdir / "inputs.csv"
