@@ -20,13 +20,13 @@ from app.jobs.dispatch import Executor
 from app.models import DEFAULT_OWNER
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     """The app's database (created in the lifespan)."""
     db: Database = request.app.state.db
     return db
@@ -44,7 +44,7 @@ def get_write_session(db: Annotated[Database, Depends(get_database)]) -> Iterato
         yield session
 
 
-def get_executor(request: Request) -> Executor:
+async def get_executor(request: Request) -> Executor:
     """The executor that runs queued runs."""
     executor: Executor = request.app.state.executor
     return executor
@@ -53,6 +53,7 @@ def get_executor(request: Request) -> Executor:
 ReadSession = Annotated[Session, Depends(get_read_session)]
 WriteSession = Annotated[Session, Depends(get_write_session)]
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 _bearer = HTTPBearer(
@@ -77,7 +78,7 @@ def api_key_digests(settings: Settings) -> list[bytes]:
     return [key_digest(key) for key in settings.api_key_list]
 
 
-def require_api_key(
+async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
@@ -118,7 +119,7 @@ def _query_names(route: APIRoute) -> frozenset[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     """Answer 422 for query parameters the route does not declare (a typo such as
     ``?limt=5`` is an error, as unknown body fields are)."""
     route = request.scope.get("route")

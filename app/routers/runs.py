@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from app.arrays import array_to_json
-from app.deps import ExecutorDep, ReadSession, SettingsDep, Tenant, WriteSession
+from app.db import Database
+from app.deps import DatabaseDep, ExecutorDep, ReadSession, SettingsDep, Tenant, WriteSession
 from app.errors import InvalidInputError
 from app.presenters import checkpoint_public, page, run_public, weights_public
 from app.responses import errors, run_links
@@ -81,10 +83,17 @@ def list_runs(
     return page(result, run_public)
 
 
+def _read_run(db: Database, owner: str, run_id: str) -> RunPublic:
+    with db.read_session() as session:
+        return run_public(service.get_run(session=session, owner=owner, run_id=run_id))
+
+
 @router.get("/{run_id}", response_model=RunPublic, responses=errors(401, 404))
-def get_run(run_id: str, session: ReadSession, tenant: Tenant) -> RunPublic:
+async def get_run(run_id: str, db: DatabaseDep, tenant: Tenant) -> RunPublic:
     """One run: status, progress and outcome."""
-    return run_public(service.get_run(session=session, owner=tenant, run_id=run_id))
+    # The route clients poll: one worker-thread hop for the query (dependencies and
+    # serialization stay on the event loop), so it stays fast while training saturates the CPU.
+    return await run_in_threadpool(_read_run, db, tenant, run_id)
 
 
 @router.get(
