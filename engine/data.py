@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,18 @@ class Dataset:
         return out
 
 
+def all_finite(array: Array) -> bool:
+    """Whether every element of ``array`` is finite, without a temporary of its size.
+
+    NaN and infinities propagate through a sum, so a finite sum proves every
+    element finite; only a sum that overflowed needs the element-wise check.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(np.add.reduce(array, axis=None)):
+            return True
+    return bool(np.isfinite(array).all())
+
+
 def check_compatible(network: Network, config: FitConfig) -> None:
     """Raise :class:`ConfigError` if the loss cannot be used with the network's output layer."""
     required = LOSSES[config.loss].required_activation
@@ -94,7 +107,7 @@ def as_features(X: ArrayLike, loc: Loc, dtype: np.dtype[np.floating]) -> Array:
         raise ConfigError(loc, "is empty; give at least one sample with one feature")
     if array.ndim != 2:
         raise ConfigError(loc, f"must be 2-D (n_samples, n_features), got {array.ndim}-D")
-    if not np.isfinite(array).all():
+    if not all_finite(array):
         raise ConfigError(loc, "must contain only finite numbers (no NaN or infinity)")
     return np.ascontiguousarray(array)
 
