@@ -2,7 +2,7 @@
 
 ``.venv/bin/python benchmarks/engine.py`` (``make bench``) prints a Markdown
 table and writes it, with every repetition, to ``benchmarks/results/engine.json``.
-It takes about three minutes on 2 cores; ``--quick`` is a smoke run on tiny
+It takes a few minutes on 2 idle cores; ``--quick`` is a smoke run on tiny
 sizes whose numbers mean nothing (it writes JSON only with ``--output``).
 
 Tiny
@@ -95,7 +95,7 @@ class Sizes:
     peak_repetitions: int
 
 
-FULL = Sizes(5, 20_000, 60_000, 5, 2, 4096, 5)
+FULL = Sizes(5, 20_000, 60_000, 7, 2, 4096, 5)
 QUICK = Sizes(3, 300, 1_024, 1, 1, 256, 2)
 
 
@@ -396,6 +396,7 @@ def run_medium(sizes: Sizes, torch: Any | None) -> dict[str, Any]:
         "threads": THREADS,
         "trials": {name: [asdict(t) for t in runs] for name, runs in trials.items()},
         "samples_per_second": medians,
+        "best_samples_per_second": {name: max(values) for name, values in speeds.items()},
         "ratios": ratios,
         "flops_per_sample": flops,
         "matmul_peak_flops": peak,
@@ -567,7 +568,11 @@ def details(medium: dict[str, Any], info: dict[str, Any]) -> str:
             f"timed fit, {medium['rounds']} rounds, {medium['threads']} threads; "
             f"after the last round: {learned}.",
             f"Machine: {info['cpu']}, {info['cores']} cores, {info['platform']}, "
-            f"Python {info['python']}, NumPy {info['numpy']}, {'; '.join(info['blas'])}.",
+            f"Python {info['python']}, NumPy {info['numpy']}, {'; '.join(info['blas'])}, "
+            f"scikit-learn {info['sklearn']}, PyTorch {info['torch'] or 'not installed'}.",
+            "Load average (1 min) before and after: "
+            + " and ".join(f"{load:.1f}" for load in info["load_average"])
+            + " (other processes slow the 2-thread matrix products down a lot).",
         ]
     )
 
@@ -591,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     sizes = QUICK if args.quick else FULL
     torch = load_torch()
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     with threadpool_limits(limits=THREADS):
         tiny = run_tiny(sizes)
         medium = run_medium(sizes, torch)
@@ -599,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     info = machine()
     info["sklearn"] = importlib.import_module("sklearn").__version__
     info["torch"] = None if torch is None else torch.__version__
+    info["load_average"] = [load_before, os.getloadavg()[0]]
     markdown = table(tiny, medium, memory)
     command = shlex.join(["python", "benchmarks/engine.py", *(argv or sys.argv[1:])])
     print(markdown)
