@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -32,16 +32,34 @@ async def get_database(request: Request) -> Database:
     return db
 
 
-def get_read_session(db: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+# The session dependencies are async on purpose: their teardown (session.close(),
+# which hands the connection back to the pool) then runs on the event loop. As sync
+# generators their teardown needed a thread-pool slot, and under load (200 pollers)
+# every slot was taken by routes waiting for a pooled connection that finished
+# requests still held while they waited for a slot: a deadlock until the pool timeout.
+# Creating a Session takes no connection; closing one is a rollback at most.
+
+
+async def get_read_session(
+    db: Annotated[Database, Depends(get_database)],
+) -> AsyncIterator[Session]:
     """A session for reads (deferred transactions: never waits for writers)."""
-    with db.read_session() as session:
+    session = db.read_session()
+    try:
         yield session
+    finally:
+        session.close()
 
 
-def get_write_session(db: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+async def get_write_session(
+    db: Annotated[Database, Depends(get_database)],
+) -> AsyncIterator[Session]:
     """A session for writes (``BEGIN IMMEDIATE`` on SQLite)."""
-    with db.write_session() as session:
+    session = db.write_session()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 async def get_executor(request: Request) -> Executor:

@@ -25,7 +25,7 @@ from app.deps import api_key_digests, reject_unknown_query, require_api_key
 from app.docs_security import DocsContentSecurityPolicy
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
 from app.jobs.dispatch import make_executor
-from app.limits import BodySizeLimit
+from app.limits import MAX_CONCURRENT_REQUESTS, BodySizeLimit, ConcurrencyLimit
 from app.observability import install_observability
 from app.responses import errors
 from app.routers import checkpoints, datasets, exports, health, networks, plots, runs
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, dependencies=secured, responses=errors(401))
     app.include_router(health.router, dependencies=[Depends(reject_unknown_query)])
+    app.add_middleware(ConcurrencyLimit, limit=MAX_CONCURRENT_REQUESTS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DocsContentSecurityPolicy)
     origins = settings.cors_origin_list
