@@ -24,11 +24,12 @@ from app.db import Database
 from app.deps import api_key_digests, reject_unknown_query, require_api_key
 from app.docs_security import DocsContentSecurityPolicy
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
+from app.events import EventHub
 from app.jobs.dispatch import make_executor
 from app.limits import MAX_CONCURRENT_REQUESTS, BodySizeLimit, ConcurrencyLimit
 from app.observability import install_observability
 from app.responses import errors
-from app.routers import checkpoints, datasets, exports, health, networks, plots, runs
+from app.routers import checkpoints, datasets, events, exports, health, networks, plots, runs
 from app.services.errors import invalid_from_config_error
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor.start()
         app.state.db = db
         app.state.executor = executor
+        app.state.event_hub = EventHub(db)
         try:
             yield
         finally:
@@ -135,6 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkpoints.router,
     ):
         app.include_router(router, dependencies=secured, responses=errors(401))
+    # The event stream authenticates itself (header or ?access_token=, for EventSource).
+    app.include_router(
+        events.router, dependencies=[Depends(reject_unknown_query)], responses=errors(401)
+    )
     app.include_router(health.router, dependencies=[Depends(reject_unknown_query)])
     app.add_middleware(ConcurrencyLimit, limit=MAX_CONCURRENT_REQUESTS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
