@@ -29,7 +29,17 @@ from app.jobs.dispatch import make_executor
 from app.limits import MAX_CONCURRENT_REQUESTS, BodySizeLimit, ConcurrencyLimit
 from app.observability import install_observability
 from app.responses import errors
-from app.routers import checkpoints, datasets, events, exports, health, networks, plots, runs
+from app.routers import (
+    checkpoints,
+    dashboard,
+    datasets,
+    events,
+    exports,
+    health,
+    networks,
+    plots,
+    runs,
+)
 from app.services.errors import invalid_from_config_error
 
 logger = logging.getLogger(__name__)
@@ -142,6 +152,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events.router, dependencies=[Depends(reject_unknown_query)], responses=errors(401)
     )
     app.include_router(health.router, dependencies=[Depends(reject_unknown_query)])
+    app.include_router(dashboard.router)  # the page is public; its API calls carry the key
+    app.mount("/static", dashboard.static_files(), name="static")
     app.add_middleware(ConcurrencyLimit, limit=MAX_CONCURRENT_REQUESTS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(DocsContentSecurityPolicy)

@@ -1,0 +1,192 @@
+// Backprop dashboard: plain JS, no build step, nothing loaded from outside this server.
+"use strict";
+
+const KEY_STORAGE = "backprop.apiKey";
+const REFRESH_MS = 2000;
+const TERMINAL = ["succeeded", "failed", "cancelled"];
+const W = 640, H = 320, PAD = { left: 76, right: 12, top: 12, bottom: 28 };
+
+const state = { after: null, nextAfter: null, selected: null, source: null, points: [] };
+const $ = (id) => document.getElementById(id);
+
+function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
+
+async function api(method, path) {
+  const headers = { Accept: "application/json" };
+  const key = apiKey();
+  if (key) headers.Authorization = "Bearer " + key;
+  const response = await fetch(path, { method, headers });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const detail = body && body.detail ? JSON.stringify(body.detail) : response.statusText;
+    throw new Error(response.status + ": " + detail);
+  }
+  return body;
+}
+
+function fmt(value) {
+  return value === null || value === undefined ? "" : Number(value).toPrecision(5);
+}
+
+async function refreshRuns() {
+  const query = new URLSearchParams({ limit: "20" });
+  if (state.after) query.set("after", state.after);
+  try {
+    const page = await api("GET", "/v1/runs?" + query);
+    $("list-error").textContent = "";
+    state.nextAfter = page.has_more ? page.next_after : null;
+    $("next-page").disabled = !state.nextAfter;
+    const body = $("runs").querySelector("tbody");
+    body.replaceChildren(...page.data.map(runRow));
+    const current = page.data.find((run) => run.id === state.selected);
+    if (current) showRun(current);
+  } catch (error) {
+    $("list-error").textContent = String(error.message || error);
+  }
+}
+
+function runRow(run) {
+  const row = document.createElement("tr");
+  row.dataset.runId = run.id;
+  if (run.id === state.selected) row.classList.add("selected");
+  const cells = [run.id, run.status, run.epoch + " / " + run.epochs, fmt(run.loss), run.created_at.slice(0, 19)];
+  for (const [i, text] of cells.entries()) {
+    const cell = document.createElement("td");
+    if (i === 1) {
+      const badge = document.createElement("span");
+      badge.className = "status " + run.status;
+      badge.textContent = text;
+      cell.append(badge);
+    } else {
+      cell.textContent = text;
+    }
+    row.append(cell);
+  }
+  row.addEventListener("click", () => selectRun(run.id));
+  return row;
+}
+
+function showRun(run) {
+  $("run-status").textContent = run.status;
+  $("run-status").className = "status " + run.status;
+  $("run-progress").textContent =
+    "epoch " + run.epoch + " of " + run.epochs + (run.loss !== null ? ", loss " + fmt(run.loss) : "") +
+    (run.stop_reason ? " (" + run.stop_reason + ")" : "");
+  $("run-config").textContent = JSON.stringify(run.config, null, 2);
+  $("cancel").disabled = TERMINAL.includes(run.status);
+  $("pause").disabled = !["queued", "running"].includes(run.status);
+  $("resume").disabled = run.status !== "paused";
+}
+
+async function selectRun(runId) {
+  state.selected = runId;
+  for (const row of document.querySelectorAll("#runs tbody tr")) {
+    row.classList.toggle("selected", row.dataset.runId === runId);
+  }
+  $("run-panel").hidden = false;
+  $("run-id").textContent = runId;
+  $("action-error").textContent = "";
+  try {
+    showRun(await api("GET", "/v1/runs/" + runId));
+  } catch (error) {
+    $("action-error").textContent = String(error.message || error);
+  }
+  openStream(runId);
+}
+
+// EventSource cannot send headers: the key goes in ?access_token= (accepted by /events only).
+function openStream(runId) {
+  if (state.source) state.source.close();
+  const query = apiKey() ? "?access_token=" + encodeURIComponent(apiKey()) : "";
+  const source = new EventSource("/v1/runs/" + runId + "/events" + query);
+  state.source = source;
+  state.points = [];  // a new stream replays the whole history
+  drawChart();
+  $("stream-state").textContent = "(live)";
+  source.addEventListener("progress", (event) => {
+    if (state.selected !== runId) return;
+    const point = JSON.parse(event.data);
+    state.points.push(point);
+    drawChart();
+  });
+  source.addEventListener("status", (event) => {
+    const data = JSON.parse(event.data);
+    $("run-status").textContent = data.status;
+    $("run-status").className = "status " + data.status;
+  });
+  source.addEventListener("end", () => {
+    source.close();
+    $("stream-state").textContent = "(ended)";
+    api("GET", "/v1/runs/" + runId).then(showRun).catch(() => {});
+  });
+  source.onerror = () => { $("stream-state").textContent = "(reconnecting)"; };
+}
+
+function drawChart() {
+  const chart = $("chart");
+  const points = state.points.filter((p) => p.loss !== null && Number.isFinite(p.loss));
+  chart.dataset.points = String(points.length);
+  const values = points.flatMap((p) => (p.val_loss !== null ? [p.loss, p.val_loss] : [p.loss]));
+  const axes = chart.querySelector(".axes");
+  axes.replaceChildren();
+  if (points.length === 0) {
+    chart.querySelector(".loss").setAttribute("points", "");
+    chart.querySelector(".val-loss").setAttribute("points", "");
+    return;
+  }
+  const x0 = points[0].epoch, x1 = Math.max(points[points.length - 1].epoch, x0 + 1);
+  let y0 = Math.min(...values), y1 = Math.max(...values);
+  if (y1 === y0) { y1 += 1e-12 + Math.abs(y0) * 0.1; }
+  const sx = (x) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
+  const sy = (y) => H - PAD.bottom - ((y - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
+  const line = (key) => points.filter((p) => p[key] !== null)
+    .map((p) => sx(p.epoch).toFixed(1) + "," + sy(p[key]).toFixed(1)).join(" ");
+  chart.querySelector(".loss").setAttribute("points", line("loss"));
+  chart.querySelector(".val-loss").setAttribute("points", line("val_loss"));
+  const ns = "http://www.w3.org/2000/svg";
+  const label = (x, y, text, anchor) => {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("text-anchor", anchor);
+    t.textContent = text;
+    axes.append(t);
+  };
+  const rule = (xa, ya, xb, yb) => {
+    const l = document.createElementNS(ns, "line");
+    l.setAttribute("x1", xa); l.setAttribute("y1", ya); l.setAttribute("x2", xb); l.setAttribute("y2", yb);
+    axes.append(l);
+  };
+  rule(PAD.left, H - PAD.bottom, W - PAD.right, H - PAD.bottom);
+  rule(PAD.left, PAD.top, PAD.left, H - PAD.bottom);
+  label(PAD.left - 4, sy(y1) + 4, fmt(y1), "end");
+  label(PAD.left - 4, sy(y0), fmt(y0), "end");
+  label(PAD.left, H - 8, "epoch " + x0, "start");
+  label(W - PAD.right, H - 8, "epoch " + x1, "end");
+}
+
+async function act(action) {
+  if (!state.selected) return;
+  $("action-error").textContent = "";
+  try {
+    showRun(await api("POST", "/v1/runs/" + state.selected + "/" + action));
+    if (action === "resume") openStream(state.selected);
+    refreshRuns();
+  } catch (error) {
+    $("action-error").textContent = String(error.message || error);
+  }
+}
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  localStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+  state.after = null;
+  refreshRuns();
+  if (state.selected) selectRun(state.selected);
+});
+$("api-key").value = apiKey();
+$("first-page").addEventListener("click", () => { state.after = null; refreshRuns(); });
+$("next-page").addEventListener("click", () => { state.after = state.nextAfter; refreshRuns(); });
+$("cancel").addEventListener("click", () => act("cancel"));
+$("pause").addEventListener("click", () => act("pause"));
+$("resume").addEventListener("click", () => act("resume"));
+refreshRuns();
+setInterval(refreshRuns, REFRESH_MS);
