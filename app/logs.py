@@ -99,6 +99,8 @@ def configure_logging(log_format: LogFormat = "text", level: int = logging.INFO)
         named = logging.getLogger(name)
         named.handlers.clear()
         named.propagate = True
+        named.setLevel(logging.NOTSET)  # the root's level decides
+        named.disabled = False
     logging.captureWarnings(True)  # warnings become records in the same format
     # Alembic announces every plugin and context at INFO; migrations still log their steps.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -275,7 +275,8 @@ def table(result: Result) -> str:
         f"median {one['median_run_seconds']:.2f} s per run with 1 worker, "
         f"{two['median_run_seconds']:.2f} s with 2); "
         f"{len(d)} dispatch samples; {len(r)} recoveries; "
-        f"load average before: {result.machine['loadavg']}."
+        f"load average before: {result.machine['loadavg']}, "
+        f"after: {result.machine.get('loadavg_after')}."
     )
     return "\n".join(lines)
 
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         redis.stop()
         postgres.stop()
+    result.machine["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     print(table(result))
     output = args.output or (None if args.quick else RESULTS)
     if output is not None:
