@@ -269,6 +269,7 @@ class Run(_Model):
     stop_reason: str | None = None
     error: RunError | None = None
     cancel_requested: bool = False
+    pause_requested: bool = False
     attempts: int = 0
     created_at: datetime
     started_at: datetime | None = None
@@ -278,6 +279,11 @@ class Run(_Model):
     def terminal(self) -> bool:
         """True once the run succeeded, failed or was cancelled."""
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def paused(self) -> bool:
+        """True while the run is paused (it continues after :meth:`Client.resume`)."""
+        return self.status == "paused"
 
 
 class History(_Model):
@@ -627,6 +633,16 @@ class Client:
         """Cancel a run (idempotent)."""
         return self._post(f"/v1/runs/{run_id}/cancel", Run)
 
+    def pause(self, run_id: str) -> Run:
+        """Pause a run (idempotent): a queued one at once, a running one at its next epoch
+        boundary after an exact checkpoint. :class:`Conflict` for a finished run."""
+        return self._post(f"/v1/runs/{run_id}/pause", Run)
+
+    def resume(self, run_id: str) -> Run:
+        """Resume a paused run (idempotent): queued again, it continues exactly where it
+        paused. :class:`Conflict` for a finished run."""
+        return self._post(f"/v1/runs/{run_id}/resume", Run)
+
     def checkpoints(self, run_id: str, *, page_size: int = 100) -> list[Checkpoint]:
         """The run's checkpoints, newest first (without weights)."""
         return list(self._iterate(f"/v1/runs/{run_id}/checkpoints", Checkpoint, page_size))
@@ -660,17 +676,19 @@ class Client:
         timeout: float | None = None,
         on_progress: Callable[[Run], None] | None = None,
     ) -> Run:
-        """Poll the run until it succeeded, failed or was cancelled; return it.
+        """Poll the run until it succeeded, failed, was cancelled or is paused; return it.
 
-        ``on_progress(run)`` is called after every poll, the last time with the
-        terminal run. Raises :class:`WaitTimeout` after ``timeout`` seconds.
+        A paused run is returned too (check ``run.paused``): it only continues after
+        :meth:`resume`, so waiting on would never end by itself. ``on_progress(run)``
+        is called after every poll, the last time with the returned run. Raises
+        :class:`WaitTimeout` after ``timeout`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             run = self.get_run(run_id)
             if on_progress is not None:
                 on_progress(run)
-            if run.terminal:
+            if run.terminal or run.paused:
                 return run
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(

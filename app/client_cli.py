@@ -33,6 +33,8 @@ from app.client import (
 
 BUILTINS = ("xor", "and", "or", "moons", "circles", "spirals", "iris", "digits")
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_PAUSED = 4
+"""``watch``/``train`` stop following a paused run (it waits for ``runs resume``)."""
 
 Handler = Callable[[Client, argparse.Namespace], int]
 
@@ -144,7 +146,10 @@ def summary(run: Run) -> list[str]:
 
 
 def follow(client: Client, run_id: str, args: argparse.Namespace) -> int:
-    """Show a run's progress until it ends; print the summary; exit 0 only on success."""
+    """Show a run's progress until it ends; print the summary; exit 0 only on success.
+
+    A paused run ends the watch too, with a message and :data:`EXIT_PAUSED`.
+    """
     progress = ProgressBar(sys.stdout, interval=args.progress_every)
     last: Run | None = None
 
@@ -166,6 +171,13 @@ def follow(client: Client, run_id: str, args: argparse.Namespace) -> int:
     finally:
         if last is not None and last.terminal:
             progress.close(last)
+    if run.paused:
+        progress.close()
+        err(
+            f"run {run_id} is paused at epoch {run.epoch}/{run.epochs}; "
+            f"`backprop runs resume {run_id}` continues it exactly where it stopped"
+        )
+        return EXIT_PAUSED
     for line in summary(run):
         out(line)
     return EXIT_OK if run.status == "succeeded" else EXIT_RUN_FAILED
@@ -286,6 +298,18 @@ def _runs_cancel(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _runs_pause(client: Client, args: argparse.Namespace) -> int:
+    run = client.pause(args.run_id)
+    out(f"run {run.id} {run.status}" + (" (pause requested)" if run.pause_requested else ""))
+    return EXIT_OK
+
+
+def _runs_resume(client: Client, args: argparse.Namespace) -> int:
+    run = client.resume(args.run_id)
+    out(f"run {run.id} {run.status}")
+    return EXIT_OK
+
+
 def _runs_weights(client: Client, args: argparse.Namespace) -> int:
     weights = client.run_weights(args.run_id)
     if args.format == "json":
@@ -403,11 +427,13 @@ def add_client_commands(sub: Any) -> None:
     )
     train.set_defaults(client_command=_train)
 
-    runs = sub.add_parser("runs", help="list, watch, cancel runs and export their weights")
+    runs = sub.add_parser(
+        "runs", help="list, watch, cancel, pause, resume runs and export their weights"
+    )
     runs_sub = runs.add_subparsers(dest="runs_command", required=True)
     listing = runs_sub.add_parser("list", parents=[connection], help="the newest runs")
     listing.add_argument(
-        "--status", choices=("queued", "running", "succeeded", "failed", "cancelled")
+        "--status", choices=("queued", "running", "paused", "succeeded", "failed", "cancelled")
     )
     listing.add_argument("--network", help="only runs of this network id")
     listing.add_argument("--dataset", help="only runs on this dataset id")
@@ -424,6 +450,12 @@ def add_client_commands(sub: Any) -> None:
     cancel = runs_sub.add_parser("cancel", parents=[connection], help="cancel a run")
     cancel.add_argument("run_id")
     cancel.set_defaults(client_command=_runs_cancel)
+    pause = runs_sub.add_parser("pause", parents=[connection], help="pause a run")
+    pause.add_argument("run_id")
+    pause.set_defaults(client_command=_runs_pause)
+    resume = runs_sub.add_parser("resume", parents=[connection], help="resume a paused run")
+    resume.add_argument("run_id")
+    resume.set_defaults(client_command=_runs_resume)
     weights = runs_sub.add_parser(
         "weights", parents=[connection], help="export a run's weights as npz or JSON"
     )

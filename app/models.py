@@ -145,6 +145,7 @@ class Run(SQLModel, table=True):
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = 0
     cancel_requested: bool = False
+    pause_requested: bool = False
 
 
 class RunArrays(SQLModel, table=True):

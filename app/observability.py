@@ -32,7 +32,7 @@ from app.models import Run, utcnow
 
 logger = logging.getLogger("backprop.http")
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+RUN_STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _RUN_IN_PATH = re.compile(r"/v1/runs/(run_[0-9A-Za-z]+)")
 

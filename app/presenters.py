@@ -56,6 +56,7 @@ def run_public(run: Run) -> RunPublic:
         stop_reason=run.stop_reason,
         error=RunError(**run.error) if run.error else None,
         cancel_requested=run.cancel_requested,
+        pause_requested=run.pause_requested,
         attempts=run.attempts,
         created_at=run.created_at,
         started_at=run.started_at,

@@ -29,7 +29,9 @@ Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 MAX_EPOCHS = 1_000_000_000
 MAX_SEED = 2**63 - 1
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "paused", "succeeded", "failed", "cancelled"]
+"""The contract's statuses plus ``paused`` (issue 6): queued -> running -> paused ->
+queued -> running ... ; paused is not terminal (``POST /v1/runs/{id}/resume``)."""
 
 XOR_X: list[Any] = [[0, 0], [0, 1], [1, 0], [1, 1]]
 XOR_Y: list[Any] = [[0], [1], [1], [0]]
@@ -368,6 +370,9 @@ class RunPublic(BaseModel):
     stop_reason: str | None
     error: RunError | None
     cancel_requested: bool
+    pause_requested: bool = Field(
+        default=False, description="A running run stops and pauses at its next epoch boundary."
+    )
     attempts: int
     created_at: datetime
     started_at: datetime | None

@@ -255,6 +255,8 @@ def _finish(
         status = "cancelled"
     elif reason == "shutdown":
         status = "queued"
+    elif reason == "paused":  # POST /pause: exact checkpoint at this epoch, wait for /resume
+        status = "paused"
     elif reason == "diverged":
         status = "failed"
         error = {"code": "diverged", "message": result.message or "the loss diverged"}
@@ -262,14 +264,15 @@ def _finish(
         status = "failed"
         error = {"code": "error", "message": f"training stopped: {reason}"}
     chunk, checkpoints = callback.take_batch()
-    final_weights = None if status == "queued" else encode_weights(net.get_weights())
+    handed_back = status in ("queued", "paused")
+    final_weights = None if handed_back else encode_weights(net.get_weights())
     with db.writing() as session:
         written = execution.finish(
             session=session,
             run_id=run_id,
             owner=owner,
             status=status,
-            stop_reason=reason if status != "queued" else None,
+            stop_reason=None if handed_back else reason,
             error=error,
             progress=callback.progress(),
             chunk=chunk,

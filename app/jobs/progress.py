@@ -28,7 +28,7 @@ class ProgressCallback(engine.Callback):
     The per-epoch work is one comparison and one clock read: the history is the
     trainer's own (``trainer.history``), sliced at each write, so it is not
     recorded twice. The database is written by time, never per epoch. Each write
-    also renews the lease and reads the cancel flag; :meth:`request_stop` (called
+    also renews the lease and reads the cancel and pause flags; :meth:`request_stop` (called
     from the heartbeat thread or by a write that found the lease lost) makes the
     trainer stop at the next epoch boundary.
 
@@ -138,7 +138,10 @@ class ProgressCallback(engine.Callback):
         history = result.history
         recorded = trainer.history["epoch"]
         last_recorded = recorded[-1] if recorded else self.start_epoch
-        if history.get("epoch") and history["epoch"][-1] > last_recorded:
+        # A paused run is not over: its last epoch is recorded only when it is on the
+        # history_every grid, so the history equals an uninterrupted run's.
+        paused = result.stop_reason == "paused"
+        if not paused and history.get("epoch") and history["epoch"][-1] > last_recorded:
             self._tail = {key: [column[-1]] for key, column in history.items()}
         if result.final_logs:
             self.logs = dict(result.final_logs)
@@ -147,7 +150,7 @@ class ProgressCallback(engine.Callback):
         if result.stop_reason in ("diverged", "lease_lost"):
             return
         if self.last_checkpoint_epoch != result.epochs_run:
-            kind = "auto" if result.stop_reason == "shutdown" else "final"
+            kind = "auto" if result.stop_reason in ("shutdown", "paused") else "final"
             self._capture(trainer, result.epochs_run, kind)
 
     # -- internals ----------------------------------------------------------------------
@@ -207,7 +210,7 @@ class ProgressCallback(engine.Callback):
         """Write the buffered batch; stop training when the lease is gone or cancel is asked."""
         chunk, checkpoints = self.take_batch()
         with self._lock, self.db.writing() as session:
-            owned, cancel = execution.flush(
+            owned, stop = execution.flush(
                 session=session,
                 run_id=self.run_id,
                 owner=self.owner,
@@ -221,15 +224,15 @@ class ProgressCallback(engine.Callback):
         if not owned:
             self.lease_lost = True
             self.request_stop("lease_lost")
-        elif cancel:
-            self.request_stop("cancelled")
+        elif stop is not None:  # "cancelled" or "paused"
+            self.request_stop(stop)
 
     def heartbeat(self) -> None:
         """Renew the lease if no batch was written lately (slow epochs)."""
         if time.monotonic() - self.last_contact < self.lease_seconds / 3:
             return
         with self._lock, self.db.writing() as session:
-            owned, cancel = execution.renew_lease(
+            owned, stop = execution.renew_lease(
                 session=session,
                 run_id=self.run_id,
                 owner=self.owner,
@@ -239,5 +242,5 @@ class ProgressCallback(engine.Callback):
         if not owned:
             self.lease_lost = True
             self.request_stop("lease_lost")
-        elif cancel:
-            self.request_stop("cancelled")
+        elif stop is not None:  # "cancelled" or "paused"
+            self.request_stop(stop)

@@ -169,6 +169,27 @@ def cancel_run(run_id: str, session: WriteSession, tenant: Tenant) -> RunPublic:
     return run_public(service.cancel_run(session=session, owner=tenant, run_id=run_id))
 
 
+@router.post("/{run_id}/pause", response_model=RunPublic, responses=errors(401, 404, 409))
+def pause_run(run_id: str, session: WriteSession, tenant: Tenant) -> RunPublic:
+    """Pause: a queued run at once (``paused``); a running one at its next epoch
+    boundary, after an exact checkpoint (``pause_requested`` until then). Idempotent;
+    409 for a finished run. ``paused`` is not terminal: ``POST .../resume``."""
+    return run_public(service.pause_run(session=session, owner=tenant, run_id=run_id))
+
+
+@router.post("/{run_id}/resume", response_model=RunPublic, responses=errors(401, 404, 409))
+def resume_run(
+    run_id: str, session: WriteSession, tenant: Tenant, executor: ExecutorDep
+) -> RunPublic:
+    """Resume a paused run: ``queued`` again, then it continues from its pause
+    checkpoint exactly (the final weights equal an uninterrupted run's). Idempotent;
+    409 for a finished run."""
+    run, dispatch = service.resume_run(session=session, owner=tenant, run_id=run_id)
+    if dispatch:
+        executor.submit(run.id)
+    return run_public(run)
+
+
 @router.get(
     "/{run_id}/checkpoints", response_model=Page[CheckpointPublic], responses=errors(401, 404, 422)
 )

@@ -16,7 +16,7 @@ from app.services.dataset_parsing import ParsedDataset
 from app.services.pagination import PageResult, paginate
 from engine import serialization
 
-ACTIVE_STATUSES = ("queued", "running")
+ACTIVE_STATUSES = ("queued", "running", "paused")
 
 
 def create_dataset(*, session: Session, owner: str, name: str, parsed: ParsedDataset) -> Dataset:

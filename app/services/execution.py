@@ -78,6 +78,16 @@ def _owned(run_id: str, owner: str) -> Any:
     return and_(col(Run.id) == run_id, col(Run.lease_owner) == owner, col(Run.status) == "running")
 
 
+def _stop_request(session: Session, run_id: str) -> str | None:
+    """``"cancelled"`` when a cancel was asked (it wins), ``"paused"`` for a pause, else None."""
+    cancel, pause = session.exec(
+        select(Run.cancel_requested, Run.pause_requested).where(Run.id == run_id)
+    ).one()
+    if cancel:
+        return "cancelled"
+    return "paused" if pause else None
+
+
 def next_queued_run_id(*, session: Session) -> str | None:
     """Return the oldest queued run's id, or None."""
     return session.exec(
@@ -176,8 +186,8 @@ def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | N
 
 def renew_lease(
     *, session: Session, run_id: str, owner: str, lease_seconds: float
-) -> tuple[bool, bool]:
-    """Extend the lease; return ``(still_owned, cancel_requested)``."""
+) -> tuple[bool, str | None]:
+    """Extend the lease; return ``(still_owned, stop_request)`` (see :func:`_stop_request`)."""
     now = utcnow()
     result = session.execute(
         update(Run)
@@ -186,10 +196,10 @@ def renew_lease(
     )
     if _rowcount(result) != 1:
         session.rollback()
-        return False, False
-    cancel = bool(session.exec(select(Run.cancel_requested).where(Run.id == run_id)).one())
+        return False, None
+    stop = _stop_request(session, run_id)
     session.commit()
-    return True, cancel
+    return True, stop
 
 
 def _write_batch(
@@ -238,13 +248,14 @@ def flush(
     chunk: RunHistoryChunk | None,
     checkpoints: list[PendingCheckpoint],
     keep_auto: int,
-) -> tuple[bool, bool]:
+) -> tuple[bool, str | None]:
     """Write one batch (progress, history chunk, checkpoints) and renew the lease.
 
     Returns
     -------
-    tuple of bool
-        ``(still_owned, cancel_requested)``; nothing is written when not owned.
+    tuple
+        ``(still_owned, stop_request)``: ``"cancelled"``, ``"paused"`` or None;
+        nothing is written when not owned.
     """
     now = utcnow()
     result = session.execute(
@@ -261,11 +272,11 @@ def flush(
     )
     if _rowcount(result) != 1:
         session.rollback()
-        return False, False
+        return False, None
     _write_batch(session, run_id, chunk, checkpoints, keep_auto)
-    cancel = bool(session.exec(select(Run.cancel_requested).where(Run.id == run_id)).one())
+    stop = _stop_request(session, run_id)
     session.commit()
-    return True, cancel
+    return True, stop
 
 
 def finish(
@@ -286,6 +297,8 @@ def finish(
 
     ``status`` ``queued`` hands the run back (graceful shutdown): the attempt
     does not count and the next worker resumes from the last checkpoint.
+    ``paused`` (a pause request) is the same, except that the run waits for
+    ``POST /resume`` instead of a worker.
     """
     now = utcnow()
     values: dict[str, Any] = {
@@ -298,8 +311,9 @@ def finish(
         "lease_owner": None,
         "lease_expires_at": None,
     }
-    if status == "queued":
+    if status in ("queued", "paused"):
         values["attempts"] = col(Run.attempts) - 1
+        values["pause_requested"] = False
     else:
         values.update(stop_reason=stop_reason, error=error, finished_at=now)
     result = session.execute(update(Run).where(_owned(run_id, owner)).values(**values))
@@ -370,6 +384,12 @@ def sweep_expired(*, session: Session, max_attempts: int) -> list[str]:
         .values(status="cancelled", stop_reason="cancelled", finished_at=now, **released)
         .returning(col(Run.id))
     ).all()
+    paused = session.execute(
+        update(Run)
+        .where(expired, col(Run.pause_requested).is_(True))
+        .values(status="paused", pause_requested=False, **released)
+        .returning(col(Run.id))
+    ).all()
     failed = session.execute(
         update(Run)
         .where(expired, col(Run.attempts) >= max_attempts)
@@ -392,6 +412,8 @@ def sweep_expired(*, session: Session, max_attempts: int) -> list[str]:
     session.commit()
     for (run_id,) in cancelled:
         log_transition(run_id, "cancelled", previous="running", message="worker lost; cancel")
+    for (run_id,) in paused:
+        log_transition(run_id, "paused", previous="running", message="worker lost; pause")
     for (run_id,) in failed:
         log_transition(
             run_id, "failed", previous="running", message="worker_lost", level=logging.WARNING

@@ -15,7 +15,7 @@ from app.schemas import NetworkCreate
 from app.services.errors import invalid_from_config_error
 from app.services.pagination import PageResult, paginate
 
-ACTIVE_STATUSES = ("queued", "running")
+ACTIVE_STATUSES = ("queued", "running", "paused")
 
 
 def spec_from_request(network_in: NetworkCreate) -> dict[str, Any]:

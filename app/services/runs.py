@@ -250,16 +250,16 @@ def list_runs(
 def cancel_run(*, session: Session, owner: str, run_id: str) -> Run:
     """Cancel a run (idempotent).
 
-    A queued run is cancelled at once; a running one gets ``cancel_requested``
-    and its worker stops it at the next epoch boundary; a finished one is
-    returned unchanged.
+    A queued or paused run is cancelled at once; a running one gets
+    ``cancel_requested`` and its worker stops it at the next epoch boundary; a
+    finished one is returned unchanged.
     """
     run = get_run(session=session, owner=owner, run_id=run_id)
     # Lock the row (PostgreSQL; SQLite writers are serialized by BEGIN IMMEDIATE) so a
     # worker cannot claim the run between this read and the write below.
     session.refresh(run, with_for_update=True)
     previous = run.status
-    if run.status == "queued":
+    if run.status in ("queued", "paused"):
         now = utcnow()
         run.status = "cancelled"
         run.stop_reason = "cancelled"
@@ -273,10 +273,82 @@ def cancel_run(*, session: Session, owner: str, run_id: str) -> Run:
     session.add(run)
     session.commit()
     if run.status == "cancelled":
-        log_transition(run.id, "cancelled", previous=previous, message="cancelled while queued")
+        log_transition(
+            run.id, "cancelled", previous=previous, message=f"cancelled while {previous}"
+        )
     else:
         log_transition(run.id, "cancel_requested", previous=previous)
     return run
+
+
+def pause_run(*, session: Session, owner: str, run_id: str) -> Run:
+    """Pause a run (idempotent).
+
+    A queued run is paused at once. A running one gets ``pause_requested``: its
+    worker sees it with its next batched write, stops at the epoch boundary,
+    writes an exact checkpoint and sets ``paused`` (releasing the lease).
+
+    Raises
+    ------
+    ConflictError
+        When the run is succeeded, failed or cancelled.
+    """
+    run = get_run(session=session, owner=owner, run_id=run_id)
+    session.refresh(run, with_for_update=True)  # see cancel_run
+    previous = run.status
+    if run.status in TERMINAL_STATUSES:
+        session.rollback()
+        raise ConflictError(f"run {run_id!r} is {run.status}: only a queued or running run pauses")
+    if run.status == "queued":
+        run.status = "paused"
+        run.lease_owner = None
+        run.lease_expires_at = None
+    elif run.status == "running" and not run.pause_requested and not run.cancel_requested:
+        run.pause_requested = True
+    else:
+        session.rollback()
+        return run
+    session.add(run)
+    session.commit()
+    if run.status == "paused":
+        log_transition(run.id, "paused", previous=previous, message="paused while queued")
+    else:
+        log_transition(run.id, "pause_requested", previous=previous)
+    return run
+
+
+def resume_run(*, session: Session, owner: str, run_id: str) -> tuple[Run, bool]:
+    """Resume a paused run (idempotent); return the run and whether to dispatch it.
+
+    A paused run becomes ``queued`` (the caller dispatches it) and its worker
+    continues from the pause checkpoint exactly. A running run whose pause was
+    asked but not yet taken keeps running (the request is withdrawn); a queued
+    or running run is returned unchanged.
+
+    Raises
+    ------
+    ConflictError
+        When the run is succeeded, failed or cancelled.
+    """
+    run = get_run(session=session, owner=owner, run_id=run_id)
+    session.refresh(run, with_for_update=True)
+    if run.status in TERMINAL_STATUSES:
+        session.rollback()
+        raise ConflictError(f"run {run_id!r} is {run.status}: only a paused run resumes")
+    if run.status == "paused":
+        run.status = "queued"
+        run.pause_requested = False
+    elif run.pause_requested:
+        run.pause_requested = False
+    else:
+        session.rollback()
+        return run, False
+    session.add(run)
+    session.commit()
+    dispatch = run.status == "queued"
+    if dispatch:
+        log_transition(run.id, "queued", previous="paused", message="resumed")
+    return run, dispatch
 
 
 def list_checkpoints(

@@ -79,13 +79,13 @@ def test_claim_is_exclusive_while_the_lease_lives(db: Database, run_id: str) -> 
             session=session, run_id=run_id, owner="b", lease_seconds=5
         ) == (
             False,
-            False,
+            None,
         )
         assert execution.renew_lease(
             session=session, run_id=run_id, owner="a", lease_seconds=5
         ) == (
             True,
-            False,
+            None,
         )
 
 

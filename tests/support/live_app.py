@@ -34,7 +34,9 @@ class LiveApp:
 def serve_app(app: FastAPI) -> Iterator[LiveApp]:
     """Run ``app`` (with its lifespan) on 127.0.0.1 until the block ends."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
