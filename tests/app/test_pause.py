@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from app.client import Client, Conflict
+from app.jobs.celery_app import QUEUE
 from tests.conftest import create_xor, run_body, wait_for, wait_terminal
+from tests.support.services import RedisServer
 
 EPOCHS = 30000
 CONFIG = {"epochs": EPOCHS, "history_every": 50, "batch_size": 2, "shuffle": True, "seed": 3}
@@ -95,3 +100,23 @@ def test_client_pause_resume_and_wait_returns_paused(make_client: Callable[..., 
         bp.cancel(run_id)
         with pytest.raises(Conflict):
             bp.resume(run_id)
+
+
+def test_resume_dispatches_through_celery(
+    make_client: Callable[..., Any], redis_server: RedisServer
+) -> None:
+    """Resume goes through the executor interface: with Celery, a new message."""
+    broker = redis_server.database_url()
+    with make_client(broker_url=broker) as client:
+        network_id, dataset_id = create_xor(client)
+        run_id = client.post("/v1/runs", json=run_body(network_id, dataset_id)).json()["id"]
+        assert client.post(f"/v1/runs/{run_id}/pause").json()["status"] == "paused"
+        redis_client = redis.Redis.from_url(broker)
+        try:
+            redis_client.delete(QUEUE)
+            assert client.post(f"/v1/runs/{run_id}/resume").json()["status"] == "queued"
+            (raw,) = redis_client.lrange(QUEUE, 0, -1)
+        finally:
+            redis_client.close()
+        body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        assert body[0] == [run_id]

@@ -1,6 +1,7 @@
 """The dashboard in Debian's chromium, offline, with an API key: a run started by
-the test appears, its live chart gains points while it trains, and Cancel on the
-page cancels it. Screenshots go to test-output/browser/.
+the test appears, its live chart gains points while it trains, Pause and Resume
+on the page pause and resume it, and Cancel cancels it. Screenshots go to
+test-output/browser/.
 """
 
 from __future__ import annotations
@@ -80,6 +81,25 @@ def test_dashboard_shows_a_live_run_and_cancels_it(server: ServerProcess) -> Non
                 assert drawn == second
                 page.screenshot(path=str(OUTPUT_DIR / "dashboard-training.png"))
                 assert page.locator("#run-status").inner_text() == "running"
+
+                page.click("#pause")
+                page.wait_for_function(
+                    "document.querySelector('#run-status').textContent === 'paused'",
+                    timeout=30_000,
+                )
+                assert client.get(f"/v1/runs/{run_id}").json()["status"] == "paused"
+                page.screenshot(path=str(OUTPUT_DIR / "dashboard-paused.png"))
+                page.wait_for_selector("#resume:not([disabled])", timeout=10_000)
+                page.click("#resume")
+                page.wait_for_function(
+                    "document.querySelector('#run-status').textContent === 'running'",
+                    timeout=30_000,
+                )
+                resumed = int(chart.get_attribute("data-points") or 0)
+                page.wait_for_function(
+                    f"document.querySelector('#chart').dataset.points > {resumed}",
+                    timeout=30_000,
+                )
 
                 page.click("#cancel")
                 page.wait_for_function(
