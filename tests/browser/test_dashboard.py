@@ -75,9 +75,12 @@ def test_dashboard_shows_a_live_run_and_cancels_it(server: ServerProcess) -> Non
                 page.wait_for_function(
                     f"document.querySelector('#chart').dataset.points > {first}", timeout=30_000
                 )
-                second = int(chart.get_attribute("data-points") or 0)
+                # Read both in one go: another event may be drawn between two reads.
+                second, drawn = page.eval_on_selector(
+                    "#chart",
+                    "e => [Number(e.dataset.points), e.querySelector('.loss').points.length]",
+                )
                 assert second > first
-                drawn = page.eval_on_selector("#chart polyline.loss", "e => e.points.length")
                 assert drawn == second
                 page.screenshot(path=str(OUTPUT_DIR / "dashboard-training.png"))
                 assert page.locator("#run-status").inner_text() == "running"
