@@ -16,9 +16,10 @@ Medium
     784 -> 256 -> 128 -> 10 relu/softmax, cross-entropy, mini-batches of 128,
     sgd with momentum 0.9, 2 threads: samples per second of ``engine.fit``,
     scikit-learn's ``MLPClassifier`` and (when importable) an equivalent PyTorch
-    CPU loop. Each timed call trains a fresh model for 2 epochs, setup and input
-    validation included; the rounds rotate the order of the three and a
-    ratio is the median of the per-round ratios.
+    CPU loop. Each library runs in its own worker process (its data made
+    there, warmed up once); each timed call trains a fresh model for 2
+    epochs, setup and input validation included. The rounds rotate the order
+    of the three and a ratio is the median of the per-round ratios.
 Peak matmul
     The best of several ``np.matmul`` calls on square float32 matrices at 2
     threads, counting ``2 m n k`` FLOPs. The training FLOPs of one sample are
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import importlib.util
 import itertools
 import json
@@ -301,10 +303,15 @@ def time_sklearn(X: Features, labels: Labels, epochs: int) -> Trial:
     return trial(seconds, len(X), epochs, model.loss_curve_[-1], None)
 
 
-def load_torch() -> Any | None:
-    """PyTorch limited to the benchmark's threads, or None when it is not installed."""
+def torch_installed() -> str | None:
+    """PyTorch's version, or None when it is not installed (it is optional)."""
     if importlib.util.find_spec("torch") is None:
         return None
+    return str(importlib.metadata.version("torch"))
+
+
+def load_torch() -> Any:
+    """PyTorch, limited to the benchmark's threads."""
     torch = importlib.import_module("torch")
     torch.set_num_threads(THREADS)
     return torch
@@ -365,25 +372,86 @@ def _timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def run_medium(sizes: Sizes, torch: Any | None) -> dict[str, Any]:
+def runner(name: str) -> Callable[[Features, Labels, int], Trial]:
+    """The timed training call of ``engine``, ``sklearn`` or ``torch``."""
+    if name == "engine":
+        return time_engine
+    if name == "sklearn":
+        return time_sklearn
+    torch = load_torch()
+    return lambda X, labels, epochs: time_torch(torch, X, labels, epochs)
+
+
+def worker(name: str, samples: int) -> None:
+    """Subprocess body for one library: create the data and warm up, print ``ready``,
+    then train for the number of epochs on each line of stdin and print the trial as JSON.
+    """
+    run = runner(name)
+    with threadpool_limits(limits=THREADS):
+        X, labels = make_data(samples)
+        warm = min(samples, 4096)
+        run(X[:warm], labels[:warm], 1)  # thread pools, lazy imports, first-call caches
+        print("ready", flush=True)
+        for line in sys.stdin:
+            print(json.dumps(asdict(run(X, labels, int(line)))), flush=True)
+
+
+class Worker:
+    """A :func:`worker` subprocess: each library trains in its own process, so no
+    library's idle thread pool or BLAS copy competes with another's timed run."""
+
+    def __init__(self, name: str, samples: int) -> None:
+        self.name = name
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", name]
+        self.process = subprocess.Popen(
+            [*command, "--samples", str(samples)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.name} worker exited ({self.process.wait()})")
+        return line
+
+    def wait_ready(self) -> None:
+        """Block until the worker has its data and has warmed up."""
+        if self._line().strip() != "ready":
+            raise RuntimeError(f"the {self.name} worker did not start")
+
+    def trial(self, epochs: int) -> Trial:
+        """Time one training call of ``epochs`` on a fresh model."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{epochs}\n")
+        self.process.stdin.flush()
+        return Trial(**json.loads(self._line()))
+
+    def close(self) -> None:
+        """End the worker."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def run_medium(sizes: Sizes, with_torch: bool) -> dict[str, Any]:
     """Rounds of engine, scikit-learn and PyTorch in rotating order; medians and ratios."""
-    X, labels = make_data(sizes.samples)
-    runners: dict[str, Callable[[Features, Labels, int], Trial]] = {
-        "engine": time_engine,
-        "sklearn": time_sklearn,
-    }
-    if torch is not None:
-        runners["torch"] = lambda X, labels, epochs: time_torch(torch, X, labels, epochs)
-    peak = matmul_peak(sizes.peak_size, sizes.peak_repetitions)
-    warm = min(len(X), 4 * 1024)
-    for run in runners.values():  # thread pools, lazy imports, first-call caches
-        run(X[:warm], labels[:warm], 1)
-    names = list(runners)
-    trials: dict[str, list[Trial]] = {name: [] for name in names}
-    for round_ in range(sizes.rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            trials[name].append(runners[name](X, labels, sizes.epochs))
+    names = ["engine", "sklearn", *(["torch"] if with_torch else [])]
+    workers = {name: Worker(name, sizes.samples) for name in names}
+    try:
+        for each in workers.values():
+            each.wait_ready()
+        peak = matmul_peak(sizes.peak_size, sizes.peak_repetitions)
+        trials: dict[str, list[Trial]] = {name: [] for name in names}
+        for round_ in range(sizes.rounds):
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                trials[name].append(workers[name].trial(sizes.epochs))
+    finally:
+        for each in workers.values():
+            each.close()
     flops = flops_per_sample()
     speeds = {name: [t.samples_per_second for t in runs] for name, runs in trials.items()}
     medians = {name: statistics.median(values) for name, values in speeds.items()}
@@ -405,7 +473,7 @@ def run_medium(sizes: Sizes, torch: Any | None) -> dict[str, Any]:
         "matmul_peak_flops": peak,
         "matmul_peak_size": sizes.peak_size,
         "peak_fraction": {name: speed * flops / peak for name, speed in medians.items()},
-        "data_bytes": X.nbytes + labels.nbytes,
+        "data_bytes": sizes.samples * (FEATURES * 4 + 8),
     }
 
 
@@ -591,22 +659,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--quick writes only when this is given)",
     )
     parser.add_argument("--child", choices=("baseline", "engine"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("engine", "sklearn", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=int, default=FULL.samples, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=FULL.epochs, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         child(args.child, args.samples, args.epochs)
         return
+    if args.worker is not None:
+        worker(args.worker, args.samples)
+        return
     sizes = QUICK if args.quick else FULL
-    torch = load_torch()
+    torch_version = torch_installed()
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     with threadpool_limits(limits=THREADS):
         tiny = run_tiny(sizes)
-        medium = run_medium(sizes, torch)
+        medium = run_medium(sizes, torch_version is not None)
     memory = run_memory(sizes)
     info = machine()
-    info["sklearn"] = importlib.import_module("sklearn").__version__
-    info["torch"] = None if torch is None else torch.__version__
+    info["sklearn"] = importlib.metadata.version("scikit-learn")
+    info["torch"] = torch_version
     info["load_average"] = [load_before, os.getloadavg()[0]]
     markdown = table(tiny, medium, memory)
     command = shlex.join(["python", "benchmarks/engine.py", *(argv or sys.argv[1:])])
