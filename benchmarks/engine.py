@@ -546,6 +546,11 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": sorted(set(blas)),
+        "environment": {
+            key: value
+            for key, value in sorted(os.environ.items())
+            if key.startswith(("OPENBLAS_", "OMP_", "MKL_", "GOTO_"))
+        },
     }
 
 
@@ -638,9 +643,16 @@ def details(medium: dict[str, Any], info: dict[str, Any]) -> str:
             f"Medium: {medium['samples']:,} samples, {medium['epochs_per_call']} epochs per "
             f"timed fit, {medium['rounds']} rounds, {medium['threads']} threads; "
             f"after the last round: {learned}.",
+            "Fastest round of each: "
+            + ", ".join(
+                f"{name} {speed:,.0f}" for name, speed in medium["best_samples_per_second"].items()
+            )
+            + " samples/s.",
             f"Machine: {info['cpu']}, {info['cores']} cores, {info['platform']}, "
             f"Python {info['python']}, NumPy {info['numpy']}, {'; '.join(info['blas'])}, "
-            f"scikit-learn {info['sklearn']}, PyTorch {info['torch'] or 'not installed'}.",
+            f"scikit-learn {info['sklearn']}, PyTorch {info['torch'] or 'not installed'}"
+            + "".join(f", {key}={value}" for key, value in info["environment"].items())
+            + ".",
             "Load average (1 min) before and after: "
             + " and ".join(f"{load:.1f}" for load in info["load_average"])
             + " (other processes slow the 2-thread matrix products down a lot).",
