@@ -26,23 +26,11 @@ from app.services import datasets as dataset_service
 from app.services import execution
 from app.services.runs import targets_for_loss
 from engine import serialization
+from engine.config import ENGINE_KEYS
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_TICK_SECONDS = 0.25
-ENGINE_KEYS = (
-    "loss",
-    "reduction",
-    "optimizer",
-    "epochs",
-    "batch_size",
-    "shuffle",
-    "seed",
-    "validation",
-    "early_stopping",
-    "history_every",
-    "dtype",
-)
 
 
 class StopFlag(Protocol):
