@@ -137,7 +137,7 @@ def _describe(settings: Settings, run_id: str) -> str:
 # -- worker process hooks (connected by app.cli before the worker starts) ---------------
 
 
-def _children(pid: int) -> list[int]:
+def child_pids(pid: int) -> list[int]:
     """Pids whose parent is ``pid`` (Linux /proc)."""
     found: list[int] = []
     try:
@@ -159,7 +159,7 @@ def _children(pid: int) -> list[int]:
 
 def _on_shutting_down(**_: Any) -> None:
     """Main process, warm or cold shutdown: ask pool processes to hand their runs back."""
-    for pid in _children(os.getpid()):
+    for pid in child_pids(os.getpid()):
         with contextlib.suppress(OSError):
             os.kill(pid, HANDBACK_SIGNAL)
 

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from app.jobs.celery_app import child_pids
+
 BACKPROP = Path(sys.executable).parent / "backprop"
 
 
@@ -23,22 +25,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def children_of(pid: int) -> list[int]:
-    """Pids whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -97,7 +83,7 @@ class Server:
     def kill9(self) -> list[int]:
         """SIGKILL the server; return the pids of its workers (now orphaned or dead)."""
         assert self.process is not None
-        workers = children_of(self.process.pid)
+        workers = child_pids(self.process.pid)
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
         return workers
