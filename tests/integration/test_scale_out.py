@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_for, wait_terminal
 from tests.support.compose import Process, Stack
+from tests.support.history import full_history
 from tests.support.services import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,7 +29,10 @@ TUNING = {
     "BACKPROP_AUTO_CHECKPOINT_SECONDS": 0.5,
     "BACKPROP_BROKER_RESTORE_INTERVAL": 0.5,
 }
-LONG_EPOCHS = 60_000
+LONG_EPOCHS = 90_000  # under one history page (BACKPROP_MAX_HISTORY_POINTS)
+# Long enough (~11 s on an idle machine) that the message is surely delivered again first:
+# the visibility timeout (1 s) plus the restore interval (0.5 s here).
+REDELIVERY_EPOCHS = 600_000
 
 
 @pytest.fixture
@@ -239,7 +243,7 @@ def test_redelivery_after_the_visibility_timeout_never_trains_in_two_places(
     running = stack(BACKPROP_BROKER_VISIBILITY_TIMEOUT=1)
     with _client(running) as client:
         network_id, dataset_id = _xor(client)
-        body = run_body(network_id, dataset_id, epochs=LONG_EPOCHS, seed=3)
+        body = run_body(network_id, dataset_id, epochs=REDELIVERY_EPOCHS, seed=3)
         run_id = client.post("/v1/runs", json=body).json()["id"]
         wait_for(client, run_id, lambda run: run["status"] == "running", timeout=60)
         owner = _worker_running(running, run_id)
@@ -257,8 +261,8 @@ def test_redelivery_after_the_visibility_timeout_never_trains_in_two_places(
         assert done["attempts"] == 1, "a second delivery claimed the run"
         assert len(_claims(owner, run_id)) == 1
         assert _claims(other, run_id) == [], "the run trained on two workers"
-        history = client.get(f"/v1/runs/{run_id}/history").json()
-        assert history["epoch"] == list(range(1, LONG_EPOCHS + 1))
+        history = full_history(client, run_id)
+        assert history["epoch"] == list(range(1, REDELIVERY_EPOCHS + 1))
 
 
 def test_a_cancel_issued_while_the_only_worker_is_down_stays_cancelled(
