@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, ge=1, description="Claims of one run before it fails with worker_lost."
     )
+    outage_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a worker whose run ended keeps retrying to write the outcome "
+        "while the database is unavailable; after that it gives the run up, and the run "
+        "resumes from its last stored checkpoint once the database is back.",
+    )
     flush_seconds: float = Field(
         default=0.5, gt=0, description="Interval between batched progress/history writes."
     )

@@ -16,11 +16,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.cors import CORSMiddleware
 
 import engine
 from app.config import Settings, get_settings
 from app.db import Database
+from app.db_errors import RETRY_AFTER_SECONDS as DATABASE_RETRY_AFTER
+from app.db_errors import unavailable_reason
 from app.deps import api_key_digests, reject_unknown_query, require_api_key
 from app.docs_security import DocsContentSecurityPolicy
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
@@ -93,6 +96,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
         return JSONResponse({"detail": exc.to_detail()}, status_code=422)
 
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise exc  # a bug, not an outage: the server error middleware answers 500
+        logger.warning(
+            "%s %s: 503, %s (%s)", request.method, request.url.path, reason, type(exc).__name__
+        )
+        return JSONResponse(
+            {"detail": f"Service unavailable: {reason}. Retry in a few seconds."},
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
+
     @app.exception_handler(engine.ConfigError)
     async def _config_error(_: Request, exc: engine.ConfigError) -> JSONResponse:
         return JSONResponse({"detail": invalid_from_config_error(exc).to_detail()}, status_code=422)
@@ -146,10 +163,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plots.router,
         checkpoints.router,
     ):
-        app.include_router(router, dependencies=secured, responses=errors(401))
+        app.include_router(router, dependencies=secured, responses=errors(401, 503))
     # The event stream authenticates itself (header or ?access_token=, for EventSource).
     app.include_router(
-        events.router, dependencies=[Depends(reject_unknown_query)], responses=errors(401)
+        events.router,
+        dependencies=[Depends(reject_unknown_query)],
+        responses=errors(401, 503),
     )
     app.include_router(health.router, dependencies=[Depends(reject_unknown_query)])
     app.include_router(dashboard.router)  # the page is public; its API calls carry the key

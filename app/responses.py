@@ -41,7 +41,8 @@ _DESCRIPTIONS = {
     413: "Request body over BACKPROP_MAX_BODY_BYTES.",
     422: "Invalid input; each entry names the field and the reason.",
     429: "Too many queued or running runs for this tenant; retry after Retry-After seconds.",
-    503: "The database does not answer.",
+    503: "The database is unavailable (unreachable, read-only, full or busy); "
+    "retry after Retry-After seconds.",
 }
 
 
@@ -57,7 +58,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
             entry["headers"] = {
                 "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}
             }
-        if code == 429:
+        if code in (429, 503):
             entry["headers"] = {
                 "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}
             }

@@ -65,7 +65,8 @@ def db_path(tmp_path: Path, template_db: Path) -> Path:
     return path
 
 
-def _unavailable(reason: str) -> None:
+def service_unavailable(reason: str) -> None:
+    """Skip the test, or fail it when ``BACKPROP_REQUIRE_SERVICES`` is set (CI)."""
     if services_required():
         pytest.fail(f"{reason} (BACKPROP_REQUIRE_SERVICES is set)")
     pytest.skip(reason)
@@ -77,7 +78,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = start_postgres()
     except ServiceUnavailableError as exc:
-        _unavailable(f"PostgreSQL unavailable: {exc}")
+        service_unavailable(f"PostgreSQL unavailable: {exc}")
         raise  # unreachable: skip/fail raise
     yield server
     server.stop()
@@ -89,7 +90,7 @@ def redis_server() -> Iterator[RedisServer]:
     try:
         server = start_redis()
     except ServiceUnavailableError as exc:
-        _unavailable(f"Redis unavailable: {exc}")
+        service_unavailable(f"Redis unavailable: {exc}")
         raise
     yield server
     server.stop()

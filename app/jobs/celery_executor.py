@@ -25,6 +25,7 @@ from typing import Any
 from app.config import Settings
 from app.db import Database
 from app.jobs.celery_app import QUEUE, TASK_NAME, make_celery
+from app.jobs.sweeper import LeaseSweeper
 from app.logs import log_transition
 from app.services import execution
 
@@ -52,6 +53,12 @@ class CeleryExecutor:
         self._supervisor: threading.Thread | None = None
         self._connection: Any = None
         self._suspects: set[str] = set()
+        self.sweeper = LeaseSweeper(
+            db=db,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            requeued=self.submit,
+        )
         self.broker_queue_length: int | None = None
         """Messages waiting in the broker queue at the last supervisor round."""
 
@@ -102,21 +109,12 @@ class CeleryExecutor:
             try:
                 self.sweep()
                 self.redispatch_orphans()
-            except Exception:
-                logger.exception("celery supervisor round failed")
+            except Exception as error:
+                self.sweeper.round_failed(error)
 
     def sweep(self) -> list[str]:
         """Re-queue (and re-dispatch) runs whose lease expired; return their ids."""
-        with self.db.reading() as session:
-            if not execution.has_expired_leases(session=session):
-                return []
-        with self.db.writing() as session:
-            requeued = execution.sweep_expired(
-                session=session, max_attempts=self.settings.max_attempts
-            )
-        for run_id in requeued:
-            self.submit(run_id)
-        return requeued
+        return self.sweeper.sweep()
 
     def _queue_length(self) -> int:
         if self._connection is None:

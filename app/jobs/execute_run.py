@@ -11,19 +11,25 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from sqlmodel import Session
+
 import engine
 from app.arrays import decode_weights, encode_weights
 from app.config import Settings, get_settings
 from app.db import Database
+from app.db_errors import is_unavailable, unavailable_reason
 from app.jobs.progress import ProgressCallback
 from app.logs import log_transition
+from app.models import RunHistoryChunk
 from app.services import datasets as dataset_service
 from app.services import execution
+from app.services.execution import PendingCheckpoint
 from app.services.runs import targets_for_loss
 from engine import serialization
 from engine.config import ENGINE_KEYS
@@ -86,11 +92,47 @@ def execute_run(
     -------
     Outcome
         ``skipped`` (another worker holds it, or it is not claimable), the final
-        status, ``requeued`` or ``lease_lost``.
+        status, ``requeued``, ``lease_lost``, ``unavailable`` (the database could
+        not be reached to claim it) or ``abandoned`` (the database stayed
+        unavailable; the run is re-queued when its lease expires).
     """
     settings = settings or get_settings()
     db = db or _database(settings.database_url, os.getpid())
     owner = owner or default_owner()
+    try:
+        context = _claim(db, settings, run_id, owner)
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        logger.warning(
+            "run %s: cannot be claimed now (%s); it stays where it is and is tried again",
+            run_id,
+            unavailable_reason(exc),
+            extra={"event": "run.database_unavailable", "run_id": run_id},
+        )
+        return Outcome(run_id, "unavailable")
+    if isinstance(context, Outcome):
+        return context
+    log_transition(
+        run_id,
+        "running",
+        message=f"claimed by {owner} from epoch {context.resume_epoch}",
+        worker=owner,
+        epoch=context.resume_epoch,
+    )
+    try:
+        return _train(db, settings, context, owner, shutdown)
+    except Exception as exc:
+        if is_unavailable(exc):
+            return _abandon(run_id, owner, exc)
+        logger.exception("run %s: failed with an exception", run_id, extra={"run_id": run_id})
+        return _fail(db, run_id, owner, exc)
+
+
+def _claim(
+    db: Database, settings: Settings, run_id: str, owner: str
+) -> execution.RunContext | Outcome:
+    """Take the run's lease and read what training it needs, or say why not."""
     with db.writing() as session:
         claimed = execution.claim_run(
             session=session,
@@ -104,19 +146,25 @@ def execute_run(
         return Outcome(run_id, "skipped")
     with db.writing() as session:
         context = execution.load_context(session=session, run_id=run_id, owner=owner)
-    if context is None:
-        return Outcome(run_id, "lease_lost")
-    log_transition(
+    return Outcome(run_id, "lease_lost") if context is None else context
+
+
+def _abandon(run_id: str, owner: str, exc: BaseException) -> Outcome:
+    """Leave a run whose writes fail to its lease: it expires, and the run is re-queued."""
+    logger.warning(
+        "run %s: stopped, %s (%s); it resumes from its last stored checkpoint once the "
+        "database is back and its lease expired",
         run_id,
-        "running",
-        message=f"claimed by {owner} from epoch {context.resume_epoch}",
-        worker=owner,
-        epoch=context.resume_epoch,
+        unavailable_reason(exc),
+        type(exc).__name__,
+        extra={"event": "run.abandoned", "run_id": run_id, "worker": owner},
     )
+    return Outcome(run_id, "abandoned")
+
+
+def _fail(db: Database, run_id: str, owner: str, exc: BaseException) -> Outcome:
+    """Mark the run failed with the exception's type and message."""
     try:
-        return _train(db, settings, context, owner, shutdown)
-    except Exception as exc:
-        logger.exception("run %s: failed with an exception", run_id, extra={"run_id": run_id})
         with db.writing() as session:
             failed = execution.fail(
                 session=session,
@@ -125,16 +173,20 @@ def execute_run(
                 code="error",
                 message=f"{type(exc).__name__}: {exc}",
             )
-        if failed:
-            log_transition(
-                run_id,
-                "failed",
-                previous="running",
-                message="error",
-                worker=owner,
-                level=logging.ERROR,
-            )
-        return Outcome(run_id, "failed")
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        return _abandon(run_id, owner, error)
+    if failed:
+        log_transition(
+            run_id,
+            "failed",
+            previous="running",
+            message="error",
+            worker=owner,
+            level=logging.ERROR,
+        )
+    return Outcome(run_id, "failed")
 
 
 def _monitor(config: dict[str, Any]) -> str:
@@ -251,11 +303,16 @@ def _finish(
     else:
         status = "failed"
         error = {"code": "error", "message": f"training stopped: {reason}"}
-    chunk, checkpoints = callback.take_batch()
     handed_back = status in ("queued", "paused")
     final_weights = None if handed_back else encode_weights(net.get_weights())
-    with db.writing() as session:
-        written = execution.finish(
+
+    def write_outcome(
+        session: Session,
+        chunk: RunHistoryChunk | None,
+        checkpoints: list[PendingCheckpoint],
+        replace: bool,
+    ) -> bool:
+        return execution.finish(
             session=session,
             run_id=run_id,
             owner=owner,
@@ -267,7 +324,23 @@ def _finish(
             checkpoints=checkpoints,
             keep_auto=settings.keep_auto_checkpoints,
             final_weights=final_weights,
+            replace=replace,
         )
+
+    deadline = time.monotonic() + settings.outage_seconds
+    stored, written = callback.write(write_outcome)
+    while not stored:
+        if time.monotonic() >= deadline:
+            logger.error(
+                "run %s: the database stayed unavailable for %.0f s after training ended; "
+                "giving the run up (it resumes from its last stored checkpoint)",
+                run_id,
+                settings.outage_seconds,
+                extra={"event": "run.abandoned", "run_id": run_id, "worker": owner},
+            )
+            return Outcome(run_id, "abandoned")
+        time.sleep(callback.outage.wait_seconds())
+        stored, written = callback.write(write_outcome)
     if not written:
         logger.warning(
             "run %s: lease lost before the outcome was written",

@@ -19,7 +19,7 @@ from typing import Any
 
 from app.config import Settings
 from app.db import Database
-from app.services import execution
+from app.jobs.sweeper import LeaseSweeper
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,12 @@ class LocalPool:
         self._processes: list[BaseProcess] = []
         self._supervisor: threading.Thread | None = None
         self._halt = threading.Event()
+        self.sweeper = LeaseSweeper(
+            db=db,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+            requeued=self._wake_requeued,
+        )
 
     @property
     def processes(self) -> list[BaseProcess]:
@@ -85,11 +91,11 @@ class LocalPool:
 
     def _supervise(self) -> None:
         while not self._halt.wait(self.settings.poll_seconds):
+            self._restart_dead()
             try:
-                self._restart_dead()
-                self._sweep()
-            except Exception:
-                logger.exception("supervisor iteration failed")
+                self.sweeper.sweep()
+            except Exception as error:
+                self.sweeper.round_failed(error)
 
     def _restart_dead(self) -> None:
         for index, process in enumerate(self._processes):
@@ -102,17 +108,9 @@ class LocalPool:
                 )
                 self._processes[index] = self._spawn(index)
 
-    def _sweep(self) -> None:
-        with self.db.reading() as session:
-            if not execution.has_expired_leases(session=session):
-                return
-        with self.db.writing() as session:
-            requeued = execution.sweep_expired(
-                session=session, max_attempts=self.settings.max_attempts
-            )
-        for run_id in requeued:
-            logger.warning("run %s: lease expired; re-queued", run_id)
-            self.submit(run_id)
+    def _wake_requeued(self, run_id: str) -> None:
+        logger.warning("run %s: lease expired; re-queued", run_id)
+        self.submit(run_id)
 
     def stop(self) -> None:
         """Ask workers to checkpoint and hand back their runs, then stop them."""

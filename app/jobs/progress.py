@@ -6,12 +6,17 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from sqlmodel import Session
 
 import engine
 from app.arrays import clean_metrics, encode_weights, finite_or_none
 from app.db import Database
+from app.db_errors import is_unavailable
 from app.ids import new_id
+from app.jobs.outage import Outage
+from app.models import RunHistoryChunk
 from app.services import execution
 from app.services.execution import PendingCheckpoint, Progress
 from app.services.history import make_chunk
@@ -20,6 +25,20 @@ from engine import serialization
 logger = logging.getLogger(__name__)
 
 BASE_LOGS = ("loss", "val_loss")
+
+T = TypeVar("T", covariant=True)
+
+
+class BatchWriter(Protocol[T]):
+    """Writes a taken batch in an open write session (see :meth:`ProgressCallback.write`)."""
+
+    def __call__(
+        self,
+        session: Session,
+        chunk: RunHistoryChunk | None,
+        checkpoints: list[PendingCheckpoint],
+        replace: bool,
+    ) -> T: ...
 
 
 class ProgressCallback(engine.Callback):
@@ -90,6 +109,7 @@ class ProgressCallback(engine.Callback):
         self._tail: dict[str, list[Any]] | None = None  # the last epoch, when not recorded
         self._checkpoints: list[PendingCheckpoint] = []
         self._lock = threading.Lock()
+        self.outage = Outage(run_id, max_delay=lease_seconds / 3)
         now = time.monotonic()
         self._next_flush = now + flush_seconds
         self._next_auto = now + auto_checkpoint_seconds
@@ -206,11 +226,60 @@ class ProgressCallback(engine.Callback):
         checkpoints, self._checkpoints = self._checkpoints, []
         return chunk, checkpoints
 
-    def flush(self) -> None:
-        """Write the buffered batch; stop training when the lease is gone or cancel is asked."""
+    def write(self, batch_writer: BatchWriter[T]) -> tuple[bool, T | None]:
+        """Take the buffered batch and write it with ``batch_writer`` in one transaction.
+
+        Returns
+        -------
+        tuple
+            ``(True, what batch_writer returned)``, or ``(False, None)`` when the
+            database is unavailable: the batch is then kept for the next attempt
+            and :attr:`outage` says when that is due.
+
+        Raises
+        ------
+        Exception
+            Any error that is not an outage of the database.
+        """
+        taken, tail = self._taken, self._tail
+        replace = self.outage.ambiguous
         chunk, checkpoints = self.take_batch()
-        with self._lock, self.db.writing() as session:
-            owned, stop = execution.flush(
+        try:
+            with self._lock, self.db.writing() as session:
+                result = batch_writer(session, chunk, checkpoints, replace)
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            self._taken, self._tail = taken, tail
+            self._keep(checkpoints)
+            self.outage.failed(error)
+            return False, None
+        self.outage.succeeded()
+        self.last_contact = time.monotonic()
+        return True, result
+
+    def _keep(self, checkpoints: list[PendingCheckpoint]) -> None:
+        """Put unwritten checkpoints back, keeping only the newest ``keep_auto`` automatic ones."""
+        kept = checkpoints + self._checkpoints
+        autos = [pending for pending in kept if pending.kind == "auto"]
+        dropped = {id(pending) for pending in autos[: max(0, len(autos) - self.keep_auto)]}
+        self._checkpoints = [pending for pending in kept if id(pending) not in dropped]
+
+    def flush(self) -> None:
+        """Write the buffered batch; stop training when the lease is gone or cancel is asked.
+
+        During a database outage this is a no-op until the next attempt is due.
+        """
+        if not self.outage.due():
+            return
+
+        def write_progress(
+            session: Session,
+            chunk: RunHistoryChunk | None,
+            checkpoints: list[PendingCheckpoint],
+            replace: bool,
+        ) -> tuple[bool, str | None]:
+            return execution.flush(
                 session=session,
                 run_id=self.run_id,
                 owner=self.owner,
@@ -219,26 +288,42 @@ class ProgressCallback(engine.Callback):
                 chunk=chunk,
                 checkpoints=checkpoints,
                 keep_auto=self.keep_auto,
+                replace=replace,
             )
-        self.last_contact = time.monotonic()
-        if not owned:
-            self.lease_lost = True
-            self.request_stop("lease_lost")
-        elif stop is not None:  # "cancelled" or "paused"
-            self.request_stop(stop)
+
+        _, answer = self.write(write_progress)
+        if answer is not None:
+            self._obey(*answer)
 
     def heartbeat(self) -> None:
-        """Renew the lease if no batch was written lately (slow epochs)."""
-        if time.monotonic() - self.last_contact < self.lease_seconds / 3:
+        """Renew the lease if nothing was written lately (slow epochs, or an outage).
+
+        Called from the heartbeat thread; the batch itself is only ever taken and
+        written by the training thread (:meth:`flush`).
+        """
+        if self.outage.active:
+            if not self.outage.due():
+                return
+        elif time.monotonic() - self.last_contact < self.lease_seconds / 3:
             return
-        with self._lock, self.db.writing() as session:
-            owned, stop = execution.renew_lease(
-                session=session,
-                run_id=self.run_id,
-                owner=self.owner,
-                lease_seconds=self.lease_seconds,
-            )
+        try:
+            with self._lock, self.db.writing() as session:
+                answer = execution.renew_lease(
+                    session=session,
+                    run_id=self.run_id,
+                    owner=self.owner,
+                    lease_seconds=self.lease_seconds,
+                )
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            self.outage.failed(error)
+            return
         self.last_contact = time.monotonic()
+        self._obey(*answer)
+
+    def _obey(self, owned: bool, stop: str | None) -> None:
+        """Stop training when the lease was lost, or a cancel or pause was asked."""
         if not owned:
             self.lease_lost = True
             self.request_stop("lease_lost")

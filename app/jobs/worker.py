@@ -11,6 +11,7 @@ from typing import Any
 
 from app.config import Settings
 from app.db import Database
+from app.db_errors import unavailable_reason
 from app.jobs.execute_run import default_owner, execute_run
 from app.jobs.process import die_with_parent
 from app.logs import configure_logging
@@ -50,10 +51,21 @@ def worker_main(
     db = Database(settings.database_url)
     owner = default_owner()
     logger.info("worker %d ready (owner %s)", index, owner)
+    outage: str | None = None
     try:
         while not stopping.is_set():
-            with db.reading() as session:
-                run_id = execution.next_queued_run_id(session=session)
+            try:
+                with db.reading() as session:
+                    run_id = execution.next_queued_run_id(session=session)
+            except Exception as error:
+                reason = unavailable_reason(error)
+                if reason is None:
+                    raise
+                if reason != outage:
+                    logger.warning("worker %d: %s; waiting for it", index, reason)
+                outage, run_id = reason, None
+            else:
+                outage = None
             if run_id is not None:
                 outcome = execute_run(
                     run_id, settings=settings, db=db, owner=owner, shutdown=stopping

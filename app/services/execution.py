@@ -208,7 +208,15 @@ def _write_batch(
     chunk: RunHistoryChunk | None,
     checkpoints: list[PendingCheckpoint],
     keep_auto: int,
+    replace: bool,
 ) -> None:
+    if replace:  # an earlier attempt of this batch may have been committed
+        if chunk is not None:
+            truncate_after(session=session, run_id=run_id, epoch=chunk.first_epoch - 1)
+        if checkpoints:
+            ids = [pending.id for pending in checkpoints]
+            session.exec(delete(Checkpoint).where(col(Checkpoint.id).in_(ids)))
+        session.flush()
     if chunk is not None:
         session.add(chunk)
     for pending in checkpoints:
@@ -248,8 +256,13 @@ def flush(
     chunk: RunHistoryChunk | None,
     checkpoints: list[PendingCheckpoint],
     keep_auto: int,
+    replace: bool = False,
 ) -> tuple[bool, str | None]:
     """Write one batch (progress, history chunk, checkpoints) and renew the lease.
+
+    ``replace`` (after a write whose outcome is unknown) first deletes the history
+    from the chunk's first epoch on and the batch's checkpoints, so that a batch
+    written twice is stored once.
 
     Returns
     -------
@@ -273,7 +286,7 @@ def flush(
     if _rowcount(result) != 1:
         session.rollback()
         return False, None
-    _write_batch(session, run_id, chunk, checkpoints, keep_auto)
+    _write_batch(session, run_id, chunk, checkpoints, keep_auto, replace)
     stop = _stop_request(session, run_id)
     session.commit()
     return True, stop
@@ -292,8 +305,11 @@ def finish(
     checkpoints: list[PendingCheckpoint],
     keep_auto: int,
     final_weights: bytes | None,
+    replace: bool = False,
 ) -> bool:
     """Write the last batch and the outcome in one transaction; release the lease.
+
+    ``replace`` as in :func:`flush`.
 
     ``status`` ``queued`` hands the run back (graceful shutdown): the attempt
     does not count and the next worker resumes from the last checkpoint.
@@ -320,7 +336,7 @@ def finish(
     if _rowcount(result) != 1:
         session.rollback()
         return False
-    _write_batch(session, run_id, chunk, checkpoints, keep_auto)
+    _write_batch(session, run_id, chunk, checkpoints, keep_auto, replace)
     if final_weights is not None:
         arrays = session.get(RunArrays, run_id) or RunArrays(run_id=run_id)
         arrays.final_weights = final_weights

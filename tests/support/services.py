@@ -92,7 +92,43 @@ class PostgresServer:
     data_dir: Path | None = None
     bindir: Path | None = None
     run_as: str | None = None
+    options: str = ""
     _created: list[str] = field(default_factory=list)
+
+    def _pg_ctl(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        if self.data_dir is None or self.bindir is None:
+            raise ServiceUnavailableError("this PostgreSQL server was not started by the tests")
+        command = [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), *arguments]
+        return subprocess.run(
+            [*_as_user(self.run_as), *command], capture_output=True, text=True, timeout=120
+        )
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: clients are disconnected); see :meth:`resume`."""
+        done = self._pg_ctl("-m", mode, "-w", "-t", "60", "stop")
+        if done.returncode != 0:
+            raise ServiceUnavailableError(f"pg_ctl stop failed: {done.stderr.strip()}")
+
+    def resume(self) -> None:
+        """Start the server again on the same port and data directory."""
+        assert self.data_dir is not None
+        log = self.data_dir.parent / "postgres.log"
+        done = self._pg_ctl("-l", str(log), "-o", self.options, "-w", "-t", "60", "start")
+        if done.returncode != 0:
+            raise ServiceUnavailableError(f"pg_ctl start failed: {done.stderr.strip()}")
+        _wait_for_postgres(self.url, 30)
+
+    def set_read_only(self, read_only: bool) -> None:
+        """Make every new transaction read-only (or writable again), as a failover to a
+        standby would; sessions already open pick the setting up at their next command."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            if read_only:
+                conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            else:
+                conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            conn.execute("SELECT pg_reload_conf()")
 
     def create_database(self, template: str | None = None, prefix: str = "bp") -> str:
         """Create a database (optionally from ``template``); return its SQLAlchemy URL."""
@@ -156,9 +192,12 @@ def _wait_for_postgres(url: str, timeout: float) -> None:
             time.sleep(0.1)
 
 
-def start_postgres() -> PostgresServer:
-    """Use ``BACKPROP_TEST_POSTGRES_URL`` or start a private PostgreSQL server."""
-    given = os.environ.get(POSTGRES_URL_ENV)
+def start_postgres(*, private: bool = False) -> PostgresServer:
+    """Use ``BACKPROP_TEST_POSTGRES_URL`` or start a private PostgreSQL server.
+
+    ``private=True`` always starts one (a test that stops and restarts it).
+    """
+    given = None if private else os.environ.get(POSTGRES_URL_ENV)
     if given:
         url = libpq_url(given)
         _wait_for_postgres(url, 10)
@@ -235,7 +274,7 @@ def start_postgres() -> PostgresServer:
         shutil.rmtree(root, ignore_errors=True)
         raise ServiceUnavailableError(f"pg_ctl start failed: {started.stderr.strip()} {log[-500:]}")
     url = f"postgresql://backprop@127.0.0.1:{port}/postgres"
-    server = PostgresServer(url=url, data_dir=data, bindir=bindir, run_as=run_as)
+    server = PostgresServer(url=url, data_dir=data, bindir=bindir, run_as=run_as, options=options)
     try:
         _wait_for_postgres(url, 30)
     except ServiceUnavailableError:
@@ -251,7 +290,32 @@ class RedisServer:
     url: str
     process_dir: Path | None = None
     port: int | None = None
+    argv: list[str] = field(default_factory=list)
     _next_db: int = 1
+
+    def halt(self) -> None:
+        """Shut the server down without saving: every message it held is lost."""
+        import redis
+
+        assert self.process_dir is not None, "this Redis server was not started by the tests"
+        client = redis.Redis.from_url(self.url)
+        with contextlib.suppress(redis.ConnectionError):  # the connection closes on shutdown
+            client.shutdown(nosave=True)
+        client.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", int(self.port or 0))) != 0:
+                    return
+            time.sleep(0.05)
+        raise ServiceUnavailableError("redis-server did not shut down")
+
+    def resume(self) -> None:
+        """Start the server again on the same port (empty)."""
+        started = subprocess.run(self.argv, capture_output=True, text=True, timeout=30)
+        if started.returncode != 0:
+            raise ServiceUnavailableError(f"redis-server failed: {started.stderr.strip()}")
+        _wait_for_redis(self.url, 15)
 
     def database_url(self) -> str:
         """A URL of a fresh (flushed) logical database, cycling through 1..15."""
@@ -297,9 +361,12 @@ def _wait_for_redis(url: str, timeout: float) -> None:
             client.close()
 
 
-def start_redis() -> RedisServer:
-    """Use ``BACKPROP_TEST_REDIS_URL`` or start a private ``redis-server``."""
-    given = os.environ.get(REDIS_URL_ENV)
+def start_redis(*, private: bool = False) -> RedisServer:
+    """Use ``BACKPROP_TEST_REDIS_URL`` or start a private ``redis-server``.
+
+    ``private=True`` always starts one (a test that stops and restarts it).
+    """
+    given = None if private else os.environ.get(REDIS_URL_ENV)
     if given:
         _wait_for_redis(given, 10)
         return RedisServer(url=given)
@@ -311,35 +378,31 @@ def start_redis() -> RedisServer:
         )
     root = Path(tempfile.mkdtemp(prefix="backprop-redis-"))
     port = free_port()
-    started = subprocess.run(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--daemonize",
-            "yes",
-            "--dir",
-            str(root),
-            "--pidfile",
-            str(root / "redis.pid"),
-            "--logfile",
-            str(root / "redis.log"),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--daemonize",
+        "yes",
+        "--dir",
+        str(root),
+        "--pidfile",
+        str(root / "redis.pid"),
+        "--logfile",
+        str(root / "redis.log"),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    started = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if started.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         raise ServiceUnavailableError(f"redis-server failed: {started.stderr.strip()}")
     url = f"redis://127.0.0.1:{port}/0"
-    server = RedisServer(url=url, process_dir=root, port=port)
+    server = RedisServer(url=url, process_dir=root, port=port, argv=argv)
     try:
         _wait_for_redis(url, 15)
     except ServiceUnavailableError:
