@@ -177,14 +177,21 @@ def pause_run(run_id: str, session: WriteSession, tenant: Tenant) -> RunPublic:
     return run_public(service.pause_run(session=session, owner=tenant, run_id=run_id))
 
 
-@router.post("/{run_id}/resume", response_model=RunPublic, responses=errors(401, 404, 409))
+@router.post("/{run_id}/resume", response_model=RunPublic, responses=errors(401, 404, 409, 429))
 def resume_run(
-    run_id: str, session: WriteSession, tenant: Tenant, executor: ExecutorDep
+    run_id: str,
+    session: WriteSession,
+    tenant: Tenant,
+    settings: SettingsDep,
+    executor: ExecutorDep,
 ) -> RunPublic:
     """Resume a paused run: ``queued`` again, then it continues from its pause
     checkpoint exactly (the final weights equal an uninterrupted run's). Idempotent;
-    409 for a finished run."""
-    run, dispatch = service.resume_run(session=session, owner=tenant, run_id=run_id)
+    409 for a finished run; 429 (with ``Retry-After``, the run stays paused) when the
+    tenant already has ``BACKPROP_MAX_ACTIVE_RUNS`` queued or running runs."""
+    run, dispatch = service.resume_run(
+        session=session, owner=tenant, run_id=run_id, max_active_runs=settings.max_active_runs
+    )
     if dispatch:
         executor.submit(run.id)
     return run_public(run)

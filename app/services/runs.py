@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 import engine
@@ -130,6 +132,71 @@ def count_active(*, session: Session, owner: str) -> int:
     return int(session.exec(statement).one())
 
 
+def active_runs_lock_key(owner: str) -> int:
+    """The PostgreSQL advisory lock key of ``owner``'s active-run count.
+
+    A signed 64-bit integer (``bigint``, what ``pg_advisory_xact_lock`` takes):
+    the first 8 bytes of a BLAKE2b digest of a namespaced owner. Two tenants that
+    collide merely share a lock (their creates wait for each other); the count
+    stays exact.
+    """
+    digest = hashlib.blake2b(f"backprop.active_runs:{owner}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_active_runs(*, session: Session, owner: str) -> None:
+    """Serialize, per tenant, the transactions that may make a run active.
+
+    The cap is a count followed by an insert (or a ``paused`` → ``queued``
+    update), which is only exact when no two such transactions of one tenant
+    interleave:
+
+    - **SQLite**: nothing to do. Write sessions begin ``IMMEDIATE``
+      (:meth:`app.db.Database.write_session`), so the whole transaction, from its
+      first read, already holds the database's single write lock.
+    - **PostgreSQL**: ``pg_advisory_xact_lock(key(owner))``. The lock is the
+      transaction's, released at commit or rollback (also when the connection
+      dies), so no code path can leak it; tenants do not wait for each other.
+      Under READ COMMITTED (the engine's isolation level) each statement reads a
+      fresh snapshot, so the count that follows the lock sees every run the
+      previous holder committed before releasing it.
+
+    Rejected alternatives: ``SERIALIZABLE`` (a conflicting create would fail with
+    a serialization error and need a retry loop around the whole validation);
+    ``SELECT ... FOR UPDATE`` of the tenant's active runs (locks nothing when the
+    tenant has none, so two first creates still race); a per-tenant counter row
+    (a new table and migration, and every status change would have to keep it in
+    step). Call it right before counting: the expensive validation of a create
+    stays outside the critical section, which is lock, count, insert, commit.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": active_runs_lock_key(owner)}
+        )
+
+
+def check_active_cap(*, session: Session, owner: str, max_active_runs: int) -> None:
+    """Raise when ``owner`` is at the cap; call it after :func:`lock_active_runs`.
+
+    On refusal the transaction is rolled back (releasing the lock; nothing was
+    written yet). Otherwise the caller makes the run active and commits in the
+    same transaction, which releases the lock.
+
+    Raises
+    ------
+    TooManyRunsError
+        When ``owner`` already has ``max_active_runs`` queued or running runs.
+    """
+    active = count_active(session=session, owner=owner)
+    if active >= max_active_runs:
+        session.rollback()
+        raise TooManyRunsError(
+            f"{active} runs are queued or running; at most {max_active_runs} per "
+            "tenant (BACKPROP_MAX_ACTIVE_RUNS): wait for one to finish or cancel one"
+        )
+
+
 def create_run(*, session: Session, owner: str, run_in: RunCreate, limits: RunLimits) -> Run:
     """Validate a run completely (config, network, data, validation data, warm start,
     limits) and store it as ``queued`` for ``owner``; nothing is written when any
@@ -192,12 +259,8 @@ def create_run(*, session: Session, owner: str, run_in: RunCreate, limits: RunLi
         "checkpoint_every": run_in.checkpoint_every,
         "init_from": run_in.init_from,
     }
-    active = count_active(session=session, owner=owner)
-    if active >= limits.max_active_runs:
-        raise TooManyRunsError(
-            f"{active} runs are queued or running; at most {limits.max_active_runs} per "
-            "tenant (BACKPROP_MAX_ACTIVE_RUNS): wait for one to finish or cancel one"
-        )
+    lock_active_runs(session=session, owner=owner)
+    check_active_cap(session=session, owner=owner, max_active_runs=limits.max_active_runs)
     run = Run(
         id=new_id("run"),
         owner=owner,
@@ -317,7 +380,9 @@ def pause_run(*, session: Session, owner: str, run_id: str) -> Run:
     return run
 
 
-def resume_run(*, session: Session, owner: str, run_id: str) -> tuple[Run, bool]:
+def resume_run(
+    *, session: Session, owner: str, run_id: str, max_active_runs: int
+) -> tuple[Run, bool]:
     """Resume a paused run (idempotent); return the run and whether to dispatch it.
 
     A paused run becomes ``queued`` (the caller dispatches it) and its worker
@@ -329,13 +394,21 @@ def resume_run(*, session: Session, owner: str, run_id: str) -> tuple[Run, bool]
     ------
     ConflictError
         When the run is succeeded, failed or cancelled.
+    TooManyRunsError
+        When the run is paused and ``owner`` already has ``max_active_runs`` queued
+        or running runs (a paused run does not count; a queued one does). The run
+        stays paused.
     """
     run = get_run(session=session, owner=owner, run_id=run_id)
+    # The tenant lock before the row lock, as in create (which takes only the former):
+    # one order, so resume and create never deadlock.
+    lock_active_runs(session=session, owner=owner)
     session.refresh(run, with_for_update=True)
     if run.status in TERMINAL_STATUSES:
         session.rollback()
         raise ConflictError(f"run {run_id!r} is {run.status}: only a paused run resumes")
     if run.status == "paused":
+        check_active_cap(session=session, owner=owner, max_active_runs=max_active_runs)
         run.status = "queued"
         run.pause_requested = False
     elif run.pause_requested:
