@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
 
 from app.db import Database
-from app.models import DEFAULT_OWNER, Run, utcnow
+from app.models import DEFAULT_OWNER, Checkpoint, Run, utcnow
 from app.schemas import DatasetCreate, NetworkCreate, RunCreate
 from app.services import datasets, execution, history, networks, runs
 from app.services.dataset_parsing import parse_json
@@ -182,3 +184,50 @@ def test_downsample_keeps_first_and_last(n: int, k: int) -> None:
     assert np.all(np.diff(index) > 0)
     if k > 1:
         assert index[0] == 0
+
+
+def _flush(
+    db: Database, run_id: str, epochs: list[int], pending: execution.PendingCheckpoint, **kw: Any
+) -> tuple[bool, str | None]:
+    chunk = history.make_chunk(
+        run_id,
+        {"epoch": epochs, "loss": [e / 10 for e in epochs], "val_loss": [None] * len(epochs)},
+    )
+    progress = execution.Progress(epoch=epochs[-1], loss=0.1, val_loss=None, best_loss=0.1)
+    with db.writing() as session:
+        return execution.flush(
+            session=session,
+            run_id=run_id,
+            owner="a",
+            lease_seconds=30,
+            progress=progress,
+            chunk=chunk,
+            checkpoints=[pending],
+            keep_auto=3,
+            **kw,
+        )
+
+
+def test_a_batch_written_again_after_an_unknown_outcome_is_stored_once(
+    db: Database, run_id: str
+) -> None:
+    """A worker whose COMMIT answer was lost writes the batch again, grown by new epochs."""
+    assert _claim(db, run_id, "a")
+    pending = execution.PendingCheckpoint(
+        id="checkpoint_retry",
+        epoch=3,
+        kind="scheduled",
+        loss=0.3,
+        val_loss=None,
+        state=b"state",
+        weights=b"weights",
+    )
+    assert _flush(db, run_id, [1, 2, 3], pending) == (True, None)
+    with pytest.raises(IntegrityError):  # a plain second write would repeat rows
+        _flush(db, run_id, [1, 2, 3, 4, 5], pending)
+    assert _flush(db, run_id, [1, 2, 3, 4, 5], pending, replace=True) == (True, None)
+    with db.reading() as session:
+        assert history.read_history(session=session, run_id=run_id)["epoch"] == [1, 2, 3, 4, 5]
+        stored = session.exec(select(Checkpoint).where(Checkpoint.run_id == run_id)).all()
+        assert [checkpoint.id for checkpoint in stored] == ["checkpoint_retry"]
+    assert _status(db, run_id).epoch == 5
