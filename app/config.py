@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     max_active_runs: int = Field(
         default=100,
         ge=1,
-        description="Queued plus running runs per tenant; creating one more answers 429.",
+        description="Queued plus running runs per tenant; creating or resuming one more answers 429.",
     )
     cors_origins: str | None = Field(
         default=None,
