@@ -143,6 +143,14 @@ def _training(client: httpx.Client, run_ids: list[str], at_least: int) -> None:
     raise AssertionError(f"fewer than {at_least} runs started training")
 
 
+def _runs_training(client: httpx.Client, count: int) -> tuple[dict[str, Any], list[str]]:
+    """Start ``count`` identical long runs; return once two (or all, if fewer) train."""
+    body = _setup(client)
+    run_ids = _start_runs(client, body, count)
+    _training(client, run_ids, at_least=min(count, 2))
+    return body, run_ids
+
+
 def _all_succeeded(client: httpx.Client, run_ids: list[str], timeout: float = 300) -> None:
     for run_id in run_ids:
         done = wait_for(
@@ -153,7 +161,11 @@ def _all_succeeded(client: httpx.Client, run_ids: list[str], timeout: float = 30
 
 
 def _assert_undisturbed(client: httpx.Client, body: dict[str, Any], run_ids: list[str]) -> None:
-    """Each run's history and weights equal those of the same run trained now, undisturbed."""
+    """Every run succeeds, trained by one worker, and its history and weights equal those
+    of the same run trained now, undisturbed."""
+    _all_succeeded(client, run_ids)
+    attempts = [client.get(f"/v1/runs/{run_id}").json()["attempts"] for run_id in run_ids]
+    assert attempts == [1] * len(run_ids), "a run was taken from its worker and trained again"
     (reference,) = _start_runs(client, body, 1)
     _all_succeeded(client, [reference])
     expected_history = full_history(client, reference)
@@ -180,7 +192,10 @@ def _during(seconds: float, probe: Callable[[], None]) -> None:
         time.sleep(0.5)
 
 
-def _no_tracebacks(stack: Stack) -> None:
+def _assert_workers_waited(stack: Stack) -> None:
+    """The workers saw the outage, kept their runs and wrote once it ended; no tracebacks."""
+    worker_events = [event for worker in stack.workers for event in worker.events()]
+    assert any(event.get("event") == "run.database_back" for event in worker_events)
     for process in stack.processes():
         assert "Traceback" not in process.log(), process.log()[-4000:]
 
@@ -195,9 +210,7 @@ def test_postgresql_restart_during_training_loses_nothing(
 ) -> None:
     stack = launch(private_postgres, redis_server)
     with httpx.Client(base_url=stack.url, timeout=30) as client:
-        body = _setup(client)
-        run_ids = _start_runs(client, body, 4)  # two train, two wait for a worker
-        _training(client, run_ids, at_least=2)
+        body, run_ids = _runs_training(client, 4)  # two train, two wait for a worker
         private_postgres.halt()
 
         def probe() -> None:
@@ -207,14 +220,8 @@ def test_postgresql_restart_during_training_loses_nothing(
 
         _during(OUTAGE_SECONDS, probe)
         private_postgres.resume()
-        _all_succeeded(client, run_ids)
         _assert_undisturbed(client, body, run_ids)
-        runs = [client.get(f"/v1/runs/{run_id}").json() for run_id in run_ids]
-    # The workers kept their runs through the outage: nothing was taken over.
-    assert [run["attempts"] for run in runs] == [1, 1, 1, 1], "a run was taken from its worker"
-    worker_events = [event for worker in stack.workers for event in worker.events()]
-    assert any(event.get("event") == "run.database_back" for event in worker_events)
-    _no_tracebacks(stack)
+    _assert_workers_waited(stack)
 
 
 def test_postgresql_read_only_during_training_loses_nothing(
@@ -224,9 +231,7 @@ def test_postgresql_read_only_during_training_loses_nothing(
 ) -> None:
     stack = launch(private_postgres, redis_server)
     with httpx.Client(base_url=stack.url, timeout=30) as client:
-        body = _setup(client)
-        run_ids = _start_runs(client, body, 2)
-        _training(client, run_ids, at_least=2)
+        body, run_ids = _runs_training(client, 2)
         private_postgres.set_read_only(True)
         try:
 
@@ -239,13 +244,8 @@ def test_postgresql_read_only_during_training_loses_nothing(
             _during(OUTAGE_SECONDS, probe)
         finally:
             private_postgres.set_read_only(False)
-        _all_succeeded(client, run_ids)
         _assert_undisturbed(client, body, run_ids)
-        runs = [client.get(f"/v1/runs/{run_id}").json() for run_id in run_ids]
-    assert [run["attempts"] for run in runs] == [1, 1], "a run was taken from its worker"
-    worker_events = [event for worker in stack.workers for event in worker.events()]
-    assert any(event.get("event") == "run.database_back" for event in worker_events)
-    _no_tracebacks(stack)
+    _assert_workers_waited(stack)
 
 
 # -- Redis -----------------------------------------------------------------------------
@@ -258,18 +258,13 @@ def test_redis_restart_during_training_loses_nothing(
 ) -> None:
     stack = launch(postgres_server, private_redis)
     with httpx.Client(base_url=stack.url, timeout=30) as client:
-        body = _setup(client)
-        run_ids = _start_runs(client, body, 4)  # two train, two wait in Redis's queue
-        _training(client, run_ids, at_least=2)
+        body, run_ids = _runs_training(client, 4)  # two train, two wait in Redis's queue
         private_redis.halt()
         # Runs created while the broker is down are accepted (their message is sent later).
         run_ids += _start_runs(client, body, 1)
         _during(2.0, lambda: None)
         private_redis.resume()
-        _all_succeeded(client, run_ids)
         _assert_undisturbed(client, body, run_ids)
-        runs = [client.get(f"/v1/runs/{run_id}").json() for run_id in run_ids]
-    assert [run["attempts"] for run in runs] == [1] * 5, "a run trained twice"
     api_events = stack.api.events()
     redispatched = {
         event["run_id"]
@@ -277,7 +272,8 @@ def test_redis_restart_during_training_loses_nothing(
         if event.get("event") == "run.transition" and "re-dispatched" in event.get("message", "")
     }
     assert redispatched, "no lost message was re-dispatched"
-    _no_tracebacks(stack)
+    for process in stack.processes():
+        assert "Traceback" not in process.log(), process.log()[-4000:]
 
 
 # -- A full disk under SQLite ----------------------------------------------------------
@@ -336,9 +332,7 @@ def test_a_full_disk_under_sqlite_gives_503_and_loses_nothing(
     server.start()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            body = _setup(client)
-            run_ids = _start_runs(client, body, 1)
-            _training(client, run_ids, at_least=1)
+            body, run_ids = _runs_training(client, 1)
             filler = _fill(small_disk)
             rows = [[float(i), float(i % 7)] for i in range(100_000)]  # needs new pages
             big = {"name": "big", "X": rows, "y": [[1.0]] * len(rows)}
@@ -349,7 +343,6 @@ def test_a_full_disk_under_sqlite_gives_503_and_loses_nothing(
 
             _during(4.0, probe)
             filler.unlink()
-            _all_succeeded(client, run_ids)
             _assert_undisturbed(client, body, run_ids)
             assert client.post("/v1/datasets", json=big).status_code == 201
     finally:
