@@ -31,7 +31,7 @@ import pytest
 
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, service_unavailable, wait_for
 from tests.integration.conftest import Server
-from tests.support.compose import Stack
+from tests.support.compose import FAST_HEALING, Stack
 from tests.support.history import full_history
 from tests.support.services import (
     PostgresServer,
@@ -43,13 +43,6 @@ from tests.support.services import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TUNING = {
-    "BACKPROP_LEASE_SECONDS": 3,
-    "BACKPROP_POLL_SECONDS": 0.2,
-    "BACKPROP_FLUSH_SECONDS": 0.2,
-    "BACKPROP_AUTO_CHECKPOINT_SECONDS": 0.5,
-    "BACKPROP_BROKER_RESTORE_INTERVAL": 0.5,
-}
 EPOCHS = 400_000  # about 7 s of training on an idle machine
 HISTORY_EVERY = 10
 OUTAGE_SECONDS = 6.0  # twice the lease: every lease has expired when the database is back
@@ -90,7 +83,7 @@ def launch(tmp_path: Path) -> Iterator[Callable[[PostgresServer, RedisServer], S
             database_url=postgres.create_database(),
             broker_url=redis.database_url(),
             workers=2,
-            tuning=TUNING,
+            tuning=FAST_HEALING,
         )
         started.append(stack)
         stack.start()
@@ -324,7 +317,7 @@ def test_a_full_disk_under_sqlite_gives_503_and_loses_nothing(
             "BACKPROP_WORKERS": "1",
             **{
                 key: str(value)
-                for key, value in TUNING.items()
+                for key, value in FAST_HEALING.items()
                 if key != "BACKPROP_BROKER_RESTORE_INTERVAL"
             },
         },

@@ -16,19 +16,12 @@ import httpx
 import pytest
 
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_for, wait_terminal
-from tests.support.compose import Process, Stack
+from tests.support.compose import FAST_HEALING, Process, Stack
 from tests.support.history import full_history
 from tests.support.services import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TUNING = {
-    "BACKPROP_LEASE_SECONDS": 3,
-    "BACKPROP_POLL_SECONDS": 0.2,
-    "BACKPROP_FLUSH_SECONDS": 0.2,
-    "BACKPROP_AUTO_CHECKPOINT_SECONDS": 0.5,
-    "BACKPROP_BROKER_RESTORE_INTERVAL": 0.5,
-}
 LONG_EPOCHS = 90_000  # under one history page (BACKPROP_MAX_HISTORY_POINTS)
 # Long enough (~11 s on an idle machine) that the message is surely delivered again first:
 # the visibility timeout (1 s) plus the restore interval (0.5 s here).
@@ -55,7 +48,7 @@ def stack(
             database_url=database_url,
             broker_url=redis_server.database_url(),
             workers=workers,
-            tuning={**TUNING, **tuning},
+            tuning={**FAST_HEALING, **tuning},
         )
         started.append(built)
         built.start()

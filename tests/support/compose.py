@@ -43,6 +43,15 @@ TUNING_KEYS = frozenset(
 )
 """The only settings a test may add on top of the compose environment (timings)."""
 
+FAST_HEALING = {
+    "BACKPROP_LEASE_SECONDS": 3,
+    "BACKPROP_POLL_SECONDS": 0.2,
+    "BACKPROP_FLUSH_SECONDS": 0.2,
+    "BACKPROP_AUTO_CHECKPOINT_SECONDS": 0.5,
+    "BACKPROP_BROKER_RESTORE_INTERVAL": 0.5,
+}
+"""Short leases and polls, so that the failure tests heal in seconds."""
+
 
 def compose() -> dict[str, Any]:
     """The parsed ``docker-compose.yml``."""
