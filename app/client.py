@@ -24,6 +24,7 @@ The client only needs ``httpx`` and ``pydantic``; it never imports the server.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -54,10 +55,13 @@ __all__ = [
     "RateLimited",
     "Run",
     "ServerError",
+    "ServiceUnavailable",
     "Unauthorized",
     "WaitTimeout",
     "Weights",
 ]
+
+logger = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -133,6 +137,21 @@ class ServerError(BackpropError):
     """5xx: the server failed."""
 
 
+class ServiceUnavailable(ServerError):  # noqa: N818 (the names of the HTTP statuses)
+    """503: the server's database is unavailable for now; retry after :attr:`retry_after` s."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        detail: Any = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, status_code=status_code, detail=detail)
+        self.retry_after = retry_after
+
+
 class BackpropConnectionError(BackpropError):
     """The server could not be reached (refused, timed out, DNS, ...)."""
 
@@ -169,6 +188,11 @@ def describe_detail(detail: Any) -> str:
     return str(detail)
 
 
+def _until(deadline: float | None, seconds: float) -> float:
+    """``seconds``, cut short at ``deadline`` (a ``time.monotonic()`` value)."""
+    return seconds if deadline is None else max(0.0, min(seconds, deadline - time.monotonic()))
+
+
 def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
@@ -187,8 +211,9 @@ def error_from_response(response: httpx.Response) -> BackpropError:
         detail = response.text[:500] or response.reason_phrase
     status = response.status_code
     message = f"{status} {response.reason_phrase}: {describe_detail(detail)}"
-    if status == 429:
-        return RateLimited(
+    if status in (429, 503):
+        retrying = RateLimited if status == 429 else ServiceUnavailable
+        return retrying(
             message,
             status_code=status,
             detail=detail,
@@ -682,10 +707,30 @@ class Client:
         :meth:`resume`, so waiting on would never end by itself. ``on_progress(run)``
         is called after every poll, the last time with the returned run. Raises
         :class:`WaitTimeout` after ``timeout`` seconds.
+
+        An outage on the way (503 while the server's database restarts, or the
+        server unreachable while it restarts) does not end the wait: polling goes on,
+        after ``Retry-After`` for a 503, until ``timeout``. Then the last error is
+        raised if no poll ever answered.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        last: Run | None = None
         while True:
-            run = self.get_run(run_id)
+            try:
+                run = last = self.get_run(run_id)
+            except (ServiceUnavailable, BackpropConnectionError) as error:
+                if deadline is not None and time.monotonic() >= deadline:
+                    if last is None:
+                        raise
+                    raise WaitTimeout(
+                        f"run {run_id}: the server is unavailable ({error.message}); its "
+                        f"last answer, {timeout} s ago at most, was {last.status}",
+                        last,
+                    ) from error
+                pause = getattr(error, "retry_after", None) or poll
+                logger.info("run %s: %s; polling again in %.1f s", run_id, error.message, pause)
+                time.sleep(_until(deadline, pause))
+                continue
             if on_progress is not None:
                 on_progress(run)
             if run.terminal or run.paused:
@@ -695,6 +740,4 @@ class Client:
                     f"run {run_id} is still {run.status} after {timeout} s (epoch {run.epoch})",
                     run,
                 )
-            time.sleep(
-                poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic()))
-            )
+            time.sleep(_until(deadline, poll))

@@ -9,6 +9,8 @@ drivers' own exception types.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from sqlalchemy import exc as sa_exc
 
+from app.client import Client, ServiceUnavailable
 from app.db_errors import is_unavailable, unavailable_reason
 from tests.conftest import XOR_NETWORK, create_xor, run_body
 from tests.support.services import PostgresServer
@@ -131,3 +134,52 @@ def test_every_v1_operation_documents_the_503(client: Any) -> None:
         documented = operation["responses"].get("503")
         assert documented is not None, f"{method.upper()} {path} does not document 503"
         assert "Retry-After" in documented["headers"]
+
+
+def _set_reachable(server: PostgresServer, database_url: str, reachable: bool) -> None:
+    """Refuse (or allow again) connections to the database and cut the open ones."""
+    name = database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    with psycopg.connect(server.url, autocommit=True, connect_timeout=10) as conn:
+        allowed = sql.SQL("true" if reachable else "false")
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(name), allowed
+            )
+        )
+        if not reachable:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+
+
+def test_the_client_waits_through_an_outage(
+    make_client: Any, postgres_server: PostgresServer, database_url: str
+) -> None:
+    with make_client() as test_client:  # no workers: the run stays queued until cancelled
+        bp = Client(str(test_client.base_url), http=test_client)
+        network_id, dataset_id = create_xor(test_client)
+        run = bp.create_run(network_id, dataset_id, epochs=100)
+        _set_reachable(postgres_server, database_url, False)
+        try:
+            with pytest.raises(ServiceUnavailable) as raised:
+                bp.get_run(run.id)
+            assert raised.value.retry_after == 5
+            assert "the database is unreachable" in str(raised.value)
+            with pytest.raises(ServiceUnavailable):  # never answered: the error, not a timeout
+                bp.wait(run.id, poll=0.05, timeout=0.5)
+
+            def end_outage_then_cancel() -> None:
+                time.sleep(1.0)
+                _set_reachable(postgres_server, database_url, True)
+                Client(str(test_client.base_url), http=test_client).cancel(run.id)
+
+            helper = threading.Thread(target=end_outage_then_cancel)
+            helper.start()
+            started = time.monotonic()
+            done = bp.wait(run.id, poll=0.05, timeout=60)
+            helper.join()
+        finally:
+            _set_reachable(postgres_server, database_url, True)
+        assert done.status == "cancelled"
+        assert time.monotonic() - started >= 1.0  # it did wait through the outage
