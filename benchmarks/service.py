@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -53,7 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -407,19 +408,29 @@ class Connection:
     themselves (50 pollers through one httpx client reached ~60 requests/s here).
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        # Sent with every request after ``Host`` (e.g. ``Authorization``).
+        self.extra_headers = "".join(
+            f"{name}: {value}\r\n" for name, value in (headers or {}).items()
+        )
 
     @classmethod
-    async def open(cls, port: int) -> Connection:
-        """Connect to ``127.0.0.1:port``."""
+    async def open(cls, port: int, headers: Mapping[str, str] | None = None) -> Connection:
+        """Connect to ``127.0.0.1:port``; ``headers`` go with every request."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
+        return cls(reader, writer, headers)
 
     async def get(self, path: str) -> tuple[int, bytes]:
         """Send ``GET path``; return the status code and the body."""
-        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{self.extra_headers}\r\n"
+        self.writer.write(request.encode())
         await self.writer.drain()
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
@@ -432,9 +443,10 @@ class Connection:
         return status, await self.reader.readexactly(length)
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (one the server already reset closes quietly)."""
         self.writer.close()
-        await self.writer.wait_closed()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
 
 
 async def _poller(
@@ -468,14 +480,26 @@ async def _poller(
         latencies.append(time.perf_counter() - start)
 
 
-async def _poll_round(
-    port: int, run_ids: Sequence[str], interval: float, seconds: float, max_requests: int
+async def poll_round(
+    port: int,
+    run_ids: Sequence[str],
+    interval: float,
+    seconds: float,
+    max_requests: int,
+    pollers: int = POLLERS,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
+    """``pollers`` pollers, each on its own connection, ``GET /v1/runs/{id}`` of ``run_ids``.
+
+    Each poller sends a request every ``interval`` seconds (0: back to back) until
+    ``seconds`` have passed or it sent ``max_requests``. A transport error ends that
+    poller (it is counted, with the first few kept as ``error_samples``).
+    """
     latencies: list[float] = []
     errors: list[str] = []
     paths = [f"/v1/runs/{run_id}" for run_id in run_ids]
     # Open the connections first, so that the round measures requests, not handshakes.
-    connections = [await Connection.open(port) for _ in range(POLLERS)]
+    connections = [await Connection.open(port, headers) for _ in range(pollers)]
     try:
         start = time.perf_counter()
         deadline = start + seconds
@@ -506,7 +530,7 @@ def poll_rounds(
 ) -> dict[str, Any]:
     """``rounds`` rounds of 50 pollers; medians of the per-round percentiles."""
     results = [
-        asyncio.run(_poll_round(port, run_ids, interval, seconds, sizes.max_requests_per_poller))
+        asyncio.run(poll_round(port, run_ids, interval, seconds, sizes.max_requests_per_poller))
         for _ in range(rounds)
     ]
     return {
