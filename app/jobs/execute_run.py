@@ -99,6 +99,7 @@ def execute_run(
     settings = settings or get_settings()
     db = db or _database(settings.database_url, os.getpid())
     owner = owner or default_owner()
+    claim_sent = time.monotonic()
     try:
         context = _claim(db, settings, run_id, owner)
     except Exception as exc:
@@ -121,7 +122,7 @@ def execute_run(
         epoch=context.resume_epoch,
     )
     try:
-        return _train(db, settings, context, owner, shutdown)
+        return _train(db, settings, context, owner, shutdown, claim_sent)
     except Exception as exc:
         if is_unavailable(exc):
             return _abandon(run_id, owner, exc)
@@ -214,6 +215,7 @@ def _train(
     context: execution.RunContext,
     owner: str,
     shutdown: StopFlag | None,
+    claim_sent: float,
 ) -> Outcome:
     run_id = context.run_id
     config = {key: context.config[key] for key in ENGINE_KEYS if key in context.config}
@@ -249,6 +251,7 @@ def _train(
         flush_seconds=settings.flush_seconds,
         auto_checkpoint_seconds=settings.auto_checkpoint_seconds,
         keep_auto_checkpoints=settings.keep_auto_checkpoints,
+        lease_since=claim_sent,
     )
     done = threading.Event()
     beat = threading.Thread(

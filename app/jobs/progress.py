@@ -84,6 +84,7 @@ class ProgressCallback(engine.Callback):
         flush_seconds: float,
         auto_checkpoint_seconds: float,
         keep_auto_checkpoints: int,
+        lease_since: float | None = None,
     ) -> None:
         self.db = db
         self.run_id = run_id
@@ -111,6 +112,9 @@ class ProgressCallback(engine.Callback):
         self._lock = threading.Lock()
         self.outage = Outage(run_id, max_delay=lease_seconds / 3)
         now = time.monotonic()
+        self.lease_until = (now if lease_since is None else lease_since) + lease_seconds
+        """When the lease ends at the latest, by this process's clock (the time a renewal
+        was sent plus the lease: the database set its expiry later than that)."""
         self._next_flush = now + flush_seconds
         self._next_auto = now + auto_checkpoint_seconds
 
@@ -149,8 +153,29 @@ class ProgressCallback(engine.Callback):
         if now >= self._next_flush:
             self.flush()
             self._next_flush = time.monotonic() + self.flush_seconds
+        if self.outage.active and time.monotonic() >= self.lease_until:
+            self._wait_for_database()
         if self.stop_request is not None:
             trainer.stop(self.stop_request)
+
+    def _wait_for_database(self) -> None:
+        """Hold training while the lease may have expired and cannot be renewed.
+
+        Another worker may take an expired run over, and a run must never train in
+        two places: training continues only once a write renewed the lease (the run
+        is still ours) or stops when the lease turns out to be lost.
+        """
+        logger.warning(
+            "run %s: the lease may have expired during the database outage; training "
+            "waits until the database answers",
+            self.run_id,
+            extra={"event": "run.waiting_for_database", "run_id": self.run_id},
+        )
+        while self.outage.active and self.stop_request is None:
+            if time.monotonic() < self.lease_until:  # the heartbeat renewed it
+                return
+            time.sleep(max(self.outage.wait_seconds(), 0.01))
+            self.flush()
 
     def on_train_end(self, trainer: engine.Trainer, result: engine.FitResult) -> None:
         """Capture the last epoch (always in the history) and the final checkpoint."""
@@ -243,6 +268,7 @@ class ProgressCallback(engine.Callback):
         """
         taken, tail = self._taken, self._tail
         replace = self.outage.ambiguous
+        sent = time.monotonic()
         chunk, checkpoints = self.take_batch()
         try:
             with self._lock, self.db.writing() as session:
@@ -256,6 +282,7 @@ class ProgressCallback(engine.Callback):
             return False, None
         self.outage.succeeded()
         self.last_contact = time.monotonic()
+        self.lease_until = sent + self.lease_seconds
         return True, result
 
     def _keep(self, checkpoints: list[PendingCheckpoint]) -> None:
@@ -306,6 +333,7 @@ class ProgressCallback(engine.Callback):
                 return
         elif time.monotonic() - self.last_contact < self.lease_seconds / 3:
             return
+        sent = time.monotonic()
         try:
             with self._lock, self.db.writing() as session:
                 answer = execution.renew_lease(
@@ -320,6 +348,8 @@ class ProgressCallback(engine.Callback):
             self.outage.failed(error)
             return
         self.last_contact = time.monotonic()
+        if answer[0]:
+            self.lease_until = sent + self.lease_seconds
         self._obey(*answer)
 
     def _obey(self, owned: bool, stop: str | None) -> None:

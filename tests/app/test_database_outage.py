@@ -8,22 +8,27 @@ drivers' own exception types.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from psycopg import errors as pg_errors
 from psycopg import sql
 from sqlalchemy import exc as sa_exc
 
+import engine
 from app.client import Client, ServiceUnavailable
+from app.db import Database
 from app.db_errors import is_unavailable, unavailable_reason
-from tests.conftest import XOR_NETWORK, create_xor, run_body
-from tests.support.services import PostgresServer
+from app.jobs.progress import ProgressCallback
+from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, create_xor, run_body
+from tests.support.services import PostgresServer, free_port
 
 
 @pytest.fixture
@@ -183,3 +188,60 @@ def test_the_client_waits_through_an_outage(
             _set_reachable(postgres_server, database_url, True)
         assert done.status == "cancelled"
         assert time.monotonic() - started >= 1.0  # it did wait through the outage
+
+
+def test_training_holds_once_the_lease_may_have_expired_during_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker cut off from its database (nothing listens on the port) trains on until its
+    lease could have expired, then holds: another worker may own the run by then."""
+    unreachable = Database(f"postgresql+psycopg://backprop@127.0.0.1:{free_port()}/backprop")
+    net = engine.Network.from_spec(
+        {
+            "input_size": 2,
+            "layers": [
+                {"units": 3, "activation": "sigmoid"},
+                {"units": 1, "activation": "sigmoid"},
+            ],
+        }
+    )
+    callback = ProgressCallback(
+        db=unreachable,
+        run_id="run_cut_off",
+        owner="worker-a",
+        network=net,
+        checkpoint_every=None,
+        monitor="loss",
+        best_loss=None,
+        start_epoch=0,
+        lease_seconds=0.6,
+        flush_seconds=0.05,
+        auto_checkpoint_seconds=0.1,
+        keep_auto_checkpoints=2,
+    )
+    config = {"loss": "mse", "epochs": 100_000_000, "optimizer": {"name": "sgd"}}
+    outcome: list[engine.FitResult] = []
+    training = threading.Thread(
+        target=lambda: outcome.append(
+            engine.fit(net, np.array(XOR_X, float), np.array(XOR_Y, float), config, [callback])
+        )
+    )
+    with caplog.at_level(logging.WARNING):
+        training.start()
+        deadline = time.monotonic() + 30
+        while "run.waiting_for_database" not in _events(caplog):
+            assert time.monotonic() < deadline and training.is_alive(), "training never held"
+            time.sleep(0.05)
+        held_at = callback.epoch
+        time.sleep(0.5)
+        assert callback.epoch == held_at, "training went on with an expired lease"
+        assert callback.epoch > 0 and callback.outage.active
+        callback.request_stop("shutdown")
+        training.join(10)
+    assert not training.is_alive()
+    assert outcome[0].stop_reason == "shutdown" and outcome[0].epochs_run == held_at
+    unreachable.dispose()
+
+
+def _events(caplog: pytest.LogCaptureFixture) -> set[str]:
+    return {str(getattr(record, "event", "")) for record in caplog.records}

@@ -186,9 +186,10 @@ def _during(seconds: float, probe: Callable[[], None]) -> None:
 
 
 def _assert_workers_waited(stack: Stack) -> None:
-    """The workers saw the outage, kept their runs and wrote once it ended; no tracebacks."""
-    worker_events = [event for worker in stack.workers for event in worker.events()]
-    assert any(event.get("event") == "run.database_back" for event in worker_events)
+    """The workers held training once their lease could have expired (another worker
+    may take an expired run), and wrote when the database was back; no tracebacks."""
+    events = {event.get("event") for worker in stack.workers for event in worker.events()}
+    assert {"run.waiting_for_database", "run.database_back"} <= events, events
     for process in stack.processes():
         assert "Traceback" not in process.log(), process.log()[-4000:]
 
