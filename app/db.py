@@ -30,6 +30,13 @@ logger = logging.getLogger(__name__)
 
 _IMMEDIATE = "backprop_begin_immediate"
 BUSY_TIMEOUT_MS = 30_000
+POOL_SIZE = 30
+"""Connections an engine keeps for reuse (opened on demand): more than the API admits
+requests at once (:data:`app.limits.MAX_CONCURRENT_REQUESTS`), with room for the event
+hub, metrics and health reads. With fewer kept than requests in flight, each connection
+beyond them is an overflow one, closed when handed back: under 200 pollers the API
+opened and closed ~30 connections a second (a PostgreSQL backend each, or a SQLite
+file and its caches), and that churn fragmented the heap (RSS crept up for minutes)."""
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -74,8 +81,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
-            pool_size=10,
-            max_overflow=40,
+            pool_size=POOL_SIZE,
+            max_overflow=20,
             pool_timeout=30,
         )
         _configure_sqlite(engine)
@@ -86,7 +93,7 @@ def make_engine(url: str) -> Engine:
         # conditional UPDATE whose WHERE is re-checked on the locked row.
         connect_args = {"connect_timeout": 10, "application_name": "backprop"}
     return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=connect_args
+        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0, connect_args=connect_args
     )
 
 

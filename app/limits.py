@@ -9,7 +9,8 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_CONCURRENT_REQUESTS = 24
-"""Requests admitted into the app at once (the smallest pool is 10 + 20 connections)."""
+"""Requests admitted into the app at once: fewer than the pooled connections an engine
+keeps (``app.db.POOL_SIZE``, 30), so that none runs on a connection opened for it alone."""
 
 
 class _BodyTooLargeError(Exception):
