@@ -12,6 +12,9 @@ from app.services import execution
 
 logger = logging.getLogger(__name__)
 
+HOLD_LEASES = 2
+"""Lease periods the sweeper waits after a failed round before it sweeps again."""
+
 
 class LeaseSweeper:
     """Sweep expired leases, except right after a database outage.
@@ -19,8 +22,9 @@ class LeaseSweeper:
     While the database is unavailable no worker can renew its lease, so every
     lease looks expired the moment it comes back. Sweeping then would take
     every run away from its healthy worker and retrain it from its last
-    checkpoint. After a failed round the sweeper waits one lease period, in
-    which live workers (who retry at least every third of a lease) renew.
+    checkpoint. After a failed round the sweeper waits two lease periods, in
+    which live workers (who retry at least every third of a lease) renew, with
+    room for a worker that is slow to get the CPU on a loaded machine.
 
     Parameters
     ----------
@@ -72,13 +76,13 @@ class LeaseSweeper:
         if reason is None:
             logger.error("supervisor round failed", exc_info=error)
             return
-        self._hold_until = time.monotonic() + self.lease_seconds
+        self._hold_until = time.monotonic() + HOLD_LEASES * self.lease_seconds
         if self._outage_reason != reason:
             logger.warning(
                 "supervisor: %s (%s); expired leases are swept %.0f s after it is back",
                 reason,
                 type(error).__name__,
-                self.lease_seconds,
+                HOLD_LEASES * self.lease_seconds,
                 extra={"event": "database.unavailable"},
             )
         self._outage_reason = reason
