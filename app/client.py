@@ -53,6 +53,7 @@ __all__ = [
     "PayloadTooLarge",
     "Prediction",
     "RateLimited",
+    "RetryLater",
     "Run",
     "ServerError",
     "ServiceUnavailable",
@@ -118,8 +119,8 @@ class Unauthorized(BackpropError):  # noqa: N818 (the names of the HTTP statuses
     """401: a missing or wrong API key."""
 
 
-class RateLimited(BackpropError):  # noqa: N818 (the names of the HTTP statuses)
-    """429: too many requests or active runs; retry after :attr:`retry_after` seconds."""
+class RetryLater(BackpropError):  # noqa: N818 (what the caller should do)
+    """An answer that says when to try again: :attr:`retry_after` seconds (or None)."""
 
     def __init__(
         self,
@@ -131,25 +132,18 @@ class RateLimited(BackpropError):  # noqa: N818 (the names of the HTTP statuses)
     ):
         super().__init__(message, status_code=status_code, detail=detail)
         self.retry_after = retry_after
+
+
+class RateLimited(RetryLater):
+    """429: too many requests or active runs; retry after :attr:`retry_after` seconds."""
 
 
 class ServerError(BackpropError):
     """5xx: the server failed."""
 
 
-class ServiceUnavailable(ServerError):  # noqa: N818 (the names of the HTTP statuses)
+class ServiceUnavailable(RetryLater, ServerError):  # noqa: N818 (the names of the HTTP statuses)
     """503: the server's database is unavailable for now; retry after :attr:`retry_after` s."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        detail: Any = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message, status_code=status_code, detail=detail)
-        self.retry_after = retry_after
 
 
 class BackpropConnectionError(BackpropError):
@@ -212,8 +206,8 @@ def error_from_response(response: httpx.Response) -> BackpropError:
     status = response.status_code
     message = f"{status} {response.reason_phrase}: {describe_detail(detail)}"
     if status in (429, 503):
-        retrying = RateLimited if status == 429 else ServiceUnavailable
-        return retrying(
+        retry_later = RateLimited if status == 429 else ServiceUnavailable
+        return retry_later(
             message,
             status_code=status,
             detail=detail,
@@ -727,7 +721,7 @@ class Client:
                         f"last answer, {timeout} s ago at most, was {last.status}",
                         last,
                     ) from error
-                pause = getattr(error, "retry_after", None) or poll
+                pause = (error.retry_after if isinstance(error, RetryLater) else None) or poll
                 logger.info("run %s: %s; polling again in %.1f s", run_id, error.message, pause)
                 time.sleep(_until(deadline, pause))
                 continue
