@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -65,6 +65,9 @@ def db_path(tmp_path: Path, template_db: Path) -> Path:
     return path
 
 
+T = TypeVar("T", PostgresServer, RedisServer)
+
+
 def service_unavailable(reason: str) -> None:
     """Skip the test, or fail it when ``BACKPROP_REQUIRE_SERVICES`` is set (CI)."""
     if services_required():
@@ -72,28 +75,33 @@ def service_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+@contextmanager
+def started_server(kind: str, start: Callable[[], T]) -> Iterator[T]:
+    """Run ``start()`` (a server from tests/support/services.py) and stop it afterwards;
+    skip, or fail in CI, when it cannot be started."""
+    try:
+        server = start()
+    except ServiceUnavailableError as exc:
+        service_unavailable(f"{kind} unavailable: {exc}")
+        raise  # unreachable: skip/fail raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this session (skips, or fails in CI, when unavailable)."""
-    try:
-        server = start_postgres()
-    except ServiceUnavailableError as exc:
-        service_unavailable(f"PostgreSQL unavailable: {exc}")
-        raise  # unreachable: skip/fail raise
-    yield server
-    server.stop()
+    with started_server("PostgreSQL", start_postgres) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis server for this session (skips, or fails in CI, when unavailable)."""
-    try:
-        server = start_redis()
-    except ServiceUnavailableError as exc:
-        service_unavailable(f"Redis unavailable: {exc}")
-        raise
-    yield server
-    server.stop()
+    with started_server("Redis", start_redis) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

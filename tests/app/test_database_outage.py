@@ -28,7 +28,7 @@ from app.db import Database
 from app.db_errors import is_unavailable, unavailable_reason
 from app.jobs.progress import ProgressCallback
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, create_xor, run_body
-from tests.support.services import PostgresServer, free_port
+from tests.support.services import PostgresServer, database_name, free_port
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_bugs_and_bad_data_are_not_outages(driver_error: Exception) -> None:
 
 
 def _set_read_only(server: PostgresServer, database_url: str, read_only: bool) -> None:
-    name = database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    name = database_name(database_url)
     with psycopg.connect(server.url, autocommit=True, connect_timeout=10) as conn:
         action = "SET default_transaction_read_only = on" if read_only else "RESET ALL"
         conn.execute(sql.SQL("ALTER DATABASE {} " + action).format(sql.Identifier(name)))
@@ -143,7 +143,7 @@ def test_every_v1_operation_documents_the_503(client: Any) -> None:
 
 def _set_reachable(server: PostgresServer, database_url: str, reachable: bool) -> None:
     """Refuse (or allow again) connections to the database and cut the open ones."""
-    name = database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    name = database_name(database_url)
     with psycopg.connect(server.url, autocommit=True, connect_timeout=10) as conn:
         allowed = sql.SQL("true" if reachable else "false")
         conn.execute(

@@ -29,14 +29,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, service_unavailable, wait_for
+from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, started_server, wait_for
 from tests.integration.conftest import Server
-from tests.support.compose import FAST_HEALING, Stack
+from tests.support.compose import FAST_HEALING, Stack, StartStack, stacks
 from tests.support.history import full_history
 from tests.support.services import (
     PostgresServer,
     RedisServer,
-    ServiceUnavailableError,
     start_postgres,
     start_redis,
 )
@@ -51,47 +50,22 @@ OUTAGE_SECONDS = 6.0  # twice the lease: every lease has expired when the databa
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module's own, which its tests stop and restart."""
-    try:
-        server = start_postgres(private=True)
-    except ServiceUnavailableError as exc:
-        service_unavailable(f"PostgreSQL unavailable: {exc}")
-        raise
-    yield server
-    server.stop()
+    with started_server("PostgreSQL", lambda: start_postgres(private=True)) as server:
+        yield server
 
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A Redis server of this test's own, which it stops and restarts."""
-    try:
-        server = start_redis(private=True)
-    except ServiceUnavailableError as exc:
-        service_unavailable(f"Redis unavailable: {exc}")
-        raise
-    yield server
-    server.stop()
+    with started_server("Redis", lambda: start_redis(private=True)) as server:
+        yield server
 
 
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[[PostgresServer, RedisServer], Stack]]:
+def launch(tmp_path: Path) -> Iterator[StartStack]:
     """``launch(postgres, redis)`` starts the compose stack (API and two workers) on them."""
-    started: list[Stack] = []
-
-    def start(postgres: PostgresServer, redis: RedisServer) -> Stack:
-        stack = Stack(
-            tmp_path,
-            database_url=postgres.create_database(),
-            broker_url=redis.database_url(),
-            workers=2,
-            tuning=FAST_HEALING,
-        )
-        started.append(stack)
-        stack.start()
-        return stack
-
-    yield start
-    for stack in started:
-        stack.stop()
+    with stacks(tmp_path) as start:
+        yield start
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -198,7 +172,7 @@ def _assert_workers_waited(stack: Stack) -> None:
 
 
 def test_postgresql_restart_during_training_loses_nothing(
-    launch: Callable[[PostgresServer, RedisServer], Stack],
+    launch: StartStack,
     private_postgres: PostgresServer,
     redis_server: RedisServer,
 ) -> None:
@@ -219,7 +193,7 @@ def test_postgresql_restart_during_training_loses_nothing(
 
 
 def test_postgresql_read_only_during_training_loses_nothing(
-    launch: Callable[[PostgresServer, RedisServer], Stack],
+    launch: StartStack,
     private_postgres: PostgresServer,
     redis_server: RedisServer,
 ) -> None:
@@ -246,7 +220,7 @@ def test_postgresql_read_only_during_training_loses_nothing(
 
 
 def test_redis_restart_during_training_loses_nothing(
-    launch: Callable[[PostgresServer, RedisServer], Stack],
+    launch: StartStack,
     postgres_server: PostgresServer,
     private_redis: RedisServer,
 ) -> None:

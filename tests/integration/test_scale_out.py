@@ -5,6 +5,7 @@ see tests/support/compose.py), with short leases and polls so failures heal quic
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_for, wait_terminal
-from tests.support.compose import FAST_HEALING, Process, Stack
+from tests.support.compose import Process, Stack, stacks
 from tests.support.history import full_history
 from tests.support.services import PostgresServer, RedisServer
 
@@ -32,33 +33,9 @@ REDELIVERY_EPOCHS = 600_000
 def stack(
     tmp_path: Path, postgres_server: PostgresServer, redis_server: RedisServer
 ) -> Iterator[Callable[..., Stack]]:
-    """``stack(workers=2, **tuning)`` starts the compose-equivalent processes.
-
-    The database starts empty, as compose's does: the API migrates it and the
-    workers wait for the schema.
-    """
-    started: list[Stack] = []
-    databases: list[str] = []
-
-    def start(workers: int = 2, **tuning: object) -> Stack:
-        database_url = postgres_server.create_database()
-        databases.append(database_url)
-        built = Stack(
-            tmp_path,
-            database_url=database_url,
-            broker_url=redis_server.database_url(),
-            workers=workers,
-            tuning={**FAST_HEALING, **tuning},
-        )
-        started.append(built)
-        built.start()
-        return built
-
-    yield start
-    for built in started:
-        built.stop()
-    for database_url in databases:
-        postgres_server.drop_database(database_url)
+    """``stack(workers=2, **tuning)`` starts the compose-equivalent processes."""
+    with stacks(tmp_path) as start:
+        yield functools.partial(start, postgres_server, redis_server)
 
 
 def _client(stack: Stack) -> httpx.Client:

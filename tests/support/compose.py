@@ -16,12 +16,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+
+from tests.support.services import PostgresServer, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -208,8 +210,6 @@ class Stack:
         workers: int = 2,
         tuning: Mapping[str, object] | None = None,
     ) -> None:
-        from tests.support.services import free_port
-
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -272,3 +272,41 @@ class Stack:
     def processes(self) -> Iterator[Process]:
         yield self.api
         yield from self.workers
+
+
+StartStack = Callable[..., Stack]
+"""``start(postgres, redis, workers=2, **tuning)``: a started :class:`Stack` on a fresh
+database of ``postgres`` and a fresh Redis database, with :data:`FAST_HEALING` timings."""
+
+
+@contextlib.contextmanager
+def stacks(workdir: Path) -> Iterator[StartStack]:
+    """Start stacks on demand; stop them and drop their databases at the end.
+
+    The database starts empty, as compose's does: the API migrates it and the
+    workers wait for the schema.
+    """
+    started: list[tuple[Stack, PostgresServer, str]] = []
+
+    def start(
+        postgres: PostgresServer, redis: RedisServer, workers: int = 2, **tuning: object
+    ) -> Stack:
+        database_url = postgres.create_database()
+        stack = Stack(
+            workdir,
+            database_url=database_url,
+            broker_url=redis.database_url(),
+            workers=workers,
+            tuning={**FAST_HEALING, **tuning},
+        )
+        started.append((stack, postgres, database_url))
+        stack.start()
+        return stack
+
+    try:
+        yield start
+    finally:
+        for stack, _, _ in started:
+            stack.stop()
+        for _, postgres, database_url in started:
+            postgres.drop_database(database_url)

@@ -71,6 +71,11 @@ def libpq_url(url: str) -> str:
     return "postgresql://" + sqlalchemy_url(url)[len("postgresql+psycopg://") :]
 
 
+def database_name(url: str) -> str:
+    """The database name in a PostgreSQL URL (a bare name is returned as it is)."""
+    return url.rsplit("/", 1)[-1].split("?", 1)[0]
+
+
 def with_database(url: str, name: str) -> str:
     """``url`` with its database name replaced by ``name``."""
     base, _, rest = libpq_url(url).partition("://")
@@ -151,7 +156,7 @@ class PostgresServer:
         import psycopg
         from psycopg import sql
 
-        name = url_or_name.rsplit("/", 1)[-1].split("?", 1)[0]
+        name = database_name(url_or_name)
         with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
