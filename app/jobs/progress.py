@@ -6,7 +6,8 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 
@@ -26,19 +27,10 @@ logger = logging.getLogger(__name__)
 
 BASE_LOGS = ("loss", "val_loss")
 
-T = TypeVar("T", covariant=True)
+T = TypeVar("T")
 
-
-class BatchWriter(Protocol[T]):
-    """Writes a taken batch in an open write session (see :meth:`ProgressCallback.write`)."""
-
-    def __call__(
-        self,
-        session: Session,
-        chunk: RunHistoryChunk | None,
-        checkpoints: list[PendingCheckpoint],
-        replace: bool,
-    ) -> T: ...
+BatchWriter = Callable[[Session, RunHistoryChunk | None, list[PendingCheckpoint], bool], T]
+"""Writes a taken batch (chunk, checkpoints, replace) in an open write session."""
 
 
 class ProgressCallback(engine.Callback):
