@@ -20,6 +20,13 @@ Medium
     there, warmed up once); each timed call trains a fresh model for 2
     epochs, setup and input validation included. The rounds rotate the order
     of the three and a ratio is the median of the per-round ratios.
+Medium with features
+    The same data and network with dropout 0.2 after both hidden layers, AdamW
+    (learning rate 0.001, weight decay 0.01), a cosine learning-rate schedule
+    over the epochs of the call, and gradient-norm clipping at 1.0 before every
+    update: ``engine.fit`` against the PyTorch loop with ``nn.Dropout``,
+    ``torch.optim.AdamW``, ``CosineAnnealingLR`` and ``clip_grad_norm_``, in their
+    own worker processes, rounds rotating as above.
 Peak matmul
     The best of several ``np.matmul`` calls on square float32 matrices at 2
     threads, counting ``2 m n k`` FLOPs. The training FLOPs of one sample are
@@ -76,6 +83,8 @@ XOR_Y = np.array([[0], [1], [1], [0]], dtype=np.float64)
 
 FEATURES, HIDDEN, CLASSES = 784, (256, 128), 10
 BATCH, LEARNING_RATE, MOMENTUM = 128, 0.01, 0.9
+DROPOUT, ADAMW_RATE, ADAMW_DECAY, MAX_NORM = 0.2, 0.001, 0.01, 1.0
+"""The feature row: dropout on both hidden layers, AdamW, cosine schedule, norm clipping."""
 CENTROID_SCALE = 0.1
 """Class centroids are N(0, 0.1^2) per feature under N(0, 1) noise: about 90% accuracy after 3 epochs."""
 DATA_SEED = 0
@@ -215,16 +224,42 @@ def make_data(samples: int, seed: int = DATA_SEED) -> tuple[Features, Labels]:
     return X, labels
 
 
-def network_spec() -> dict[str, Any]:
+def network_spec(dropout: float = 0.0) -> dict[str, Any]:
     """The medium network: 784 -> 256 -> 128 -> 10, relu/softmax, xavier_uniform."""
+    hidden: dict[str, Any] = {"activation": "relu"}
+    if dropout:
+        hidden["dropout"] = dropout
     return {
         "input_size": FEATURES,
         "layers": [
-            *({"units": units, "activation": "relu"} for units in HIDDEN),
+            *({"units": units, **hidden} for units in HIDDEN),
             {"units": CLASSES, "activation": "softmax"},
         ],
         "init": {"scheme": "xavier_uniform", "seed": 0},
     }
+
+
+def engine_config(epochs: int, features: bool) -> dict[str, Any]:
+    """The medium run's training config, with the feature row's settings if ``features``."""
+    config: dict[str, Any] = {
+        "loss": "cross_entropy",
+        "reduction": "mean",
+        "optimizer": {"name": "sgd", "learning_rate": LEARNING_RATE, "momentum": MOMENTUM},
+        "epochs": epochs,
+        "batch_size": BATCH,
+        "shuffle": True,
+        "seed": 0,
+        "dtype": "float32",
+    }
+    if features:
+        config["optimizer"] = {
+            "name": "adamw",
+            "learning_rate": ADAMW_RATE,
+            "weight_decay": ADAMW_DECAY,
+        }
+        config["lr_schedule"] = {"name": "cosine", "t_max": epochs}
+        config["grad_clip"] = {"max_norm": MAX_NORM}
+    return config
 
 
 def flops_per_sample() -> int:
@@ -249,19 +284,10 @@ def trial(seconds: float, samples: int, epochs: int, loss: float, accuracy: floa
     return Trial(seconds, samples * epochs / seconds, float(loss), accuracy)
 
 
-def time_engine(X: Features, labels: Labels, epochs: int) -> Trial:
+def time_engine(X: Features, labels: Labels, epochs: int, features: bool = False) -> Trial:
     """Train a fresh engine network for ``epochs``; time the whole ``engine.fit`` call."""
-    network = engine.Network.from_spec(network_spec())
-    config = {
-        "loss": "cross_entropy",
-        "reduction": "mean",
-        "optimizer": {"name": "sgd", "learning_rate": LEARNING_RATE, "momentum": MOMENTUM},
-        "epochs": epochs,
-        "batch_size": BATCH,
-        "shuffle": True,
-        "seed": 0,
-        "dtype": "float32",
-    }
+    network = engine.Network.from_spec(network_spec(DROPOUT if features else 0.0))
+    config = engine_config(epochs, features)
     start = time.perf_counter()
     result = engine.fit(network, X, labels, config)
     seconds = time.perf_counter() - start
@@ -317,8 +343,11 @@ def load_torch() -> Any:
     return torch
 
 
-def time_torch(torch: Any, X: Features, labels: Labels, epochs: int) -> Trial:
-    """The equivalent PyTorch CPU loop: shuffled index slices, SGD with momentum, float32.
+def time_torch(
+    torch: Any, X: Features, labels: Labels, epochs: int, features: bool = False
+) -> Trial:
+    """The equivalent PyTorch CPU loop: shuffled index slices, SGD with momentum, float32;
+    with ``features``, dropout, AdamW, a cosine schedule stepped per epoch and norm clipping.
 
     Batches are gathered with ``index_select`` (``X[index]`` is several times
     slower on tensors this large); it records the epoch loss and accuracy as
@@ -330,8 +359,16 @@ def time_torch(torch: Any, X: Features, labels: Labels, epochs: int) -> Trial:
     layers: list[Any] = []
     for fan_in, units in itertools.pairwise(widths):
         layers += [nn.Linear(fan_in, units), nn.ReLU()]
+        if features:
+            layers.append(nn.Dropout(DROPOUT))
     model = nn.Sequential(*layers, nn.Linear(widths[-1], CLASSES))
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    scheduler = None
+    if features:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=ADAMW_RATE, weight_decay=ADAMW_DECAY)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
+    clip = torch.nn.utils.clip_grad_norm_
     loss_fn = nn.CrossEntropyLoss()
     X_t, y_t = torch.from_numpy(X), torch.from_numpy(labels)
     generator = torch.Generator().manual_seed(0)
@@ -348,9 +385,13 @@ def time_torch(torch: Any, X: Features, labels: Labels, epochs: int) -> Trial:
             logits = model(xb)
             loss = loss_fn(logits, yb)
             loss.backward()
+            if features:
+                clip(model.parameters(), MAX_NORM)
             optimizer.step()
             total += float(loss.item()) * len(index)
             correct += int((logits.argmax(1) == yb).sum())
+        if scheduler is not None:
+            scheduler.step()
     seconds = time.perf_counter() - start
     return trial(seconds, n, epochs, total / n, correct / n)
 
@@ -373,13 +414,16 @@ def _timed(call: Callable[[], object]) -> float:
 
 
 def runner(name: str) -> Callable[[Features, Labels, int], Trial]:
-    """The timed training call of ``engine``, ``sklearn`` or ``torch``."""
-    if name == "engine":
-        return time_engine
-    if name == "sklearn":
+    """The timed training call of ``engine``, ``sklearn`` or ``torch`` (``+features``: the
+    feature row's settings)."""
+    library, _, variant = name.partition("+")
+    features = variant == "features"
+    if library == "engine":
+        return lambda X, labels, epochs: time_engine(X, labels, epochs, features)
+    if library == "sklearn":
         return time_sklearn
     torch = load_torch()
-    return lambda X, labels, epochs: time_torch(torch, X, labels, epochs)
+    return lambda X, labels, epochs: time_torch(torch, X, labels, epochs, features)
 
 
 def worker(name: str, samples: int) -> None:
@@ -436,9 +480,17 @@ class Worker:
         self.process.wait()
 
 
-def run_medium(sizes: Sizes, with_torch: bool) -> dict[str, Any]:
-    """Rounds of engine, scikit-learn and PyTorch in rotating order; medians and ratios."""
-    names = ["engine", "sklearn", *(["torch"] if with_torch else [])]
+def run_medium(sizes: Sizes, with_torch: bool, features: bool = False) -> dict[str, Any]:
+    """Rounds of engine, scikit-learn and PyTorch in rotating order; medians and ratios.
+
+    With ``features``: rounds of the feature row's engine and PyTorch runs instead
+    (ratios keyed ``torch``, the first name is always the engine's).
+    """
+    names = (
+        ["engine+features", *(["torch+features"] if with_torch else [])]
+        if features
+        else ["engine", "sklearn", *(["torch"] if with_torch else [])]
+    )
     workers = {name: Worker(name, sizes.samples) for name in names}
     try:
         for each in workers.values():
@@ -453,6 +505,7 @@ def run_medium(sizes: Sizes, with_torch: bool) -> dict[str, Any]:
         for each in workers.values():
             each.close()
     flops = flops_per_sample()
+    trials = {name.partition("+")[0]: runs for name, runs in trials.items()}
     speeds = {name: [t.samples_per_second for t in runs] for name, runs in trials.items()}
     medians = {name: statistics.median(values) for name, values in speeds.items()}
     ratios = {
@@ -559,7 +612,12 @@ def yes(condition: bool) -> str:
     return "yes" if condition else "**no**"
 
 
-def table(tiny: dict[str, Any], medium: dict[str, Any], memory: dict[str, Any]) -> str:
+def table(
+    tiny: dict[str, Any],
+    medium: dict[str, Any],
+    featured: dict[str, Any],
+    memory: dict[str, Any],
+) -> str:
     """The results as a Markdown table."""
     speed, ratios, fraction = (
         medium["samples_per_second"],
@@ -601,6 +659,26 @@ def table(tiny: dict[str, Any], medium: dict[str, Any], memory: dict[str, Any]) 
         )
     else:
         rows.append(("Medium: samples/s vs PyTorch CPU", "", "not installed", "", "≥ 1.0", ""))
+    feature_row = (
+        f"Medium with dropout {DROPOUT:g} (both hidden layers), adamw, cosine schedule, "
+        f"clip_grad_norm {MAX_NORM:g}: samples/s vs PyTorch CPU with the same"
+    )
+    feature_speed, feature_ratios = featured["samples_per_second"], featured["ratios"]
+    if "torch" in feature_speed:
+        rows.append(
+            (
+                feature_row,
+                f"{feature_speed['engine']:,.0f}",
+                f"{feature_speed['torch']:,.0f}",
+                f"{feature_ratios['torch']:.2f}",
+                "≥ 1.0",
+                yes(feature_ratios["torch"] >= 1.0),
+            )
+        )
+    else:
+        rows.append(
+            (feature_row, f"{feature_speed['engine']:,.0f}", "not installed", "", "≥ 1.0", "")
+        )
     others = ", ".join(
         f"{name} {value:.0%}" for name, value in fraction.items() if name != "engine"
     )
@@ -630,19 +708,23 @@ def table(tiny: dict[str, Any], medium: dict[str, Any], memory: dict[str, Any]) 
     return "\n".join(lines)
 
 
-def details(medium: dict[str, Any], info: dict[str, Any]) -> str:
-    """The lines printed under the table: sizes, learning, machine."""
-    last = {name: runs[-1] for name, runs in medium["trials"].items()}
-    learned = ", ".join(
+def learned(medium: dict[str, Any]) -> str:
+    """The loss (and accuracy) of each library's last trial."""
+    return ", ".join(
         f"{name} loss {t['loss']:.3f}"
         + ("" if t["accuracy"] is None else f" (accuracy {t['accuracy']:.1%})")
-        for name, t in last.items()
+        for name, t in ((name, runs[-1]) for name, runs in medium["trials"].items())
     )
+
+
+def details(medium: dict[str, Any], featured: dict[str, Any], info: dict[str, Any]) -> str:
+    """The lines printed under the table: sizes, learning, machine."""
     return "\n".join(
         [
             f"Medium: {medium['samples']:,} samples, {medium['epochs_per_call']} epochs per "
             f"timed fit, {medium['rounds']} rounds, {medium['threads']} threads; "
-            f"after the last round: {learned}.",
+            f"after the last round: {learned(medium)}; with the features: "
+            f"{learned(featured)}.",
             "Fastest round of each: "
             + ", ".join(
                 f"{name} {speed:,.0f}" for name, speed in medium["best_samples_per_second"].items()
@@ -671,7 +753,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--quick writes only when this is given)",
     )
     parser.add_argument("--child", choices=("baseline", "engine"), help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=("engine", "sklearn", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker",
+        choices=("engine", "sklearn", "torch", "engine+features", "torch+features"),
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--samples", type=int, default=FULL.samples, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=FULL.epochs, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -687,16 +773,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     with threadpool_limits(limits=THREADS):
         tiny = run_tiny(sizes)
         medium = run_medium(sizes, torch_version is not None)
+        featured = run_medium(sizes, torch_version is not None, features=True)
     memory = run_memory(sizes)
     info = machine()
     info["sklearn"] = importlib.metadata.version("scikit-learn")
     info["torch"] = torch_version
     info["load_average"] = [load_before, os.getloadavg()[0]]
-    markdown = table(tiny, medium, memory)
+    markdown = table(tiny, medium, featured, memory)
     command = shlex.join(["python", "benchmarks/engine.py", *(argv or sys.argv[1:])])
     print(markdown)
     print()
-    print(details(medium, info))
+    print(details(medium, featured, info))
     if args.quick:
         print("(--quick: a smoke run on tiny sizes; the numbers mean nothing)")
     print(f"Took {time.perf_counter() - started:.0f} s.")
@@ -709,6 +796,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "machine": info,
             "tiny": tiny,
             "medium": medium,
+            "medium_features": featured,
             "memory": memory,
             "table": markdown,
         }

@@ -19,6 +19,7 @@ from engine.config import FitConfig
 from engine.data import check_compatible, check_data
 from engine.errors import ConfigError
 from engine.fit import FitResult, Trainer, fit
+from engine.history import history_epochs, history_points
 from engine.initializers import INITIALIZERS
 from engine.losses import LOSSES
 from engine.network import Network
@@ -39,4 +40,6 @@ __all__ = [
     "check_compatible",
     "check_data",
     "fit",
+    "history_epochs",
+    "history_points",
 ]

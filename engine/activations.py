@@ -15,9 +15,13 @@ key               forward                          backward
 ``sigmoid``       :math:`A = 1 / (1 + e^{-Z})`     :math:`dZ = dA \cdot A \cdot (1 - A)`
 ``tanh``          :math:`A = \tanh Z`              :math:`dZ = dA \cdot (1 - A^2)`
 ``relu``          :math:`A = \max(Z, 0)`           :math:`dZ = dA \cdot [Z > 0]`
-``leaky_relu``    :math:`A = Z` or :math:`0.01 Z`  :math:`dZ = dA` or :math:`0.01\,dA`
+``leaky_relu``    :math:`A = Z` or :math:`s Z`     :math:`dZ = dA` or :math:`s\,dA`
+                  (``negative_slope`` s, 0.01)
 ``softmax``       :math:`A = e^{Z} / \sum e^{Z}`   :math:`dZ = A (dA - \sum dA \cdot A)`
 ================  ===============================  ===================================
+
+and, in :mod:`engine.smooth_activations`, ``gelu`` (exact, with erf), ``gelu_tanh``,
+``elu`` (alpha 1), ``selu``, ``softplus`` (beta 1, threshold 20) and ``silu``.
 
 ``1 / (1 + exp(-Z))`` overflows ``exp`` harmlessly to ``inf`` for very negative
 ``Z`` (giving exactly 0); training runs under ``np.errstate(over="ignore")`` so
@@ -26,12 +30,10 @@ that it is silent.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
-from numpy.typing import NDArray
 
-Array = NDArray[np.floating]
+from engine.activation_base import Activation, Array
+from engine.smooth_activations import ELU, GELU, SELU, GELUTanh, SiLU, Softplus
 
 # Positional ``out`` arguments: keyword parsing is a measurable share of a tiny layer's cost.
 negative, exp, add, subtract, multiply, divide = (
@@ -45,33 +47,7 @@ negative, exp, add, subtract, multiply, divide = (
 greater, maximum = np.greater, np.maximum  # maximum: keyword out (positional is deprecated)
 
 LEAKY_RELU_SLOPE = 0.01
-"""Negative slope of ``leaky_relu``, as ``torch.nn.LeakyReLU``'s default."""
-
-
-class Activation:
-    """Base class: an elementwise (or row-wise) nonlinearity with its derivative."""
-
-    name: ClassVar[str] = ""
-    #: True when ``forward`` returns ``Z`` itself (no buffer needed).
-    is_identity: ClassVar[bool] = False
-
-    def forward(self, Z: Array, out: Array) -> Array:
-        """Compute ``A`` from ``Z`` (shape (n_samples, units)) into ``out``."""
-        raise NotImplementedError
-
-    def backward(self, dA: Array, Z: Array, A: Array, work: Array) -> Array:
-        """Return ``dZ`` of shape (n_samples, units), overwriting ``dA`` and ``work``.
-
-        Parameters
-        ----------
-        dA : ndarray of shape (n_samples, units)
-            Gradient of the loss with respect to the activations; overwritten.
-        Z, A : ndarray of shape (n_samples, units)
-            The pre-activations and activations of the forward pass.
-        work : ndarray of shape (n_samples, units)
-            Scratch buffer.
-        """
-        raise NotImplementedError
+"""Default negative slope of ``leaky_relu``, as ``torch.nn.LeakyReLU``'s."""
 
 
 class Identity(Activation):
@@ -135,16 +111,24 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
-    """:math:`A = Z` for :math:`Z > 0`, else :math:`0.01 Z`."""
+    """:math:`A = Z` for :math:`Z > 0`, else ``negative_slope`` times :math:`Z` (default 0.01)."""
 
     name = "leaky_relu"
 
+    def __init__(self, negative_slope: float = LEAKY_RELU_SLOPE) -> None:
+        self.negative_slope = negative_slope
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"negative_slope": self.negative_slope}
+
     def forward(self, Z: Array, out: Array) -> Array:
-        np.multiply(Z, LEAKY_RELU_SLOPE, out=out)
+        # max(Z, s Z) is Z for Z > 0 and s Z otherwise, for any slope s in [0, 1].
+        np.multiply(Z, self.negative_slope, out=out)
         return np.maximum(Z, out, out=out)
 
     def backward(self, dA: Array, Z: Array, A: Array, work: Array) -> Array:
-        np.multiply(dA, LEAKY_RELU_SLOPE, out=work)
+        np.multiply(dA, self.negative_slope, out=work)
         np.copyto(dA, work, where=Z <= 0.0)
         return dA
 
@@ -180,7 +164,35 @@ def row_max(Z: Array, scratch: Array) -> Array:
     return peaks[:, np.newaxis]
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    cls.name: cls() for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, Softmax)
-}
-"""The activations by the key users write in a spec."""
+ACTIVATION_CLASSES: tuple[type[Activation], ...] = (
+    Identity,
+    Sigmoid,
+    Tanh,
+    ReLU,
+    LeakyReLU,
+    Softmax,
+    GELU,
+    GELUTanh,
+    ELU,
+    SELU,
+    Softplus,
+    SiLU,
+)
+
+ACTIVATIONS: dict[str, Activation] = {cls.name: cls() for cls in ACTIVATION_CLASSES}
+"""The activations by the key users write in a spec (with default settings)."""
+
+
+def make_activation(name: str, negative_slope: float | None = None) -> Activation:
+    """A fresh instance of activation ``name`` for one layer.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ACTIVATIONS`.
+    negative_slope : float, optional
+        ``leaky_relu``'s slope for negative inputs (default 0.01).
+    """
+    if name == "leaky_relu":
+        return LeakyReLU(LEAKY_RELU_SLOPE if negative_slope is None else negative_slope)
+    return type(ACTIVATIONS[name])()

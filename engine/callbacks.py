@@ -33,8 +33,9 @@ class Callback:
         logs : dict
             ``loss``, ``val_loss`` and metrics of this epoch.
         recorded : bool
-            Whether this epoch is in the history (``epoch % history_every == 0``).
-            The last epoch run is always in the final history.
+            Whether this epoch is in the history: a multiple of ``history_every``,
+            thinned past ``history_max_points`` (:mod:`engine.history`). The last
+            epoch run is always in the final history.
         """
 
     def on_train_end(self, trainer: Trainer, result: FitResult) -> None:

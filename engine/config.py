@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from engine.clipping import ClipConfig, parse_clip
 from engine.errors import ConfigError, Loc
 from engine.fields import (
     as_mapping,
@@ -16,8 +17,12 @@ from engine.fields import (
     reject_unknown,
     require_int,
 )
+from engine.history import MIN_HISTORY_POINTS
+from engine.loss_options import LossOptions, parse_loss_options
 from engine.losses import LOSSES, REDUCTIONS
-from engine.optimizers import OptimizerConfig, optimizer_to_dict, parse_optimizer
+from engine.metrics import parse_metrics
+from engine.optimizer_config import OptimizerConfig, optimizer_to_dict, parse_optimizer
+from engine.schedule_config import ScheduleConfig, parse_schedule, schedule_to_dict
 
 MAX_EPOCHS = 100_000_000
 MAX_SEED = 2**63 - 1
@@ -38,6 +43,11 @@ ENGINE_KEYS = (
     "early_stopping",
     "history_every",
     "dtype",
+    "history_max_points",
+    "lr_schedule",
+    "grad_clip",
+    "metrics",
+    "loss_options",
 )
 
 
@@ -61,7 +71,16 @@ class EarlyStoppingConfig:
 
 @dataclass(frozen=True)
 class FitConfig:
-    """A validated training config. Build it with :meth:`from_dict`."""
+    """A validated training config. Build it with :meth:`from_dict`.
+
+    Besides the basics (``loss``, ``reduction``, ``optimizer``, ``epochs``,
+    ``batch_size``, ``shuffle``, ``seed``, ``validation``, ``early_stopping``,
+    ``history_every``, ``dtype``): ``history_max_points`` (:mod:`engine.history`),
+    ``lr_schedule`` (:mod:`engine.schedule_config`), ``grad_clip``
+    (:mod:`engine.clipping`), ``metrics`` (:mod:`engine.metrics`) and
+    ``loss_options`` (:mod:`engine.loss_options`). Unset, each of these costs
+    nothing: training runs the same code as without them.
+    """
 
     loss: str
     reduction: str
@@ -74,6 +93,11 @@ class FitConfig:
     early_stopping: EarlyStoppingConfig | None
     history_every: int
     dtype: str
+    history_max_points: int | None = None
+    lr_schedule: ScheduleConfig | None = None
+    grad_clip: ClipConfig | None = None
+    metrics: tuple[str, ...] = ()
+    loss_options: LossOptions = field(default_factory=LossOptions)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | FitConfig) -> FitConfig:
@@ -87,11 +111,13 @@ class FitConfig:
         obj = as_mapping(raw, ())
         reject_unknown(obj, (*ENGINE_KEYS, *SERVICE_KEYS), ())
         validation = parse_validation(obj.get("validation"))
+        loss = get_choice(obj, "loss", tuple(LOSSES), (), default="mse")
+        epochs = require_int(obj, "epochs", (), default=100, minimum=1, maximum=MAX_EPOCHS)
         return cls(
-            loss=get_choice(obj, "loss", tuple(LOSSES), (), default="mse"),
+            loss=loss,
             reduction=get_choice(obj, "reduction", REDUCTIONS, (), default="mean"),
             optimizer=parse_optimizer(obj.get("optimizer")),
-            epochs=require_int(obj, "epochs", (), default=100, minimum=1, maximum=MAX_EPOCHS),
+            epochs=epochs,
             batch_size=get_int(obj, "batch_size", (), minimum=1),
             shuffle=get_bool(obj, "shuffle", (), True),
             seed=get_int(obj, "seed", (), minimum=0, maximum=MAX_SEED),
@@ -99,6 +125,13 @@ class FitConfig:
             early_stopping=parse_early_stopping(obj.get("early_stopping"), validation),
             history_every=require_int(obj, "history_every", (), default=1, minimum=1),
             dtype=get_choice(obj, "dtype", DTYPES, (), default="float64"),
+            history_max_points=get_int(
+                obj, "history_max_points", (), minimum=MIN_HISTORY_POINTS, maximum=MAX_EPOCHS
+            ),
+            lr_schedule=parse_schedule(obj.get("lr_schedule"), epochs, validation is not None),
+            grad_clip=parse_clip(obj.get("grad_clip")),
+            metrics=parse_metrics(obj.get("metrics"), LOSSES[loss].is_classification, loss),
+            loss_options=parse_loss_options(obj.get("loss_options"), loss),
         )
 
     def with_seed(self, seed: int) -> FitConfig:
@@ -127,6 +160,11 @@ class FitConfig:
             "early_stopping": early,
             "history_every": self.history_every,
             "dtype": self.dtype,
+            "history_max_points": self.history_max_points,
+            "lr_schedule": schedule_to_dict(self.lr_schedule),
+            "grad_clip": None if self.grad_clip is None else self.grad_clip.to_dict(),
+            "metrics": list(self.metrics),
+            "loss_options": self.loss_options.to_dict(self.loss),
         }
 
 

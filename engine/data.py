@@ -10,8 +10,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from engine.config import FitConfig
 from engine.errors import ConfigError, Loc
+from engine.loss_options import check_loss_options
 from engine.losses import LOSSES
 from engine.network import Network
+from engine.schedules import check_onecycle
 
 Array = NDArray[np.floating]
 PROBABILITY_TOLERANCE = 1e-6
@@ -28,11 +30,15 @@ class Dataset:
         Targets; class labels are one-hot encoded.
     labels : ndarray of shape (n_samples,) or None
         Integer class of each sample, for the accuracy of ``cross_entropy``.
+    from_labels : bool
+        Whether the targets were given as integer class labels (rather than
+        probability or one-hot rows): PyTorch weighs the two differently.
     """
 
     X: Array
     Y: Array
     labels: NDArray[np.intp] | None = None
+    from_labels: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -42,7 +48,10 @@ class Dataset:
     def subset(self, index: NDArray[np.intp]) -> Dataset:
         """The samples at ``index``, copied."""
         return Dataset(
-            self.X[index], self.Y[index], None if self.labels is None else self.labels[index]
+            self.X[index],
+            self.Y[index],
+            None if self.labels is None else self.labels[index],
+            self.from_labels,
         )
 
     def empty(self, n_samples: int) -> Dataset:
@@ -51,6 +60,7 @@ class Dataset:
             np.empty((n_samples, *self.X.shape[1:]), self.X.dtype),
             np.empty((n_samples, *self.Y.shape[1:]), self.Y.dtype),
             None if self.labels is None else np.empty(n_samples, self.labels.dtype),
+            self.from_labels,
         )
 
     def take(self, index: NDArray[np.intp], out: Dataset) -> Dataset:
@@ -80,7 +90,8 @@ def all_finite(array: Array) -> bool:
 
 
 def check_compatible(network: Network, config: FitConfig) -> None:
-    """Raise :class:`ConfigError` if the loss cannot be used with the network's output layer."""
+    """Raise :class:`ConfigError` if the loss (or its options) cannot be used with the
+    network's output layer."""
     required = LOSSES[config.loss].required_activation
     actual = network.output_activation
     if required is not None and actual != required:
@@ -90,6 +101,7 @@ def check_compatible(network: Network, config: FitConfig) -> None:
             f"network's last layer is {actual}. Use loss "
             f"{suggest_loss(actual)!r} or change the last activation to {required}",
         )
+    check_loss_options(config.loss, config.loss_options, network.output_size)
 
 
 def suggest_loss(activation: str) -> str:
@@ -197,7 +209,9 @@ def prepare(
             f"the network's input_size is {network.input_size}",
         )
     Y, labels = as_targets(y, network, config.loss, features.shape[0], (*prefix, "y"), dtype)
-    return Dataset(features, Y, labels)
+    shape = np.shape(y)  # valid now: 1-D, or 2-D with one column for class labels
+    from_labels = config.loss == "cross_entropy" and (len(shape) == 1 or shape[1] == 1)
+    return Dataset(features, Y, labels, from_labels)
 
 
 def check_data(
@@ -205,13 +219,19 @@ def check_data(
 ) -> None:
     """Raise :class:`ConfigError` if the data cannot train ``network`` with ``config``.
 
-    Also checks that a ``validation.fraction`` split leaves samples on both sides
-    (for the training data, i.e. when ``prefix`` is empty).
+    Also checks, for the training data (``prefix`` empty), that a
+    ``validation.fraction`` split leaves samples on both sides and that a
+    ``onecycle`` schedule's warm-up has a length over the run's batches.
     """
     check_compatible(network, config)
     data = prepare(network, config, X, y, prefix)
-    if not prefix and config.validation is not None and config.validation.fraction is not None:
-        validation_size(data.n_samples, config.validation.fraction)
+    if prefix:
+        return
+    n_train = data.n_samples
+    if config.validation is not None and config.validation.fraction is not None:
+        n_train -= validation_size(data.n_samples, config.validation.fraction)
+    batch = n_train if config.batch_size is None else min(config.batch_size, n_train)
+    check_onecycle(config.lr_schedule, config.epochs * -(-n_train // batch))
 
 
 def validation_size(n_samples: int, fraction: float) -> int:

@@ -12,13 +12,18 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from engine.callbacks import Callback
-from engine.checkpoint import STATE_FORMAT, TrainingState, rng_state_from_json, rng_state_to_json
+from engine.checkpoint import TrainingState
+from engine.clipping import make_clip
 from engine.config import FitConfig
 from engine.data import Dataset, check_compatible, prepare, split_validation
 from engine.errors import ConfigError
-from engine.losses import LOSSES
+from engine.history import history_interval
+from engine.losses import make_loss
+from engine.metrics import MetricTracker
 from engine.network import Network, as_float_dtype, draw_seed
 from engine.optimizers import make_optimizer
+from engine.resume import check_state, restore, trainer_state
+from engine.schedules import make_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +38,9 @@ class FitResult:
     ----------
     history : dict of str to list
         Equal-length columns: ``epoch``, ``loss``, ``val_loss`` (None without
-        validation) and metrics (``accuracy``, ``val_accuracy``).
+        validation), each metric and its ``val_`` twin (``accuracy``,
+        ``val_accuracy`` by default for classification), and ``lr`` (the learning
+        rate at the epoch's first update) when there is an ``lr_schedule``.
     stop_reason : str
         ``completed``, ``early_stopping``, ``diverged``, or the reason a
         callback gave to :meth:`Trainer.stop` (the service uses ``cancelled``).
@@ -73,16 +80,27 @@ class Trainer:
         seed = self._choose_seed(cfg, initial_state)
         self.config = cfg.with_seed(seed)
         self.network = network
-        self.loss = LOSSES[cfg.loss]
-        split_rng, self.shuffle_rng = np.random.default_rng(seed).spawn(2)
+        split_rng, self.shuffle_rng, self.dropout_rng = np.random.default_rng(seed).spawn(3)
         self.train, self.val = self._datasets(X, y, validation_data, split_rng)
+        self.loss = make_loss(cfg.loss, cfg.loss_options, self.train.from_labels)
+        self.val_loss_fn = (
+            self.loss
+            if self.val is None
+            else make_loss(cfg.loss, cfg.loss_options, self.val.from_labels)
+        )
         dtype = as_float_dtype(cfg.dtype)
         self.optimizer = make_optimizer(cfg.optimizer, network.n_parameters, dtype)
+        self.schedule = make_schedule(
+            cfg.lr_schedule, self.optimizer, cfg.epochs * self._batches_per_epoch()
+        )
+        self.clip = make_clip(cfg.grad_clip, network.n_parameters, dtype)
+        self.metrics = self._trackers()
         if initial_state is not None:
-            self._check_state(initial_state)
+            check_state(self, initial_state)
         # Everything is validated: only now may the network change (a ConfigError
         # must leave the caller's network exactly as it was).
         network.astype(dtype)
+        network.dropout_rng = self.dropout_rng if network.has_dropout else None
         self.callbacks = tuple(callbacks)
         self.epoch = 0
         self.best_value: float | None = None
@@ -93,7 +111,7 @@ class Trainer:
         self._stop_reason: str | None = None
         self._batches: dict[int, Dataset] = {}  # shuffled batches are gathered here, by size
         if initial_state is not None:
-            self._restore(initial_state)
+            restore(self, initial_state)
 
     # -- setup --------------------------------------------------------------------------
 
@@ -132,10 +150,28 @@ class Trainer:
             )
         return data, prepare(self.network, cfg, *validation_data, prefix=("validation",))
 
+    def _batch_size(self) -> int:
+        size, n = self.config.batch_size, self.train.n_samples
+        return n if size is None else min(size, n)
+
+    def _batches_per_epoch(self) -> int:
+        return -(-self.train.n_samples // self._batch_size())
+
+    def _trackers(self) -> tuple[MetricTracker, MetricTracker | None] | None:
+        """Metric accumulators for the training and the validation data (None: no metrics)."""
+        names = self.config.metrics
+        if not names:
+            return None
+        outputs = self.network.output_size
+        val = None if self.val is None else MetricTracker(names, outputs, self.val.Y)
+        return MetricTracker(names, outputs, self.train.Y), val
+
     def _history_keys(self) -> list[str]:
         keys = ["epoch", "loss", "val_loss"]
-        if self.loss.is_classification:
-            keys += ["accuracy", "val_accuracy"]
+        for name in self.config.metrics:
+            keys += [name, f"val_{name}"]
+        if self.schedule is not None:
+            keys.append("lr")
         return keys
 
     # -- public -------------------------------------------------------------------------
@@ -153,110 +189,7 @@ class Trainer:
             Also store the history so far, so that a resumed :func:`fit`
             returns the whole history rather than the epochs after the state.
         """
-        opt_arrays, opt_meta = self.optimizer.state()
-        arrays: dict[str, NDArray[Any]] = {"params": self.network.params.copy()}
-        arrays.update({f"optimizer.{k}": v for k, v in opt_arrays.items()})
-        if self.best_params is not None:
-            arrays["best_params"] = self.best_params.copy()
-        if include_history:
-            for key, column in self.history.items():
-                values = [math.nan if v is None else v for v in column]
-                arrays[f"history.{key}"] = np.asarray(
-                    values, dtype=np.int64 if key == "epoch" else np.float64
-                )
-        meta = {
-            "format": STATE_FORMAT,
-            "epoch": self.epoch,
-            "seed": self.config.seed,
-            "rng": rng_state_to_json(dict(self.shuffle_rng.bit_generator.state)),
-            "optimizer": {"name": self.config.optimizer.name, **opt_meta},
-            "best": {"value": self.best_value, "epoch": self.best_epoch, "wait": self.wait},
-            "dtype": self.config.dtype,
-            "n_parameters": self.network.n_parameters,
-            "has_history": include_history,
-            "layout": network_layout(self.network),
-            "config": resumable_config(self.config),
-        }
-        return TrainingState(arrays=arrays, meta=meta)
-
-    def _check_state(self, state: TrainingState) -> None:
-        """Raise :class:`ConfigError` unless ``state`` can continue this run."""
-        meta = state.meta
-        if meta.get("format") != STATE_FORMAT:
-            raise ConfigError(
-                ("initial_state",), f"unsupported checkpoint format {meta.get('format')!r}"
-            )
-        if int(meta["n_parameters"]) != self.network.n_parameters:
-            raise ConfigError(
-                ("initial_state",),
-                f"the checkpoint has {meta['n_parameters']} "
-                f"parameters but the network has {self.network.n_parameters}",
-            )
-        if meta["optimizer"]["name"] != self.config.optimizer.name:
-            raise ConfigError(
-                ("optimizer", "name"),
-                f"differs from the checkpoint's optimizer {meta['optimizer']['name']!r}",
-            )
-        if meta["dtype"] != self.config.dtype:
-            raise ConfigError(("dtype",), f"differs from the checkpoint's dtype {meta['dtype']!r}")
-        self._check_same_run(meta)
-        needed = set(self.optimizer.state()[0])
-        stored = {k.removeprefix("optimizer.") for k in state.arrays if k.startswith("optimizer.")}
-        if needed != stored:
-            raise ConfigError(
-                ("optimizer",),
-                f"keeps state {sorted(needed)} but the checkpoint has {sorted(stored)}; "
-                "resume with the optimizer settings it was trained with (e.g. the same momentum)",
-            )
-
-    def _check_same_run(self, meta: Mapping[str, Any]) -> None:
-        """The network layout and every training setting but ``epochs`` must match."""
-        layout = meta.get("layout")
-        if layout is not None and layout != network_layout(self.network):
-            raise ConfigError(
-                ("initial_state",),
-                f"the checkpoint was trained on a network with layout {layout}, not "
-                f"{network_layout(self.network)}",
-            )
-        stored = meta.get("config")
-        if stored is None:
-            return
-        current = resumable_config(self.config)
-        for key, value in current.items():
-            if stored.get(key) != value:
-                raise ConfigError(
-                    (key,),
-                    f"is {value!r} but the checkpoint was trained with {stored.get(key)!r}; "
-                    "resume with the same settings (only epochs may change)",
-                )
-
-    def _restore(self, state: TrainingState) -> None:
-        meta = state.meta
-        self.network.params[...] = state.arrays["params"]
-        self.optimizer.load_state(
-            {
-                k.removeprefix("optimizer."): v
-                for k, v in state.arrays.items()
-                if k.startswith("optimizer.")
-            },
-            meta["optimizer"],
-        )
-        self.shuffle_rng.bit_generator.state = rng_state_from_json(meta["rng"])
-        self.epoch = int(meta["epoch"])
-        best = meta["best"]
-        self.best_value = best["value"]
-        self.best_epoch = best["epoch"]
-        self.wait = int(best["wait"])
-        if "best_params" in state.arrays:
-            self.best_params = np.array(state.arrays["best_params"], dtype=self.network.dtype)
-        if meta.get("has_history"):
-            for key in self.history:
-                column = state.arrays[f"history.{key}"].tolist()
-                self.history[key] = (
-                    [int(v) for v in column]
-                    if key == "epoch"
-                    else [None if math.isnan(v) else v for v in column]
-                )
+        return trainer_state(self, include_history)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -288,15 +221,16 @@ class Trainer:
     def _epochs(self) -> tuple[str, str | None, dict[str, float | None] | None]:
         """Run the remaining epochs; return (stop_reason, message, logs of the last epoch).
 
-        When the loss is the only log (no validation, no metrics), the history
+        When the loss is the only log (no validation, metrics or schedule), the history
         is recorded with pre-bound appends and, without early stopping or
         callbacks, no logs dict is built at all: a tiny network then trains as
         fast as the hand-written loop, and a callback costs only its own call.
         """
         cfg, params, callbacks = self.config, self.network.params, self.callbacks
-        every, early = cfg.history_every, cfg.early_stopping
+        early, optimizer, schedule = cfg.early_stopping, self.optimizer, self.schedule
         train_epoch = self._full_batch_epoch() if self._is_full_batch() else self._minibatch_epoch
-        loss_only = self.val is None and not self.loss.is_classification
+        tracker = None if self.metrics is None else self.metrics[0]
+        loss_only = self.val is None and tracker is None and schedule is None
         append_epoch, append_loss, append_val = (
             self.history[k].append for k in ("epoch", "loss", "val_loss")
         )
@@ -305,12 +239,17 @@ class Trainer:
         # overflow the weights while its loss (computed before it) is still finite.
         snapshots = (np.empty_like(params), np.empty_like(params))
         first = self.epoch + 1
+        # The history's recording interval, doubled past each boundary (engine.history).
+        interval, boundary = history_interval(first, cfg.history_every, cfg.history_max_points)
         last_loss: float | None = None
         last_logs: dict[str, float | None] | None = None
         for epoch in range(first, cfg.epochs + 1):
             snapshot = snapshots[epoch & 1]
             snapshot[...] = params
-            loss, correct = train_epoch()
+            if tracker is not None:
+                tracker.reset()
+            lr = optimizer.lr
+            loss = train_epoch()
             if not math.isfinite(loss):
                 params[...] = snapshot
                 message = self._divergence_message(epoch)
@@ -321,7 +260,9 @@ class Trainer:
                     last_logs = {"loss": last_loss, "val_loss": None}
                 return "diverged", message, last_logs
             self.epoch = epoch
-            recorded = epoch % every == 0
+            recorded = epoch % interval == 0
+            if epoch == boundary:
+                interval, boundary = interval << 1, boundary << 1
             if loss_only:
                 last_loss = loss
                 if recorded:
@@ -336,11 +277,13 @@ class Trainer:
                         continue
                 logs = last_logs = {"loss": loss, "val_loss": None}
             else:
-                logs = last_logs = self._logs(loss, correct)
+                logs = last_logs = self._logs(loss, lr)
                 if recorded:
                     self._append(self.history, epoch, logs)
             if (early is not None or not loss_only) and self._early_stopping(epoch, logs):
                 self._stop_reason = self._stop_reason or "early_stopping"
+            if schedule is not None:  # before the callbacks: their checkpoints include it
+                schedule.epoch_end(logs)
             for callback in callbacks:
                 callback.on_epoch_end(self, epoch, logs, recorded)
             if self._stop_reason is not None:
@@ -368,7 +311,27 @@ class Trainer:
         size = self.config.batch_size
         return size is None or size >= self.train.n_samples
 
-    def _full_batch_epoch(self) -> Callable[[], tuple[float, int]]:
+    def _update(self) -> Callable[[Array, Array], None]:
+        """One update from the batch's gradients: clip, optimizer step, per-batch schedule.
+
+        Without clipping and a per-batch schedule this is the optimizer's ``step`` itself.
+        """
+        step, clip = self.optimizer.step, self.clip
+        schedule = self.schedule
+        per_batch = schedule.batch_end if schedule is not None and schedule.per_batch else None
+        if clip is None and per_batch is None:
+            return step
+
+        def update(params: Array, grads: Array) -> None:
+            if clip is not None:
+                clip(grads)
+            step(params, grads)
+            if per_batch is not None:
+                per_batch()
+
+        return update
+
+    def _full_batch_epoch(self) -> Callable[[], float]:
         """A closure that runs one full-batch epoch: forward, loss, backward, one update.
 
         Full-batch epochs never shuffle: a permutation of the whole batch is the
@@ -385,38 +348,38 @@ class Trainer:
         out = plan.spaces[-1]
         activation = network.layers[-1].activation
         forward, backward = plan.forward, plan.backward
-        value_and_delta, step = loss_fn.value_and_delta, self.optimizer.step
+        value_and_delta, update = loss_fn.value_and_delta, self._update()
         params, grads = network.params, network.grads
-        count_correct = loss_fn.is_classification
-        correct_fn = self._correct
+        track = None if self.metrics is None else self.metrics[0].batch
 
-        def epoch() -> tuple[float, int]:
+        def epoch() -> float:
             A = forward(X)
             loss, dZ = value_and_delta(out.Z, A, Y, reduction, activation, out.dA, out.work)
-            correct = correct_fn(A, Y, labels) if count_correct else 0
+            if track is not None:
+                track(A, Y, labels)
             if loss - loss == 0.0:  # finite (inf - inf and nan - nan are nan), no call
                 backward(dZ)
-                step(params, grads)
-            return loss, correct
+                update(params, grads)
+            return loss
 
         return epoch
 
-    def _minibatch_epoch(self) -> tuple[float, int]:
+    def _minibatch_epoch(self) -> float:
         """One pass over shuffled (or ordered) mini-batches; one update per batch.
 
         Returns the epoch loss, the sample-weighted mean of the batch losses
-        (``mean``) or their sum (``sum``), and the count of correct predictions.
-        A non-finite batch loss ends the epoch before its update is applied.
+        (``mean``) or their sum (``sum``); the metrics accumulate in the training
+        tracker. A non-finite batch loss ends the epoch before its update is applied.
         """
         data, cfg, network, loss_fn = self.train, self.config, self.network, self.loss
         n = data.n_samples
-        batch = n if cfg.batch_size is None else min(cfg.batch_size, n)
-        optimizer, params, grads = self.optimizer, network.params, network.grads
+        batch = self._batch_size()
+        update, params, grads = self._update(), network.params, network.grads
         activation = network.layers[-1].activation
         reduction = cfg.reduction
-        count_correct = self.loss.is_classification
+        track = None if self.metrics is None else self.metrics[0].batch
         order = self.shuffle_rng.permutation(n) if cfg.shuffle else None
-        total, correct = 0.0, 0
+        total = 0.0
         for start in range(0, n, batch):
             stop = min(start + batch, n)
             Xb, Yb, labels = self._batch(order, start, stop)
@@ -427,13 +390,13 @@ class Trainer:
                 out.Z, A, Yb, reduction, activation, out.dA, out.work
             )
             if not math.isfinite(loss):
-                return loss, correct
-            if count_correct:
-                correct += self._correct(A, Yb, labels)
+                return loss
+            if track is not None:
+                track(A, Yb, labels)
             plan.backward(dZ)
-            optimizer.step(params, grads)
+            update(params, grads)
             total += loss * (stop - start) if reduction == "mean" else loss
-        return (total / n if reduction == "mean" else total), correct
+        return total / n if reduction == "mean" else total
 
     def _batch(
         self,
@@ -458,30 +421,25 @@ class Trainer:
         data.take(index, out)
         return out.X, out.Y, out.labels
 
-    @staticmethod
-    def _correct(A: Array, Y: Array, labels: NDArray[np.intp] | None) -> int:
-        if labels is not None:
-            return int(np.count_nonzero(A.argmax(axis=1) == labels))
-        return int(np.count_nonzero((A > 0.5) == (Y > 0.5)))
-
-    def _logs(self, loss: float, correct: int) -> dict[str, float | None]:
+    def _logs(self, loss: float, lr: float) -> dict[str, float | None]:
+        """The epoch's logs: losses, metrics of the training and validation data, ``lr``."""
         logs: dict[str, float | None] = {"loss": loss, "val_loss": None}
-        classification = self.loss.is_classification
-        if classification:
-            logs["accuracy"] = (
-                correct / self.train.Y.size
-                if self.train.labels is None
-                else correct / self.train.n_samples
-            )
-            logs["val_accuracy"] = None
-        if self.val is not None:
-            Z, A = self.network.forward(self.val.X)
-            logs["val_loss"] = self.loss.value(Z, A, self.val.Y, self.config.reduction)
-            if classification:
-                correct_val = self._correct(A, self.val.Y, self.val.labels)
-                logs["val_accuracy"] = correct_val / (
-                    self.val.n_samples if self.val.labels is not None else self.val.Y.size
-                )
+        train, val, metrics = self.train, self.val, self.metrics
+        if metrics is not None:
+            for name, value in metrics[0].results(train.labels is not None).items():
+                logs[name] = value
+                logs[f"val_{name}"] = None
+        if val is not None:
+            Z, A = self.network.forward(val.X)
+            logs["val_loss"] = self.val_loss_fn.value(Z, A, val.Y, self.config.reduction)
+            if metrics is not None and metrics[1] is not None:
+                tracker = metrics[1]
+                tracker.reset()
+                tracker.batch(A, val.Y, val.labels)
+                for name, value in tracker.results(val.labels is not None).items():
+                    logs[f"val_{name}"] = value
+        if self.schedule is not None:
+            logs["lr"] = lr
         return logs
 
     @staticmethod
@@ -533,19 +491,6 @@ class Trainer:
             f"{'; '.join(parts)}; the weights are those after epoch {kept}. "
             f"Try a smaller learning_rate (e.g. {lr / 10:g})."
         )
-
-
-def network_layout(network: Network) -> dict[str, Any]:
-    """The input size and layers of ``network`` (what a checkpoint's weights assume)."""
-    spec = network.spec
-    return {"input_size": spec["input_size"], "layers": spec["layers"]}
-
-
-def resumable_config(config: FitConfig) -> dict[str, Any]:
-    """The training settings a resumed run must share with its checkpoint (all but epochs)."""
-    settings = config.to_dict()
-    del settings["epochs"]
-    return settings
 
 
 def fit(

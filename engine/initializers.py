@@ -11,6 +11,10 @@ key                 distribution
 ``xavier_normal``   :math:`N(0, \sigma)`, :math:`\sigma = \sqrt{2 / (\text{fan\_in} + \text{fan\_out})}`
 ``he_uniform``      :math:`U(-a, a)`, :math:`a = \sqrt{6 / \text{fan\_in}}` (Kaiming, ReLU gain)
 ``he_normal``       :math:`N(0, \sigma)`, :math:`\sigma = \sqrt{2 / \text{fan\_in}}`
+``lecun_uniform``   :math:`U(-a, a)`, :math:`a = \sqrt{3 / \text{fan\_in}}` (Kaiming, linear gain)
+``lecun_normal``    :math:`N(0, \sigma)`, :math:`\sigma = \sqrt{1 / \text{fan\_in}}` (for ``selu``)
+``orthogonal``      ``torch.nn.init.orthogonal_``: the Q of a QR decomposition of a
+                    standard normal matrix, signs fixed by R's diagonal (gain 1)
 ``uniform``         :math:`U(\text{low}, \text{high})`, defaults 0 and 1
 ``normal``          :math:`N(\text{mean}, \text{std})`, defaults 0 and 1
 ``zeros``           all zero
@@ -59,6 +63,39 @@ def he_normal(
     return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
 
 
+def lecun_uniform(
+    rng: np.random.Generator, fan_in: int, fan_out: int, params: Mapping[str, Any]
+) -> NDArray[np.float64]:
+    """LeCun uniform (``kaiming_uniform_(w, nonlinearity="linear")``): :math:`U(-a, a)`."""
+    bound = math.sqrt(3.0 / fan_in)
+    return rng.uniform(-bound, bound, size=(fan_in, fan_out))
+
+
+def lecun_normal(
+    rng: np.random.Generator, fan_in: int, fan_out: int, params: Mapping[str, Any]
+) -> NDArray[np.float64]:
+    """LeCun normal (``kaiming_normal_(w, nonlinearity="linear")``): :math:`N(0, \\sqrt{1/fan_in})`."""
+    return rng.normal(0.0, math.sqrt(1.0 / fan_in), size=(fan_in, fan_out))
+
+
+def orthogonal(
+    rng: np.random.Generator, fan_in: int, fan_out: int, params: Mapping[str, Any]
+) -> NDArray[np.float64]:
+    """``torch.nn.init.orthogonal_`` of the (fan_out, fan_in) weight, returned transposed.
+
+    The rows of the returned (fan_in, fan_out) matrix's transpose are orthonormal
+    when ``fan_out <= fan_in``, its columns' otherwise (the semi-orthogonal case).
+    """
+    flattened = rng.standard_normal((fan_out, fan_in))
+    wide = fan_out < fan_in
+    if wide:
+        flattened = flattened.T
+    q, r = np.linalg.qr(flattened)
+    q *= np.sign(np.diag(r))
+    weight = q.T if wide else q
+    return np.ascontiguousarray(weight.T)
+
+
 def uniform(
     rng: np.random.Generator, fan_in: int, fan_out: int, params: Mapping[str, Any]
 ) -> NDArray[np.float64]:
@@ -85,6 +122,9 @@ INITIALIZERS: dict[str, Initializer] = {
     "xavier_normal": xavier_normal,
     "he_uniform": he_uniform,
     "he_normal": he_normal,
+    "lecun_uniform": lecun_uniform,
+    "lecun_normal": lecun_normal,
+    "orthogonal": orthogonal,
     "uniform": uniform,
     "normal": normal,
     "zeros": zeros,

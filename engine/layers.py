@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.activations import Activation
+from engine.activation_base import Activation
 
 # ``np.dot`` with a C-contiguous ``out`` costs half of ``np.matmul`` on small arrays
 # (both call the same BLAS routine); positional ``out`` skips keyword parsing.
@@ -25,6 +25,28 @@ dot = np.dot
 add = np.add
 
 Array = NDArray[np.floating]
+
+
+@dataclass
+class DropoutBuffers:
+    """Preallocated buffers of inverted dropout on one layer's output, for one batch size.
+
+    Attributes
+    ----------
+    uniform : ndarray of float32, shape (batch, units)
+        The draws of the run's generator.
+    keep : ndarray of bool, shape (batch, units)
+        ``uniform >= p``: the units kept.
+    noise : ndarray of shape (batch, units)
+        ``keep / (1 - p)``, as ``torch.nn.Dropout``'s noise tensor.
+    out : ndarray of shape (batch, units)
+        ``A * noise``: what the next layer sees.
+    """
+
+    uniform: NDArray[np.float32]
+    keep: NDArray[np.bool_]
+    noise: Array
+    out: Array
 
 
 @dataclass
@@ -43,6 +65,8 @@ class Workspace:
         Scratch space for the activation's backward rule.
     X : ndarray of shape (batch, fan_in) or None
         The input of the latest forward pass (a reference, not a copy).
+    dropout : DropoutBuffers or None
+        The mask buffers of a layer with dropout (None without).
     """
 
     Z: Array
@@ -50,6 +74,7 @@ class Workspace:
     dA: Array
     work: Array
     X: Array | None = None
+    dropout: DropoutBuffers | None = None
 
 
 class Dense:
@@ -65,13 +90,19 @@ class Dense:
         Nonlinearity applied to ``X @ W + b``.
     bias : bool
         Whether the layer has a bias vector.
+    dropout : float
+        Probability of zeroing each output in training (inverted dropout after
+        the activation, as ``torch.nn.Dropout``); 0 for none.
     """
 
-    def __init__(self, fan_in: int, units: int, activation: Activation, bias: bool) -> None:
+    def __init__(
+        self, fan_in: int, units: int, activation: Activation, bias: bool, dropout: float = 0.0
+    ) -> None:
         self.fan_in = fan_in
         self.units = units
         self.activation = activation
         self.has_bias = bias
+        self.dropout = dropout
         self.W: Array = np.empty((0, 0))
         self.b: Array | None = None
         self.gW: Array = np.empty((0, 0))
@@ -103,7 +134,32 @@ class Dense:
         shape = (batch, self.units)
         Z = np.empty(shape, dtype)
         A = Z if self.activation.is_identity else np.empty(shape, dtype)
-        return Workspace(Z=Z, A=A, dA=np.empty(shape, dtype), work=np.empty(shape, dtype))
+        dropout = None
+        if self.dropout:
+            dropout = DropoutBuffers(
+                uniform=np.empty(shape, np.float32),
+                keep=np.empty(shape, np.bool_),
+                noise=np.empty(shape, dtype),
+                out=np.empty(shape, dtype),
+            )
+        return Workspace(
+            Z=Z, A=A, dA=np.empty(shape, dtype), work=np.empty(shape, dtype), dropout=dropout
+        )
+
+    def drop(self, A: Array, buffers: DropoutBuffers, rng: np.random.Generator) -> Array:
+        """Inverted dropout of this layer's activations ``A`` (batch, units) in training.
+
+        Draws one float32 uniform per unit from ``rng`` (row-major), keeps the
+        units whose draw is at least ``p`` and scales them by ``1 / (1 - p)``,
+        computed in ``A``'s dtype as PyTorch's ``noise.div_(1 - p)`` is. Returns
+        ``buffers.out``; the backward pass multiplies dL/d(out) by ``buffers.noise``.
+        """
+        p = self.dropout
+        rng.random(dtype=np.float32, out=buffers.uniform)
+        np.greater_equal(buffers.uniform, p, out=buffers.keep)
+        one = A.dtype.type(1.0)
+        np.multiply(buffers.keep, one / A.dtype.type(1.0 - p), out=buffers.noise)
+        return np.multiply(A, buffers.noise, out=buffers.out)
 
     def forward(self, X: Array) -> tuple[Array, Array]:
         """Inference forward pass, allocating its outputs.

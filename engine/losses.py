@@ -15,6 +15,10 @@ key                        value (``mean``; ``sum`` drops the 1/N)     dL/dZ at 
                            pre-softmax ``Z``, N = samples              N = samples
 =========================  ==========================================  ==================================
 
+plus ``l1``, ``huber`` and ``smooth_l1`` (:mod:`engine.regression_losses`) and the
+options of :mod:`engine.loss_options` (class weights, label smoothing, positive
+weights: :mod:`engine.weighted_losses`).
+
 The cross-entropies are computed stably from the pre-activations
 (:math:`\max(Z,0) - ZY + \log(1 + e^{-|Z|})` and ``log_softmax``), so large
 logits neither overflow nor produce ``log(0)``.
@@ -22,50 +26,19 @@ logits neither overflow nor produce ``log(0)``.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.activations import Activation, row_max
+from engine.activation_base import Activation
+from engine.activations import row_max
+from engine.loss_base import REDUCTIONS, Loss
+from engine.loss_options import LossOptions
+from engine.regression_losses import L1, Huber, SmoothL1
+from engine.weighted_losses import PosWeightBinaryCrossEntropy, WeightedCrossEntropy
+
+__all__ = ["LOSSES", "REDUCTIONS", "Loss", "make_loss"]
 
 Array = NDArray[np.floating]
-
-REDUCTIONS = ("mean", "sum")
-
-
-class Loss:
-    """Base class for a loss between network outputs and targets.
-
-    All arrays are (n_samples, n_outputs); targets ``Y`` are float, with class
-    labels already one-hot encoded.
-    """
-
-    name: ClassVar[str] = ""
-    #: The output activation this loss must be paired with (None: any).
-    required_activation: ClassVar[str | None] = None
-    #: Whether an accuracy metric makes sense for this loss.
-    is_classification: ClassVar[bool] = False
-
-    def value(self, Z: Array, A: Array, Y: Array, reduction: str) -> float:
-        """Return the batch loss for pre-activations ``Z`` and activations ``A``."""
-        raise NotImplementedError
-
-    def value_and_delta(
-        self,
-        Z: Array,
-        A: Array,
-        Y: Array,
-        reduction: str,
-        activation: Activation,
-        out: Array,
-        work: Array,
-    ) -> tuple[float, Array]:
-        """Return the batch loss and dL/dZ of shape (n_samples, n_outputs), written into ``out``.
-
-        ``work`` is a scratch buffer of the same shape as ``out``.
-        """
-        raise NotImplementedError
 
 
 class MeanSquaredError(Loss):
@@ -178,6 +151,31 @@ class CrossEntropy(Loss):
 
 
 LOSSES: dict[str, Loss] = {
-    cls.name: cls() for cls in (MeanSquaredError, BinaryCrossEntropy, CrossEntropy)
+    cls.name: cls()
+    for cls in (MeanSquaredError, BinaryCrossEntropy, CrossEntropy, L1, Huber, SmoothL1)
 }
-"""The losses by the key users write in a run config."""
+"""The losses by the key users write in a run config (with default options)."""
+
+
+def make_loss(name: str, options: LossOptions, label_targets: bool = True) -> Loss:
+    """The loss ``name`` with its ``loss_options``.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`LOSSES`.
+    options : LossOptions
+        Its options (defaults give the plain loss of :data:`LOSSES`, same code path).
+    label_targets : bool
+        For ``cross_entropy`` with options: whether the data's targets were
+        integer class labels (PyTorch's class-index semantics) or probability rows.
+    """
+    if name == "huber":
+        return Huber(options.delta)
+    if name == "smooth_l1":
+        return SmoothL1(options.beta)
+    if name == "cross_entropy" and (options.label_smoothing or options.class_weights):
+        return WeightedCrossEntropy(options.label_smoothing, options.class_weights, label_targets)
+    if name == "binary_cross_entropy" and options.pos_weight is not None:
+        return PosWeightBinaryCrossEntropy(options.pos_weight)
+    return LOSSES[name]

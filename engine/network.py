@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from engine.activations import ACTIVATIONS
+from engine.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, make_activation
 from engine.errors import ConfigError, Loc
 from engine.fields import (
     as_mapping,
@@ -24,17 +24,37 @@ from engine.initializers import INITIALIZERS
 from engine.layers import Array, Dense, Workspace
 
 MAX_SEED = 2**63 - 1
+LAYER_FIELDS = ("units", "activation", "bias", "dropout", "negative_slope")
 PREDICT_CHUNK = 8192
 """Rows per forward pass in :meth:`Network.predict`, which bounds its memory."""
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer of a spec: its width, activation and whether it has a bias."""
+    """One layer of a spec: its width, activation, bias, and optional settings.
+
+    ``negative_slope`` is set (default 0.01) exactly for ``leaky_relu`` layers;
+    ``dropout`` is the training-time dropout probability of the layer's output.
+    """
 
     units: int
     activation: str
     bias: bool = True
+    dropout: float = 0.0
+    negative_slope: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalized JSON form: ``negative_slope`` on leaky_relu layers, ``dropout`` when set."""
+        layer: dict[str, Any] = {
+            "units": self.units,
+            "activation": self.activation,
+            "bias": self.bias,
+        }
+        if self.negative_slope is not None:
+            layer["negative_slope"] = self.negative_slope
+        if self.dropout:
+            layer["dropout"] = self.dropout
+        return layer
 
 
 @dataclass(frozen=True)
@@ -60,10 +80,7 @@ class NetworkSpec:
         init.update(self.init.params)
         return {
             "input_size": self.input_size,
-            "layers": [
-                {"units": layer.units, "activation": layer.activation, "bias": layer.bias}
-                for layer in self.layers
-            ],
+            "layers": [layer.to_dict() for layer in self.layers],
             "init": init,
         }
 
@@ -77,9 +94,10 @@ def parse_layer(raw: Any, index: int, n_layers: int) -> LayerSpec:
     """Validate ``layers[index]``."""
     loc: Loc = ("layers", index)
     obj = as_mapping(raw, loc)
-    reject_unknown(obj, ("units", "activation", "bias"), loc)
+    reject_unknown(obj, LAYER_FIELDS, loc)
     units = require_int(obj, "units", loc, minimum=1)
     activation = get_choice(obj, "activation", tuple(ACTIVATIONS), loc)
+    last = index == n_layers - 1
     if activation == "softmax":
         if index != n_layers - 1:
             raise ConfigError(
@@ -93,7 +111,43 @@ def parse_layer(raw: Any, index: int, n_layers: int) -> LayerSpec:
                 "a softmax layer needs at least 2 units (one per class); for a "
                 "single output use sigmoid",
             )
-    return LayerSpec(units=units, activation=activation, bias=get_bool(obj, "bias", loc, True))
+    return LayerSpec(
+        units=units,
+        activation=activation,
+        bias=get_bool(obj, "bias", loc, True),
+        dropout=parse_dropout(obj, loc, last),
+        negative_slope=parse_negative_slope(obj, loc, activation),
+    )
+
+
+def parse_dropout(obj: Mapping[str, Any], loc: Loc, last: bool) -> float:
+    """``dropout``: a probability in [0, 1) on a hidden layer's output."""
+    dropout = get_float(
+        obj, "dropout", loc, default=0.0, minimum=0.0, maximum=1.0, exclusive_maximum=True
+    )
+    if dropout and last:
+        raise ConfigError(
+            (*loc, "dropout"),
+            "dropout applies to hidden layers' outputs; the last layer's output is the "
+            "prediction. Put the dropout on the layer before it",
+        )
+    return dropout
+
+
+def parse_negative_slope(obj: Mapping[str, Any], loc: Loc, activation: str) -> float | None:
+    """``negative_slope`` of a ``leaky_relu`` layer, in [0, 1] (default 0.01)."""
+    if activation != "leaky_relu":
+        if obj.get("negative_slope") is not None:
+            raise ConfigError(
+                (*loc, "negative_slope"), f"only applies to leaky_relu, not {activation}"
+            )
+        return None
+    return get_float(obj, "negative_slope", loc, default=LEAKY_RELU_SLOPE, minimum=0.0, maximum=1.0)
+
+
+def normalize_layers(layers: Sequence[Any]) -> list[dict[str, Any]]:
+    """Layers in their normalized JSON form (defaults filled in), e.g. from an older checkpoint."""
+    return [parse_layer(layer, i, len(layers)).to_dict() for i, layer in enumerate(layers)]
 
 
 def parse_init(raw: Any) -> InitSpec:
@@ -182,9 +236,8 @@ class Network:
         self.layers: list[Dense] = []
         fan_in = spec.input_size
         for layer in spec.layers:
-            self.layers.append(
-                Dense(fan_in, layer.units, ACTIVATIONS[layer.activation], layer.bias)
-            )
+            activation = make_activation(layer.activation, layer.negative_slope)
+            self.layers.append(Dense(fan_in, layer.units, activation, layer.bias, layer.dropout))
             fan_in = layer.units
         self.dtype: np.dtype[np.floating] = as_float_dtype(dtype)
         self.params: Array = np.zeros(self.n_parameters, self.dtype)
@@ -192,6 +245,8 @@ class Network:
         self._bind()
         self._workspaces: dict[int, list[Workspace]] = {}
         self._plans: dict[int, TrainingPlan] = {}
+        self.dropout_rng: np.random.Generator | None = None
+        """Where training draws the dropout masks from (:func:`engine.fit` sets it)."""
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Network:
@@ -388,12 +443,14 @@ class Network:
             self._workspaces[batch] = spaces
         return spaces
 
+    @property
+    def has_dropout(self) -> bool:
+        """Whether any layer drops units in training."""
+        return any(layer.dropout for layer in self.layers)
+
     def forward_train(self, X: Array, spaces: list[Workspace]) -> Array:
         """Forward pass keeping what backward needs; returns the output (batch, output_size)."""
-        A = X
-        for layer, ws in zip(self.layers, spaces, strict=True):
-            A = layer.forward_train(A, ws)
-        return A
+        return self.passes(spaces)[0](X)
 
     def backward(self, dZ: Array, spaces: list[Workspace]) -> None:
         """Backpropagate dL/dZ of the last layer (batch, output_size) into :attr:`grads`."""
@@ -414,10 +471,14 @@ class Network:
     ) -> tuple[Callable[[Array], Array], Callable[[Array], None]]:
         """Forward and backward closures over ``spaces`` with every lookup done once.
 
-        The closures run the same operations as :meth:`forward_train` and
-        :meth:`backward`; they exist because per-call Python overhead dominates
-        on the tutorials' tiny networks.
+        They exist because per-call Python overhead dominates on the tutorials'
+        tiny networks. A network with dropout gets closures that also draw the
+        masks (from :attr:`dropout_rng`, layer by layer in forward order) and
+        multiply the gradients by them; one without gets closures with no trace
+        of dropout.
         """
+        if self.has_dropout:
+            return self._dropout_passes(spaces)
         pairs = tuple(
             (layer.forward_train, ws) for layer, ws in zip(self.layers, spaces, strict=True)
         )
@@ -442,6 +503,48 @@ class Network:
             for backward_layer, ws, dX, activation_backward, below in steps:
                 backward_layer(dZ, ws, dX)
                 if activation_backward is not None and below is not None and dX is not None:
+                    dZ = activation_backward(dX, below.Z, below.A, below.work)
+
+        return forward, backward
+
+    def _dropout_passes(
+        self,
+        spaces: list[Workspace],
+    ) -> tuple[Callable[[Array], Array], Callable[[Array], None]]:
+        """:meth:`passes` for a network with dropout: output = A * noise, dL/dA = dL/d(output) * noise."""
+        layers = self.layers
+        pairs = tuple(
+            (layer.forward_train, layer.drop if ws.dropout is not None else None, ws)
+            for layer, ws in zip(layers, spaces, strict=True)
+        )
+        steps = tuple(
+            (
+                layers[i].backward,
+                spaces[i],
+                spaces[i - 1].dA if i else None,
+                layers[i - 1].activation.backward if i else None,
+                spaces[i - 1] if i else None,
+            )
+            for i in range(len(layers) - 1, -1, -1)
+        )
+
+        def forward(X: Array) -> Array:
+            rng = self.dropout_rng
+            if rng is None:
+                raise RuntimeError("set Network.dropout_rng before training a network with dropout")
+            A = X
+            for forward_layer, drop, ws in pairs:
+                A = forward_layer(A, ws)
+                if drop is not None and ws.dropout is not None:
+                    A = drop(A, ws.dropout, rng)
+            return A
+
+        def backward(dZ: Array) -> None:
+            for backward_layer, ws, dX, activation_backward, below in steps:
+                backward_layer(dZ, ws, dX)
+                if activation_backward is not None and below is not None and dX is not None:
+                    if below.dropout is not None:
+                        np.multiply(dX, below.dropout.noise, out=dX)
                     dZ = activation_backward(dX, below.Z, below.A, below.work)
 
         return forward, backward

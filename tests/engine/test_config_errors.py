@@ -290,9 +290,9 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], Loc, tuple[str, ...]]] = [
     ("optimizer not an object", {"optimizer": "sgd"}, ("optimizer",), ("object",)),
     (
         "unknown optimizer",
-        {"optimizer": {"name": "rmsprop"}},
+        {"optimizer": {"name": "lbfgs"}},
         ("optimizer", "name"),
-        ("rmsprop", "sgd", "adam"),
+        ("lbfgs", "sgd", "adam", "adamw", "rmsprop", "adagrad"),
     ),
     (
         "negative learning rate",

@@ -101,9 +101,9 @@ def test_backprop_matches_central_differences(
 
 def test_gradient_check_detects_a_wrong_derivative(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check itself can fail: a sigmoid backward missing its (1 - A) factor is caught."""
-    sigmoid = engine.ACTIVATIONS["sigmoid"]
+    sigmoid = type(engine.ACTIVATIONS["sigmoid"])  # each layer has its own instance
 
-    def wrong_backward(dA: Any, Z: Any, A: Any, work: Any) -> Any:
+    def wrong_backward(self: Any, dA: Any, Z: Any, A: Any, work: Any) -> Any:
         return np.multiply(dA, A, out=dA)
 
     monkeypatch.setattr(sigmoid, "backward", wrong_backward)
