@@ -7,10 +7,15 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from app.client_cli import add_client_commands, run_client_command
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.logs import configure_logging
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+    from uvicorn import Config
 
 logger = logging.getLogger("backprop")
 
@@ -31,9 +36,47 @@ def _serve(host: str, port: int) -> int:
             return 2
     migrate(settings.database_url)
     logger.info("serving on http://%s:%d (docs at /docs)", host, port)
-    # Requests are logged by app.observability (one line each, JSON or text).
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, host, port)).run()
     return 0
+
+
+def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int) -> Config:
+    """The uvicorn configuration of ``backprop serve``: every server-level setting in one place.
+
+    - h11 with a deadline for request heads (``BACKPROP_HEADER_TIMEOUT_SECONDS``,
+      :mod:`app.http_protocol`); uvicorn's own keep-alive timeout (5 s) is kept.
+    - On SIGTERM, open requests and streams get ``BACKPROP_SHUTDOWN_SECONDS`` to
+      finish; then uvicorn closes them and exits.
+    - Requests are logged by :mod:`app.observability` (one line each, JSON or text),
+      so uvicorn's access log is off and its loggers go through ours (no log config).
+
+    Parameters
+    ----------
+    app : ASGI app
+        The app to serve (:func:`app.main.create_app`).
+    settings : Settings
+        The service's settings.
+    host, port : str, int
+        Where to listen.
+
+    Returns
+    -------
+    uvicorn.Config
+        For ``uvicorn.Server(config).run()``.
+    """
+    from uvicorn import Config
+
+    from app.http_protocol import protocol_with_head_timeout
+
+    return Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol_with_head_timeout(settings.header_timeout_seconds),
+        timeout_graceful_shutdown=settings.shutdown_seconds,
+        log_config=None,
+        access_log=False,
+    )
 
 
 def _migrate() -> int:

@@ -57,6 +57,7 @@ __all__ = [
     "Run",
     "ServerError",
     "ServiceUnavailable",
+    "StorageQuotaExceeded",
     "Unauthorized",
     "WaitTimeout",
     "Weights",
@@ -119,6 +120,11 @@ class Unauthorized(BackpropError):  # noqa: N818 (the names of the HTTP statuses
     """401: a missing or wrong API key."""
 
 
+class StorageQuotaExceeded(BackpropError):  # noqa: N818 (what happened)
+    """507: storing this would take the tenant over its storage quota (the detail says by how
+    much); delete datasets or networks, or wait for unfinished runs to end."""
+
+
 class RetryLater(BackpropError):  # noqa: N818 (what the caller should do)
     """An answer that says when to try again: :attr:`retry_after` seconds (or None)."""
 
@@ -165,6 +171,7 @@ _ERRORS: dict[int, type[BackpropError]] = {
     413: PayloadTooLarge,
     422: InvalidRequest,
     429: RateLimited,
+    507: StorageQuotaExceeded,
 }
 
 
@@ -250,6 +257,7 @@ class Dataset(_Model):
     target_type: str
     sha256: str
     created_at: datetime
+    stored_bytes: int = 0
 
 
 class DatasetData(_Model):

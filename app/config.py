@@ -49,7 +49,10 @@ class Settings(BaseSettings):
         "worker's run is taken over after at most this long.",
     )
     max_attempts: int = Field(
-        default=3, ge=1, description="Claims of one run before it fails with worker_lost."
+        default=3,
+        ge=1,
+        description="Workers of one run that may die while their supervisor lives before "
+        "it fails with worker_lost (a crash of the whole service does not count).",
     )
     outage_seconds: float = Field(
         default=600.0,
@@ -122,6 +125,87 @@ class Settings(BaseSettings):
     cors_origins: str | None = Field(
         default=None,
         description="Comma-separated origins allowed by CORS; unset = CORS off.",
+    )
+    # Package B — bounded event streams (GET /v1/runs/{id}/events).
+    max_event_streams: int = Field(
+        default=100,
+        ge=1,
+        description="Open event streams per tenant per API process; one more answers 429.",
+    )
+    event_buffer_points: int = Field(
+        default=2000,
+        ge=1,
+        description="Newest progress points an API process keeps per watched run, shared by "
+        "its subscribers; a subscriber that falls further behind gets a thinned sample.",
+    )
+    event_batch_points: int = Field(
+        default=500,
+        ge=1,
+        description="Most progress events a live subscriber is sent per poll (0.5 s); when "
+        "more were recorded, an evenly spaced sample with the latest, after a `skipped` event.",
+    )
+    event_send_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An event stream whose client takes no data for this long is closed.",
+    )
+    # Package D (large payloads): memory of one request's predict/plot/export work.
+    max_request_memory: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes one predict, decision-boundary plot or export may use for its "
+        "row chunks (activations of the widest layer, serialized output); wide networks "
+        "run in more, smaller chunks.",
+    )
+    # -- package G: fair queue, cheap run creation, storage quotas (issue 10) ---------------
+    storage_quota_bytes: int = Field(
+        default=10 * 1024**3,
+        ge=0,
+        description="Most bytes one tenant may store: dataset arrays, run histories, "
+        "checkpoints and run weights (507 above). Unfinished runs are charged the most they "
+        "can store, finished ones what they stored. 0 = no quota.",
+    )
+    history_max_points: int = Field(
+        default=100_000,
+        ge=10,
+        description="Runs record their history at history_every for this many points, then "
+        "at doubling intervals (engine.history_points gives the bound); a run may ask for "
+        "fewer (history_max_points), not more.",
+    )
+    max_scheduled_checkpoints: int = Field(
+        default=1000,
+        ge=1,
+        description="Most checkpoints one run's checkpoint_every schedule may write "
+        "(epochs // checkpoint_every; 422 above).",
+    )
+    # Package A (the HTTP edge): slow clients, shutdown.
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="The whole request head (request line and headers) must arrive within "
+        "this long, counted from the connection's start or from the end of the previous "
+        "response on a keep-alive connection; else 408 and the connection is closed. "
+        "Lengthened by 0-10% per connection, so connections opened together time out apart.",
+    )
+    body_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request body that sends no byte for this long answers 408 and the "
+        "connection is closed (lengthened by 0-10% per connection, like the header "
+        "timeout). It is also the grace period of the minimum body rate.",
+    )
+    body_min_bytes_per_second: float = Field(
+        default=8192.0,
+        gt=0,
+        description="A request body must arrive within BACKPROP_BODY_TIMEOUT_SECONDS plus "
+        "one second per this many bytes received (408 otherwise), so a trickle cannot hold "
+        "a connection for long.",
+    )
+    shutdown_seconds: int = Field(
+        default=10,
+        ge=1,
+        description="On SIGTERM, how long `backprop serve` waits for open requests and "
+        "streams to finish before it closes them.",
     )
 
     @property

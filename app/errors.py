@@ -36,6 +36,10 @@ class TooManyRunsError(ServiceError):
     """The tenant has as many queued and running runs as it may (HTTP 429 with Retry-After)."""
 
 
+class StorageQuotaError(ServiceError):
+    """Storing this would take the tenant over its storage quota (HTTP 507)."""
+
+
 class InvalidInputError(ServiceError):
     """Invalid input, reported like FastAPI's request validation errors (HTTP 422).
 

@@ -13,17 +13,20 @@ dtype, with the network spec and where they come from (run, network, epoch):
   ``allow_pickle=False``.
 - ``onnx``: input ``X`` of shape (N, input_size); per layer ``MatMul`` by the
   weights, ``Add`` of the bias, then the activation (``Identity``, ``Sigmoid``,
-  ``Tanh``, ``Relu``, ``LeakyRelu`` with alpha 0.01, ``Softmax`` over the last
-  axis); output ``Y`` of shape (N, output_size). Tensors are float32 or float64
-  (ONNX ``DOUBLE``) as the run trained. The JSON document without ``layers`` is
-  in the model's metadata (``backprop.spec`` and friends).
+  ``Tanh``, ``Relu``, ``LeakyRelu`` with the layer's ``negative_slope``,
+  ``Softmax`` over the last axis, and the smooth ones built from elementwise
+  operators that onnxruntime implements for float32 and float64 alike: see
+  :mod:`app.onnx_activations`); output ``Y`` of shape (N, output_size). Dropout
+  is a training-time operation and is not in the graph. Tensors are float32 or
+  float64 (ONNX ``DOUBLE``) as the run trained. The JSON document without
+  ``layers`` is in the model's metadata (``backprop.spec`` and friends).
 """
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,7 +35,9 @@ import onnx
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
-from app.arrays import weights_to_json
+from app.json_out import extend_object, file_dumps
+from app.onnx_activations import activation_nodes
+from app.presenters import layers_json
 from app.services.artifacts import TrainedModel
 
 ExportFormat = Literal["onnx", "npz", "json"]
@@ -50,21 +55,17 @@ MEDIA_TYPES: dict[str, str] = {
     "npz": "application/zip",
     "json": "application/json",
 }
-_ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "identity": ("Identity", {}),
-    "sigmoid": ("Sigmoid", {}),
-    "tanh": ("Tanh", {}),
-    "relu": ("Relu", {}),
-    "leaky_relu": ("LeakyRelu", {"alpha": 0.01}),
-    "softmax": ("Softmax", {"axis": -1}),
-}
+
+
+READ_BYTES = 64 * 1024
+SPOOL_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class ExportFile:
-    """A file to send: its bytes, media type and suggested name."""
+    """A file to send: its bytes (in pieces), media type and suggested name."""
 
-    content: bytes
+    chunks: Iterable[bytes]
     media_type: str
     filename: str
 
@@ -86,14 +87,44 @@ def header(model: TrainedModel) -> dict[str, Any]:
     }
 
 
+def json_chunks(model: TrainedModel) -> Iterator[bytes]:
+    """The JSON export: :func:`header` plus ``layers`` (non-finite values are null),
+    written row chunk by row chunk (the bytes of one ``json.dumps`` of the document)."""
+    return extend_object(
+        file_dumps(header(model)), [("layers", layers_json(model.layers, file_dumps))], file_dumps
+    )
+
+
 def to_json(model: TrainedModel) -> bytes:
-    """The JSON export: :func:`header` plus ``layers`` (non-finite values are null)."""
-    document = {**header(model), "layers": weights_to_json(model.layers)}
-    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+    """The JSON export in one piece."""
+    return b"".join(json_chunks(model))
+
+
+def _file_chunks(file: Any) -> Iterator[bytes]:
+    with file:
+        file.seek(0)
+        while chunk := file.read(READ_BYTES):
+            yield chunk
+
+
+def npz_chunks(model: TrainedModel) -> Iterator[bytes]:
+    """The ``.npz`` export, written to a spooled temporary file (NumPy writes each array
+    in bounded pieces) and read back in pieces."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by _file_chunks
+    try:
+        _write_npz(model, spool)
+    except BaseException:
+        spool.close()
+        raise
+    return _file_chunks(spool)
 
 
 def to_npz(model: TrainedModel) -> bytes:
-    """The ``.npz`` export (``np.savez``; no pickled objects)."""
+    """The ``.npz`` export (``np.savez``; no pickled objects) in one piece."""
+    return b"".join(npz_chunks(model))
+
+
+def _write_npz(model: TrainedModel, file: Any) -> None:
     dtype = _np_dtype(model)
     arrays: dict[str, NDArray[Any]] = {}
     for index, layer in enumerate(model.layers):
@@ -101,10 +132,8 @@ def to_npz(model: TrainedModel) -> bytes:
         if layer.get("bias") is not None:
             arrays[f"layer{index}.bias"] = np.asarray(layer["bias"], dtype=dtype)
     arrays["spec"] = np.frombuffer(json.dumps(header(model)).encode("utf-8"), dtype=np.uint8)
-    buffer = io.BytesIO()
     savez: Callable[..., None] = np.savez  # its stubs type **kwds as if allow_pickle
-    savez(buffer, **arrays)  # numeric arrays only: nothing is pickled
-    return buffer.getvalue()
+    savez(file, **arrays)  # numeric arrays only: nothing is pickled
 
 
 def to_onnx(model: TrainedModel) -> onnx.ModelProto:
@@ -140,11 +169,10 @@ def to_onnx(model: TrainedModel) -> onnx.ModelProto:
                 )
             )
             out = f"{prefix}.z"
-        op_type, attributes = _ACTIVATIONS[str(layer_spec["activation"])]
         result = "Y" if index == len(layer_specs) - 1 else f"{prefix}.a"
-        nodes.append(
-            helper.make_node(op_type, [out], [result], name=f"{prefix}/{op_type}", **attributes)
-        )
+        graph_part = activation_nodes(layer_spec, out, result, prefix, dtype)
+        nodes.extend(graph_part.nodes)
+        initializers.extend(graph_part.initializers)
         current = result
     graph = helper.make_graph(
         nodes,
@@ -179,14 +207,15 @@ def to_onnx(model: TrainedModel) -> onnx.ModelProto:
 
 def export(model: TrainedModel, fmt: ExportFormat) -> ExportFile:
     """Build the export file of ``model`` in format ``fmt``."""
+    chunks: Iterable[bytes]
     if fmt == "onnx":
-        content = to_onnx(model).SerializeToString()
+        chunks = [to_onnx(model).SerializeToString()]
     elif fmt == "npz":
-        content = to_npz(model)
+        chunks = npz_chunks(model)
     else:
-        content = to_json(model)
+        chunks = json_chunks(model)
     return ExportFile(
-        content=content,
+        chunks=chunks,
         media_type=MEDIA_TYPES[fmt],
         filename=f"{model.run_id}-epoch{model.epoch}.{fmt}",
     )

@@ -1,10 +1,8 @@
-"""ASGI middlewares: 413 for request bodies over the limit; a bound on requests in flight."""
+"""ASGI middleware: a bound on requests in flight (bodies are read before, in app.body_buffer)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,79 +11,27 @@ MAX_CONCURRENT_REQUESTS = 24
 keeps (``app.db.POOL_SIZE``, 30), so that none runs on a connection opened for it alone."""
 
 
-class _BodyTooLargeError(Exception):
-    pass
+TIMEOUT_SPREAD = 0.1
+"""Request timeouts are lengthened by up to this fraction, per connection."""
 
 
-class BodySizeLimit:
-    """Reject bodies larger than ``max_bytes`` with 413, by header or while streaming.
+def spread_timeout(seconds: float, client: tuple[str, int] | None) -> float:
+    """``seconds`` lengthened by 0 to :data:`TIMEOUT_SPREAD`, chosen by the client's port.
+
+    Connections opened together (200 stalled clients started at once) then time out
+    over a tenth of the timeout instead of in one burst of answers, which would hold
+    the event loop for everyone else. The port makes it deterministic: no random draw.
 
     Parameters
     ----------
-    app : ASGI app
-        The wrapped application.
-    max_bytes : int
-        Largest accepted body.
+    seconds : float
+        The configured timeout.
+    client : tuple of (str, int), optional
+        The ASGI scope's ``client`` (host, port); None leaves ``seconds`` as it is.
     """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"request body is larger than the limit of {self.max_bytes} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
-            return
-        received = 0
-        exceeded = False
-        answered = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    exceeded = True
-                    raise _BodyTooLargeError
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            # Whatever the app made of the interrupted read (FastAPI turns a failed
-            # body read into a 400), the client gets the 413 it is owed.
-            nonlocal answered
-            if not exceeded:
-                await send(message)
-                return
-            if not answered:
-                answered = True
-                await self._reject(send)
-
-        with contextlib.suppress(_BodyTooLargeError):
-            await self.app(scope, limited_receive, guarded_send)
-        if exceeded and not answered:
-            await self._reject(send)
+    if not client:
+        return seconds
+    return seconds * (1.0 + TIMEOUT_SPREAD * (client[1] % 101) / 100)
 
 
 class ConcurrencyLimit:

@@ -9,6 +9,13 @@ travel in the standard ``extra`` mapping and become top-level JSON keys::
 Run transitions go through :func:`log_transition` so that each one is a single
 line with ``event="run.transition"``, ``run_id``, ``status`` and, where known,
 ``previous`` and ``worker``.
+
+A record is one line whatever it carries: logged values come from clients (paths,
+ids, headers), and a newline in one must not forge a record. The text format
+escapes control characters (a newline becomes the two characters backslash, n) and
+prints a traceback on continuation lines that start with :data:`CONTINUATION`, so a
+line that does not is always the start of a record; the JSON format escapes them as
+JSON does, including the line separators JSON itself allows raw.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -24,6 +32,15 @@ from typing import Any, Literal
 LogFormat = Literal["text", "json"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+CONTINUATION = "  | "
+"""Start of each line of a traceback (or stack) under its record, in the text format."""
+
+# C0 and C1 control characters (newline, carriage return, escape, ...), DEL, and the
+# Unicode line and paragraph separators, which str.splitlines() and some viewers
+# treat as line breaks.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_JSON_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD_ATTRS = frozenset(
@@ -46,6 +63,50 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_jsonable(item) for item in value]
     return str(value)
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as its Python escape (``\\n``, ``\\x1b``)."""
+    return _CONTROLS.sub(_escape_control, text)
+
+
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT_FORMAT`, one line per record, control characters escaped.
+
+    A traceback or stack follows on lines that each start with :data:`CONTINUATION`
+    (their own control characters escaped too), so nothing in a record, not even an
+    exception message with a newline in it, can start a line that looks like a record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the text of ``record``: its line, then any continuation lines."""
+        record.message = record.getMessage().rstrip("\n")  # uvicorn ends some with one
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        text = escape_controls(self.formatMessage(record))
+        blocks = []
+        if record.exc_info:
+            blocks.append(self.formatException(record.exc_info))
+        elif record.exc_text:
+            blocks.append(record.exc_text)
+        if record.stack_info:
+            blocks.append(self.formatStack(record.stack_info))
+        lines = [text]
+        for block in blocks:
+            lines.extend(CONTINUATION + escape_controls(line) for line in block.split("\n"))
+        return "\n".join(lines)
 
 
 class JsonFormatter(logging.Formatter):
@@ -71,14 +132,18 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        # json.dumps escapes C0 controls but leaves these raw (valid in JSON strings).
+        for char, escaped in _JSON_LINE_BREAKS.items():
+            line = line.replace(char, escaped)
+        return line
 
 
 def make_formatter(log_format: LogFormat) -> logging.Formatter:
     """The formatter for ``log_format``."""
     if log_format == "json":
         return JsonFormatter()
-    return logging.Formatter(TEXT_FORMAT)
+    return TextFormatter()
 
 
 def configure_logging(log_format: LogFormat = "text", level: int = logging.INFO) -> None:

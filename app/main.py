@@ -14,23 +14,30 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.cors import CORSMiddleware
 
 import engine
+from app.body_buffer import BodyBuffer, BodyLimits
 from app.config import Settings, get_settings
 from app.db import Database
 from app.db_errors import RETRY_AFTER_SECONDS as DATABASE_RETRY_AFTER
 from app.db_errors import unavailable_reason
 from app.deps import api_key_digests, reject_unknown_query, require_api_key
-from app.docs_security import DocsContentSecurityPolicy
-from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
-from app.events import EventHub
+from app.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    StorageQuotaError,
+    TooManyRunsError,
+)
+from app.events import EventHub, StreamSettings
 from app.jobs.dispatch import make_executor
-from app.limits import MAX_CONCURRENT_REQUESTS, BodySizeLimit, ConcurrencyLimit
+from app.limits import MAX_CONCURRENT_REQUESTS, ConcurrencyLimit
 from app.observability import install_observability
+from app.openapi_bodies import install as install_body_schemas
 from app.responses import errors
 from app.routers import (
     checkpoints,
@@ -43,6 +50,7 @@ from app.routers import (
     plots,
     runs,
 )
+from app.security_headers import SecurityHeaders, with_security_headers
 from app.services.errors import invalid_from_config_error
 
 logger = logging.getLogger(__name__)
@@ -92,6 +100,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    @app.exception_handler(StorageQuotaError)
+    async def _over_quota(_: Request, exc: StorageQuotaError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=507)
+
     @app.exception_handler(InvalidInputError)
     async def _invalid(_: Request, exc: InvalidInputError) -> JSONResponse:
         return JSONResponse({"detail": exc.to_detail()}, status_code=422)
@@ -110,9 +122,28 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
         )
 
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, _: Exception) -> PlainTextResponse:
+        # Starlette's own answer, plus the security headers: a 500 is made outside
+        # every middleware (by the server error middleware, which then re-raises).
+        headers = with_security_headers([], request.url.path)
+        return PlainTextResponse(
+            "Internal Server Error",
+            status_code=500,
+            headers={name.decode(): value.decode() for name, value in headers},
+        )
+
     @app.exception_handler(engine.ConfigError)
     async def _config_error(_: Request, exc: engine.ConfigError) -> JSONResponse:
         return JSONResponse({"detail": invalid_from_config_error(exc).to_detail()}, status_code=422)
+
+
+def _body_limits(settings: Settings) -> BodyLimits:
+    return BodyLimits(
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+        min_bytes_per_second=settings.body_min_bytes_per_second,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -137,10 +168,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor.start()
         app.state.db = db
         app.state.executor = executor
-        app.state.event_hub = EventHub(db)
+        app.state.event_hub = EventHub(db, StreamSettings.from_settings(settings))
         try:
             yield
         finally:
+            await app.state.event_hub.aclose()
             executor.stop()
             db.dispose()
 
@@ -154,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.api_key_digests = api_key_digests(settings)
     _install_error_handlers(app)
+    install_body_schemas(app)  # routes that stream their JSON body still document it
     secured = [Depends(require_api_key), Depends(reject_unknown_query)]
     for router in (
         networks.router,
@@ -174,8 +207,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dashboard.router)  # the page is public; its API calls carry the key
     app.mount("/static", dashboard.static_files(), name="static")
     app.add_middleware(ConcurrencyLimit, limit=MAX_CONCURRENT_REQUESTS)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(DocsContentSecurityPolicy)
+    # Outside admission: a request takes a slot only once its whole body has arrived.
+    app.add_middleware(BodyBuffer, limits=_body_limits(settings))
     origins = settings.cors_origin_list
     if origins:  # outermost: preflights and 401/413 answers carry the CORS headers too
         app.add_middleware(
@@ -186,6 +219,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Location", "Retry-After", "X-Has-More"],
             max_age=600,
         )
+    # Outside CORS: preflights, 401s and 413s carry the security headers too.
+    app.add_middleware(SecurityHeaders)
     # Outermost: every request is logged and timed, whatever answers it.
     install_observability(app, lambda: app.state.db)
     return app

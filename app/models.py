@@ -12,10 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, LargeBinary
+from sqlalchemy import JSON, BigInteger, DateTime, Index, LargeBinary
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from app.lifecycle import Request
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,6 +97,12 @@ class Dataset(SQLModel, table=True):
     target_type: str = Field(max_length=16)
     sha256: str = Field(max_length=64)
     created_at: datetime = Field(sa_type=UTCDateTime)
+    stored_bytes: int = Field(
+        default=0,
+        sa_type=BigInteger,
+        sa_column_kwargs={"server_default": "0"},
+        description="Bytes of its stored arrays and summary (the storage quota's charge).",
+    )
 
 
 class DatasetArrays(SQLModel, table=True):
@@ -115,6 +123,10 @@ class Run(SQLModel, table=True):
     __table_args__ = (
         Index("ix_run_owner_id", "owner", "id"),
         Index("ix_run_owner_status", "owner", "status"),
+        # The fair queue (execution.next_queued_run_id): each tenant's oldest queued
+        # run, and each tenant's latest start.
+        Index("ix_run_status_owner_id", "status", "owner", "id"),
+        Index("ix_run_owner_started_at", "owner", "started_at"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -142,10 +154,87 @@ class Run(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     lease_owner: str | None = Field(default=None, max_length=128)
+    lease_supervisor: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The supervisor (Supervisor.id) of the lease holder; null when it has none.",
+    )
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempts: int = 0
-    cancel_requested: bool = False
-    pause_requested: bool = False
+    requested: str | None = Field(
+        default=None,
+        max_length=16,
+        description="The pending request of a running run (app.lifecycle.Request), else null.",
+    )
+
+    @property
+    def cancel_requested(self) -> bool:
+        """A cancel is pending (the worker has not stopped yet)."""
+        return self.requested == Request.CANCEL
+
+    @property
+    def pause_requested(self) -> bool:
+        """A pause is pending (the worker has not stopped yet)."""
+        return self.requested == Request.PAUSE
+
+
+class Supervisor(SQLModel, table=True):
+    """A process that supervises workers: ``backprop serve`` (its local pool) or the main
+    process of ``backprop worker`` (its Celery pool processes).
+
+    It beats every few seconds; ``beat_at`` and ``expires_at`` are the database's
+    clock. When a run's lease expires, the sweep counts the attempt only if the
+    holder's supervisor beat after the lease's expiry (the worker died while its
+    supervisor lived: the run's own fault), not when the supervisor died too.
+    """
+
+    __tablename__ = "supervisor"
+
+    id: str = Field(primary_key=True, max_length=128)
+    kind: str = Field(max_length=16, description="serve or worker.")
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    beat_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class DatasetSummary(SQLModel, table=True):
+    """What run creation checks a dataset against (:mod:`app.dataset_summary`).
+
+    ``summary`` is :meth:`DataSummary.to_json`; ``label_records`` the
+    :class:`LabelRecords` of a one-column whole-number ``y``, read only when a
+    label is out of range. Written with the dataset (or, for datasets stored
+    before migration 0005, the first time a run uses them).
+    """
+
+    __tablename__ = "dataset_summary"
+
+    dataset_id: str = Field(
+        primary_key=True, foreign_key="dataset.id", ondelete="CASCADE", max_length=64
+    )
+    summary: dict[str, Any] = Field(sa_type=JSON)
+    label_records: bytes | None = Field(default=None, sa_type=LargeBinary)
+
+
+class RunStorage(SQLModel, table=True):
+    """A run's charge against its tenant's storage quota (:mod:`app.services.storage`).
+
+    ``reserved_bytes`` is the most the run can store, reserved when it is created;
+    ``stored_bytes`` what it did store, set once it is finished. A run counts
+    ``stored_bytes`` when set, else ``reserved_bytes`` (None for runs created before
+    migration 0005 until it is computed).
+    """
+
+    __tablename__ = "run_storage"
+    __table_args__ = (
+        Index("ix_run_storage_owner_bytes", "owner", "stored_bytes", "reserved_bytes"),
+    )
+
+    run_id: str = Field(primary_key=True, foreign_key="run.id", ondelete="CASCADE", max_length=64)
+    owner: str = Field(max_length=64, description=OWNER_DOC)
+    reserved_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    stored_bytes: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class RunArrays(SQLModel, table=True):

@@ -2,7 +2,8 @@
 
 - :class:`RequestLogMiddleware` (pure ASGI): one log line per HTTP request
   (``event="http.request"``: method, route, path, status, duration, the run id when
-  the request names or creates one) and the request-latency histogram.
+  the request names or creates one) and the request-latency histogram, whose labels
+  take bounded values only (known methods, route templates, status codes).
 - ``GET /metrics`` (Prometheus text format, ``prometheus-client``): request latency
   by route, plus the run table read at scrape time (:class:`RunCollector`), which is
   where the workers' progress shows up whatever machine they run on: runs by
@@ -28,13 +29,18 @@ from prometheus_client.registry import Collector
 from sqlmodel import col, func, select
 
 from app.db import Database
+from app.lifecycle import Status
 from app.models import Run, utcnow
 
 logger = logging.getLogger("backprop.http")
 
-RUN_STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
+RUN_STATUSES = tuple(status.value for status in Status)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _RUN_IN_PATH = re.compile(r"/v1/runs/(run_[0-9A-Za-z]+)")
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE"})
+"""Methods that get a label value of their own; any other is counted as ``other``."""
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -63,7 +69,10 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        # 500 if the app raises before answering; 499 (nginx's "client closed request")
+        # if it returns without an answer: the connection ended before the request was
+        # complete (a disconnect, or a shutdown while its body was still arriving).
+        status: int | None = None
         location: str | None = None
 
         async def send_wrapper(message: Message) -> None:
@@ -77,14 +86,20 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            status = status or 500
+            raise
         finally:
-            self._record(scope, status, location, time.perf_counter() - start)
+            self._record(scope, status or 499, location, time.perf_counter() - start)
 
     def _record(self, scope: Scope, status: int, location: str | None, elapsed: float) -> None:
         route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = getattr(route, "path", None) or UNMATCHED_ROUTE
         method = str(scope.get("method", ""))
-        self.latency.labels(method, template, str(status)).observe(elapsed)
+        # Label values come only from fixed sets (methods, our route templates, status
+        # codes): a client making up methods or paths adds no series.
+        method_label = method if method in KNOWN_METHODS else OTHER_METHOD
+        self.latency.labels(method_label, template, str(status)).observe(elapsed)
         path = str(scope.get("path", ""))
         extra: dict[str, Any] = {
             "event": "http.request",
@@ -137,7 +152,7 @@ class RunCollector(Collector):
             ).all()
             expired = session.exec(
                 select(func.count()).where(
-                    Run.status == "running", col(Run.lease_expires_at) < utcnow()
+                    Run.status == Status.RUNNING, col(Run.lease_expires_at) < utcnow()
                 )
             ).one()
         counts = dict.fromkeys(RUN_STATUSES, 0)
@@ -150,7 +165,9 @@ class RunCollector(Collector):
             runs.add_metric([status], count)
         yield runs
         yield GaugeMetricFamily(
-            "backprop_queue_depth", "Runs waiting for a worker (status queued).", counts["queued"]
+            "backprop_queue_depth",
+            "Runs waiting for a worker (status queued).",
+            counts[Status.QUEUED],
         )
         yield CounterMetricFamily(
             "backprop_epochs",

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 import engine
 from app.services.artifacts import BoundaryData, LossCurve
+from app.services.inference import reduced_outputs
 
 matplotlib.use("Agg")  # no display on a server; figures below use the Agg canvas explicitly
 
@@ -138,28 +139,44 @@ def _target_values(y: NDArray[Any], n_outputs: int) -> NDArray[np.float64]:
     return np.asarray(y[:, 0], dtype=np.float64)
 
 
-def render_decision_boundary(data: BoundaryData, *, width: int, height: int) -> bytes:
+def _finite(outputs: NDArray[Any]) -> NDArray[Any]:
+    return np.asarray(np.nan_to_num(outputs, nan=0.0, posinf=1e300, neginf=-1e300))
+
+
+def _grid_values(net: engine.Network, points: NDArray[Any], max_bytes: int) -> NDArray[Any]:
+    """One value per grid point, computed in row chunks of at most ``max_bytes``: the
+    output for one output unit, else the predicted class."""
+    if net.output_size == 1:
+        return reduced_outputs(net, points, max_bytes, lambda chunk: _finite(chunk)[:, 0])
+    return reduced_outputs(
+        net, points, max_bytes, lambda chunk: np.asarray(np.argmax(_finite(chunk), axis=1))
+    )
+
+
+def render_decision_boundary(
+    data: BoundaryData, *, width: int, height: int, max_bytes: int
+) -> bytes:
     """The network's output over the plane of the data, with the data points on top.
 
     One output: a filled contour of the output value (a sigmoid's probability
     on a fixed 0..1 scale), points colored by their target on the same scale.
     Several outputs: the predicted class (argmax) as colored regions, points
-    colored by their class.
+    colored by their class. The grid goes through the network in chunks of rows
+    whose memory ``max_bytes`` bounds (BACKPROP_MAX_REQUEST_MEMORY).
     """
     model = data.model
     net = engine.Network.from_spec(model.spec)
     net.set_weights(model.layers)
     X = np.asarray(data.X, dtype=np.float64)
     xx, yy = _grid(X)
-    outputs = net.predict(np.column_stack([xx.ravel(), yy.ravel()]))
-    outputs = np.nan_to_num(outputs, nan=0.0, posinf=1e300, neginf=-1e300)
-    n_outputs = outputs.shape[1]
+    values = _grid_values(net, np.column_stack([xx.ravel(), yy.ravel()]), max_bytes)
+    n_outputs = net.output_size
     targets = _target_values(np.asarray(data.y), n_outputs)
 
     figure = _figure(width, height)
     axes = figure.add_subplot()
     if n_outputs == 1:
-        zz = outputs[:, 0].reshape(xx.shape)
+        zz = values.reshape(xx.shape)
         if net.output_activation == "sigmoid":
             low, high = 0.0, 1.0
         else:
@@ -189,7 +206,7 @@ def render_decision_boundary(data: BoundaryData, *, width: int, height: int) -> 
             zorder=3,
         )
     else:
-        classes = np.argmax(outputs, axis=1).reshape(xx.shape)
+        classes = values.reshape(xx.shape)
         colors = [CLASS_COLORS[k % len(CLASS_COLORS)] for k in range(n_outputs)]
         cmap = ListedColormap(colors)
         class_norm = BoundaryNorm(np.arange(n_outputs + 1) - 0.5, n_outputs)

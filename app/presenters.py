@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from app.arrays import finite_or_none, weights_to_json
+from app.json_out import Dumps, api_dumps, array_json, extend_object, model_dumps, object_json
 from app.models import Checkpoint, Dataset, Network, Run
 from app.schemas import (
     CheckpointDetail,
@@ -79,6 +81,33 @@ def checkpoint_detail(checkpoint: Checkpoint, layers: list[dict[str, Any]]) -> C
 def weights_public(epoch: int, layers: list[dict[str, Any]]) -> WeightsPublic:
     """Weights in the API shape."""
     return WeightsPublic(epoch=epoch, layers=weights_to_json(layers))
+
+
+def layers_json(layers: list[dict[str, Any]], dumps: Dumps = api_dumps) -> Iterator[bytes]:
+    """The JSON of :func:`app.arrays.weights_to_json` of ``layers``, row chunk by row chunk."""
+    yield b"["
+    for index, layer in enumerate(layers):
+        if index:
+            yield b","
+        yield from object_json(
+            [
+                ("weights", array_json(layer["weights"], dumps)),
+                ("bias", array_json(layer.get("bias"), dumps)),
+            ],
+            dumps,
+        )
+    yield b"]"
+
+
+def weights_json(epoch: int, layers: list[dict[str, Any]]) -> Iterator[bytes]:
+    """The JSON of :func:`weights_public`, written in pieces."""
+    return object_json([("epoch", api_dumps(epoch)), ("layers", layers_json(layers))])
+
+
+def checkpoint_detail_json(checkpoint: Checkpoint, layers: list[dict[str, Any]]) -> Iterator[bytes]:
+    """The JSON of :func:`checkpoint_detail`, written in pieces."""
+    head = model_dumps(checkpoint_public(checkpoint))
+    return extend_object(head, [("layers", layers_json(layers))])
 
 
 def page(result: PageResult[Any], convert: Any) -> Page[Any]:

@@ -41,6 +41,8 @@ _DESCRIPTIONS = {
     413: "Request body over BACKPROP_MAX_BODY_BYTES.",
     422: "Invalid input; each entry names the field and the reason.",
     429: "Too many queued or running runs for this tenant; retry after Retry-After seconds.",
+    507: "Storing this would take the tenant over BACKPROP_STORAGE_QUOTA_BYTES; the detail "
+    "gives the figures (used, needed, quota).",
     503: "The database is unavailable (unreachable, read-only, full or busy); "
     "retry after Retry-After seconds.",
 }

@@ -53,9 +53,19 @@ class LayerSpec(RequestModel):
 
     units: int = Field(ge=1, le=1_000_000, description="Number of units (outputs) of the layer.")
     activation: str = Field(
-        description="identity, sigmoid, tanh, relu, leaky_relu or softmax (last layer only)."
+        description="identity, sigmoid, tanh, relu, leaky_relu, gelu (exact), gelu_tanh, elu, "
+        "selu, softplus, silu, or softmax (last layer only)."
     )
     bias: bool = Field(default=True, description="Whether the layer adds a bias vector.")
+    dropout: float | None = Field(
+        default=None,
+        description="Hidden layers only: the probability in [0, 1) of zeroing each output "
+        "in training (inverted dropout, as torch.nn.Dropout after the activation). "
+        "Never applied in predictions, evaluation or exports.",
+    )
+    negative_slope: float | None = Field(
+        default=None, description="leaky_relu only: the slope for negative inputs (default 0.01)."
+    )
 
 
 class InitSpec(RequestModel):
@@ -63,8 +73,8 @@ class InitSpec(RequestModel):
 
     scheme: str = Field(
         default="xavier_uniform",
-        description="xavier_uniform, xavier_normal, he_uniform, he_normal, "
-        "uniform (low, high), normal (mean, std) or zeros.",
+        description="xavier_uniform, xavier_normal, he_uniform, he_normal, lecun_uniform, "
+        "lecun_normal (for selu), orthogonal, uniform (low, high), normal (mean, std) or zeros.",
     )
     seed: int | None = Field(
         default=None, ge=0, le=MAX_SEED, description="Missing: drawn and stored."
@@ -97,7 +107,17 @@ class NetworkCreate(RequestModel):
                     ],
                     "init": {"scheme": "xavier_uniform", "seed": 7},
                     "weights": None,
-                }
+                },
+                {
+                    "name": "moons-gelu-dropout",
+                    "input_size": 2,
+                    "layers": [
+                        {"units": 32, "activation": "gelu", "dropout": 0.2},
+                        {"units": 16, "activation": "leaky_relu", "negative_slope": 0.1},
+                        {"units": 2, "activation": "softmax"},
+                    ],
+                    "init": {"scheme": "he_normal", "seed": 7},
+                },
             ]
         }
     )
@@ -246,6 +266,11 @@ class DatasetPublic(BaseModel):
     )
     sha256: str = Field(description="SHA-256 of the canonical encoded arrays.")
     created_at: datetime
+    stored_bytes: int = Field(
+        default=0,
+        description="What it is charged against the tenant's BACKPROP_STORAGE_QUOTA_BYTES: "
+        "its stored arrays and label records.",
+    )
 
 
 class DatasetData(BaseModel):
@@ -259,16 +284,92 @@ class DatasetData(BaseModel):
 
 
 class OptimizerSpec(RequestModel):
-    """Optimizer settings; unset fields take the engine's defaults."""
+    """Optimizer settings (torch.optim's); unset fields take the engine's defaults.
 
-    name: str = Field(default="sgd", description="sgd or adam.")
-    learning_rate: float | None = None
-    momentum: float | None = Field(default=None, description="sgd only.")
+    A setting that does not belong to the chosen optimizer is a 422 naming it.
+    """
+
+    name: str = Field(default="sgd", description="sgd, adam, adamw, rmsprop or adagrad.")
+    learning_rate: float | None = Field(
+        default=None, description="Default 0.001 (sgd, adam, adamw) or 0.01 (rmsprop, adagrad)."
+    )
+    momentum: float | None = Field(default=None, description="sgd, rmsprop.")
+    dampening: float | None = Field(default=None, description="sgd (with momentum).")
     nesterov: bool | None = Field(default=None, description="sgd only.")
-    weight_decay: float | None = None
-    beta1: float | None = Field(default=None, description="adam only.")
-    beta2: float | None = Field(default=None, description="adam only.")
-    eps: float | None = Field(default=None, description="adam only.")
+    weight_decay: float | None = Field(
+        default=None, description="L2 added to the gradient; adamw: decoupled, default 0.01."
+    )
+    beta1: float | None = Field(default=None, description="adam, adamw.")
+    beta2: float | None = Field(default=None, description="adam, adamw.")
+    eps: float | None = Field(default=None, description="adam, adamw, rmsprop, adagrad.")
+    amsgrad: bool | None = Field(default=None, description="adam, adamw.")
+    alpha: float | None = Field(default=None, description="rmsprop: smoothing constant (0.99).")
+    centered: bool | None = Field(default=None, description="rmsprop.")
+    lr_decay: float | None = Field(default=None, description="adagrad.")
+    initial_accumulator_value: float | None = Field(default=None, description="adagrad.")
+
+
+class LRScheduleSpec(RequestModel):
+    """A learning-rate schedule: torch.optim.lr_scheduler's classes, stepped after each epoch
+    (onecycle: after each batch, over epochs x batches per epoch steps).
+
+    Each name takes its own settings; another's is a 422 naming it.
+    """
+
+    name: str = Field(
+        description="step (step_size, gamma), multistep (milestones, gamma), exponential "
+        "(gamma), cosine (t_max, eta_min), linear (start_factor, end_factor, total_iters), "
+        "onecycle (max_learning_rate, pct_start, anneal_strategy, div_factor, "
+        "final_div_factor) or plateau (monitor, mode, factor, patience, threshold, "
+        "threshold_mode, cooldown, min_lr)."
+    )
+    step_size: int | None = None
+    gamma: float | None = None
+    milestones: list[int] | None = Field(default=None, max_length=10_000)
+    t_max: int | None = None
+    eta_min: float | None = None
+    start_factor: float | None = None
+    end_factor: float | None = None
+    total_iters: int | None = None
+    max_learning_rate: float | None = None
+    pct_start: float | None = None
+    anneal_strategy: str | None = Field(default=None, description="cos or linear.")
+    div_factor: float | None = None
+    final_div_factor: float | None = None
+    monitor: str | None = Field(default=None, description="loss or val_loss.")
+    mode: str | None = Field(default=None, description="min or max.")
+    factor: float | None = None
+    patience: int | None = None
+    threshold: float | None = None
+    threshold_mode: str | None = Field(default=None, description="rel or abs.")
+    cooldown: int | None = None
+    min_lr: float | None = None
+
+
+class GradClipSpec(RequestModel):
+    """Gradient clipping before each update: the norm (clip_grad_norm_) or each value."""
+
+    max_norm: float | None = Field(default=None, description="Clip the gradient norm to this.")
+    norm_type: float | Literal["inf"] | None = Field(
+        default=None, description='The norm for max_norm: a positive number (2) or "inf".'
+    )
+    value: float | None = Field(default=None, description="Clamp every gradient to [-v, v].")
+
+
+class LossOptionsSpec(RequestModel):
+    """Options of the chosen loss; an option of another loss is a 422 naming it."""
+
+    delta: float | None = Field(default=None, description="huber (1.0).")
+    beta: float | None = Field(default=None, description="smooth_l1 (1.0).")
+    label_smoothing: float | None = Field(default=None, description="cross_entropy (0).")
+    class_weights: list[Number] | None = Field(
+        default=None, max_length=1_000_000, description="cross_entropy: one weight per class."
+    )
+    pos_weight: list[Number] | None = Field(
+        default=None,
+        max_length=1_000_000,
+        description="binary_cross_entropy: one weight per output for its positives.",
+    )
 
 
 class ValidationSpec(RequestModel):
@@ -316,16 +417,44 @@ class RunCreate(RequestModel):
                     "checkpoint_every": None,
                     "history_every": 1,
                     "init_from": None,
-                }
+                },
+                {
+                    "network_id": "a network with a softmax output, e.g. the second example",
+                    "dataset_id": "a classification dataset, e.g. the builtin moons",
+                    "loss": "cross_entropy",
+                    "loss_options": {"label_smoothing": 0.05},
+                    "optimizer": {"name": "adamw", "learning_rate": 0.01, "weight_decay": 0.01},
+                    "lr_schedule": {"name": "cosine", "t_max": 200, "eta_min": 0.0001},
+                    "grad_clip": {"max_norm": 1.0, "norm_type": 2.0},
+                    "metrics": ["accuracy", "f1"],
+                    "epochs": 200,
+                    "batch_size": 32,
+                    "validation": {"fraction": 0.2},
+                    "seed": 1,
+                },
             ]
         },
     )
 
     network_id: str
     dataset_id: str
-    loss: str = Field(default="mse", description="mse, binary_cross_entropy or cross_entropy.")
+    loss: str = Field(
+        default="mse",
+        description="mse, l1, huber, smooth_l1, binary_cross_entropy or cross_entropy.",
+    )
+    loss_options: LossOptionsSpec | None = None
     reduction: str = Field(default="mean", description="mean or sum.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    lr_schedule: LRScheduleSpec | None = Field(
+        default=None, description="null: a constant learning rate."
+    )
+    grad_clip: GradClipSpec | None = None
+    metrics: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description="accuracy, precision, recall, f1 (classification losses); mae, rmse, r2 "
+        "(the others). null: accuracy for classification, none otherwise.",
+    )
     epochs: int = Field(default=1000, ge=1, le=MAX_EPOCHS)
     batch_size: int | None = Field(
         default=None, ge=1, description="null = full batch; 1 = per-example updates."
@@ -338,6 +467,14 @@ class RunCreate(RequestModel):
         default=None, ge=1, le=MAX_EPOCHS, description="null: every few seconds of training."
     )
     history_every: int = Field(default=1, ge=1, le=MAX_EPOCHS)
+    history_max_points: int | None = Field(
+        default=None,
+        ge=10,
+        le=MAX_EPOCHS,
+        description="Record every history_every-th epoch for this many points, then at "
+        "doubling intervals (the last epoch always). Default and most: "
+        "BACKPROP_HISTORY_MAX_POINTS.",
+    )
     init_from: str | None = Field(default=None, description="A checkpoint id to warm-start from.")
     dtype: Literal["float64", "float32"] | None = Field(
         default=None, description="Floating point precision of training (default float64)."
@@ -369,11 +506,19 @@ class RunPublic(BaseModel):
     metrics: dict[str, float | None]
     stop_reason: str | None
     error: RunError | None
-    cancel_requested: bool
-    pause_requested: bool = Field(
-        default=False, description="A running run stops and pauses at its next epoch boundary."
+    cancel_requested: bool = Field(
+        description="A cancel is pending: the running run stops at its next epoch boundary "
+        "and is cancelled (only ever true while running)."
     )
-    attempts: int
+    pause_requested: bool = Field(
+        default=False,
+        description="A pause is pending: the running run stops at its next epoch boundary "
+        "and pauses (only ever true while running).",
+    )
+    attempts: int = Field(
+        description="Claims of the run by a worker that were not handed back: a worker "
+        "dying while its supervisor lives uses one; BACKPROP_MAX_ATTEMPTS used → worker_lost."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -16,8 +16,20 @@ error; the first few are printed), the server process's RSS (``/proc``) at the
 start and the end of the polling (and every 5 s between), and the epochs each run
 trained meanwhile (did training keep going under the load?). The runs are
 cancelled afterwards and the server stopped. The pollers share the machine's
-cores with the server and its workers. Writes ``benchmarks/results/load.json``; ``--quick`` is a 5 s
-smoke run with 20 pollers (it writes JSON only with ``--output``).
+cores with the server and its workers.
+
+Then the event streams (issue 10), on a fifth run, XOR, that records every epoch
+(``history_every: 1``), with :mod:`benchmarks.streams`: a latency probe (one
+``GET /v1/runs/{id}`` every 50 ms) alone, then beside ``--subscribers`` (200) SSE
+subscribers for ``--seconds`` (the server's RSS and CPU, the subscribers' lag
+behind the run at the end); the 200 pollers again with the 200 subscribers
+beside them; the server's CPU in the 10 s after 200 subscribers disconnect; and
+the server's RSS while 5 subscribers that never read stay connected for 30 s.
+The subscribers run in a child process (raw sockets, one event loop), so that
+reading hundreds of streams does not delay the probe or the pollers.
+
+Writes ``benchmarks/results/load.json``; ``--quick`` is a smoke run (5 s, 20
+pollers, 20 subscribers; it writes JSON only with ``--output``).
 """
 
 from __future__ import annotations
@@ -42,8 +54,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import streams  # noqa: E402
 from benchmarks.service import machine, poll_round  # noqa: E402
 from tests.support.server import ServerProcess, running_server  # noqa: E402
+from tests.support.subscribers import rss_kib  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "load.json"
 KEY = "load-benchmark-key"
@@ -57,21 +71,22 @@ NETWORK = {
     ],
     "init": {"seed": 1},
 }
+XOR_NETWORK = {
+    "name": "xor",
+    "input_size": 2,
+    "layers": [{"units": 3, "activation": "sigmoid"}, {"units": 1, "activation": "sigmoid"}],
+    "init": {"seed": 7},
+}
+XOR = {"name": "xor", "X": [[0, 0], [0, 1], [1, 0], [1, 1]], "y": [[0], [1], [1], [0]]}
 RSS_EVERY_S = 5.0
+STALLED = 5
+"""Subscribers that never read (the issue's reproduction)."""
 UNBOUNDED = 1 << 62
 """Requests per poller: no bound, the clock ends the polling."""
 
 
-def rss_kib(pid: int) -> int:
-    """The resident set size of ``pid`` in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def start_runs(client: httpx.Client, count: int) -> list[str]:
-    """Create ``count`` long runs and wait until every one is running."""
+def start_runs(client: httpx.Client, count: int, **config: Any) -> list[str]:
+    """Create ``count`` long runs (``config`` added to each) and wait until every one runs."""
     network = client.post("/v1/networks", json=NETWORK).json()["id"]
     X = [[((i * 7 + j * 3) % 11) / 10 for j in range(8)] for i in range(256)]
     y = [[float(sum(row) > 4)] for row in X]
@@ -86,6 +101,7 @@ def start_runs(client: httpx.Client, count: int) -> list[str]:
             "epochs": 10_000_000,
             "batch_size": 32,
             "seed": seed,
+            **config,
         }
         response = client.post("/v1/runs", json=body)
         response.raise_for_status()
@@ -97,6 +113,30 @@ def start_runs(client: httpx.Client, count: int) -> list[str]:
             return runs
         time.sleep(0.2)
     raise RuntimeError(f"runs did not all start: {statuses}")
+
+
+def start_every_epoch_run(client: httpx.Client) -> str:
+    """An XOR run that records every epoch (tens of thousands a second on a quiet machine,
+    far more than a subscriber is sent); wait until it runs."""
+    network = client.post("/v1/networks", json=XOR_NETWORK).json()["id"]
+    dataset = client.post("/v1/datasets", json=XOR).json()["id"]
+    body = {
+        "network_id": network,
+        "dataset_id": dataset,
+        "loss": "mse",
+        "optimizer": {"name": "sgd", "learning_rate": 0.5, "momentum": 0.9},
+        "epochs": 100_000_000,
+        "history_every": 1,
+    }
+    response = client.post("/v1/runs", json=body)
+    response.raise_for_status()
+    run: str = response.json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/runs/{run}").json()["status"] != "running":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the every-epoch run did not start")
+        time.sleep(0.2)
+    return run
 
 
 def snapshot(client: httpx.Client, runs: Sequence[str]) -> dict[str, Any]:
@@ -131,8 +171,11 @@ async def poll_sampling_rss(
     return polling.result(), samples
 
 
-def measure(server: ServerProcess, pollers: int, seconds: float, runs_count: int) -> dict[str, Any]:
-    """Start the runs, poll, and read the server's memory and the runs' epochs around it."""
+def measure(
+    server: ServerProcess, pollers: int, seconds: float, runs_count: int, subscribers: int
+) -> dict[str, Any]:
+    """Start the runs, poll, and read the server's memory and the runs' epochs around it;
+    then the event streams (:func:`measure_streams`)."""
     assert server.process is not None
     pid = server.process.pid
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=120) as client:
@@ -148,6 +191,7 @@ def measure(server: ServerProcess, pollers: int, seconds: float, runs_count: int
             load_end = os.getloadavg()
             rss_end = rss_kib(pid)
             after = snapshot(client, runs)
+            sse = measure_streams(server, client, runs, pollers, seconds, subscribers)
         finally:
             for run in runs:
                 client.post(f"/v1/runs/{run}/cancel")
@@ -175,6 +219,57 @@ def measure(server: ServerProcess, pollers: int, seconds: float, runs_count: int
         "kept_training": all(n > 0 for n in advanced)
         and all(status == "running" for status in after["statuses"]),
         "first_gets_after_ms": after["read_ms"],
+        "sse": sse,
+    }
+
+
+def measure_streams(
+    server: ServerProcess,
+    client: httpx.Client,
+    runs: Sequence[str],
+    pollers: int,
+    seconds: float,
+    subscribers: int,
+) -> dict[str, Any]:
+    """The event-stream phases (see the module docstring) on a new every-epoch run."""
+    assert server.process is not None
+    pid = server.process.pid
+    sse_run = start_every_epoch_run(client)
+    load = streams.StreamLoad(server.port, pid, sse_run, AUTH, subscribers, seconds)
+    try:
+        alone = streams.subscribers_alone(load, client)
+        group = streams.SubscriberProcess(
+            server.port,
+            f"/v1/runs/{sse_run}/events",
+            AUTH,
+            subscribers,
+            time.monotonic() + load.connect_s + seconds,
+        )
+        time.sleep(load.connect_s)
+        polling, _ = asyncio.run(poll_sampling_rss(server.port, pid, runs, pollers, seconds))
+        beside = {
+            key: polling[key]
+            for key in ("requests_per_second", "p50_ms", "p99_ms", "max_ms", "errors")
+        }
+        reports = group.reports()
+        beside["subscriber_errors"] = sum(r.error is not None or r.status != 200 for r in reports)
+        leave = streams.subscribers_leave(load, client)
+        stalled = streams.never_read(
+            server.port,
+            f"/v1/runs/{sse_run}/events",
+            AUTH,
+            pid,
+            STALLED,
+            min(30.0, seconds),
+        )
+    finally:
+        client.post(f"/v1/runs/{sse_run}/cancel")
+    return {
+        "subscribers": subscribers,
+        "alone": alone,
+        "beside_pollers": beside,
+        "disconnect": leave,
+        "never_read": stalled,
     }
 
 
@@ -226,6 +321,8 @@ def table(result: dict[str, Any]) -> str:
             "",
         ),
     ]
+    if "sse" in result:
+        rows += streams.rows(result["sse"], result)
     lines = ["| measure | value | goal |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {goal} |" for name, value, goal in rows]
     return "\n".join(lines)
@@ -237,21 +334,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--pollers", type=int, default=200)
     parser.add_argument("--runs", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="5 s, 20 pollers (smoke run)")
+    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument(
+        "--quick", action="store_true", help="5 s, 20 pollers, 20 subscribers (smoke run)"
+    )
     parser.add_argument(
         "--output", "--json", type=Path, help=f"JSON path (default {RESULTS}, none with --quick)"
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.pollers = 5.0, 20
+        args.seconds, args.pollers, args.subscribers = 5.0, 20, 20
     info = machine()
-    env = {"BACKPROP_WORKERS": str(args.runs), "BACKPROP_API_KEYS": KEY}
+    env = {
+        # One more worker: the every-epoch run of the event-stream phases.
+        "BACKPROP_WORKERS": str(args.runs + 1),
+        "BACKPROP_API_KEYS": KEY,
+        "BACKPROP_MAX_EVENT_STREAMS": str(args.subscribers + STALLED + 10),
+    }
     with (
         tempfile.TemporaryDirectory(prefix="backprop-load-") as workdir,
         running_server(Path(workdir), env) as server,
     ):
         try:
-            result = measure(server, args.pollers, args.seconds, args.runs)
+            result = measure(server, args.pollers, args.seconds, args.runs, args.subscribers)
         except Exception:
             print(server.log()[-5000:], file=sys.stderr)
             raise

@@ -739,7 +739,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     info = machine()
     with tempfile.TemporaryDirectory(prefix="backprop-bench-") as tmp:
         workdir = Path(tmp)
-        server = ServerProcess(workdir, {"BACKPROP_WORKERS": "2"})
+        # Every epoch of the 1,000,000-epoch history run is recorded (no thinning), as
+        # the history figures measure: a larger cap than BACKPROP_HISTORY_MAX_POINTS's default.
+        server = ServerProcess(
+            workdir, {"BACKPROP_WORKERS": "2", "BACKPROP_HISTORY_MAX_POINTS": "2000000"}
+        )
         server.start()
         try:
             with httpx.Client(base_url=server.url, timeout=30) as client:

@@ -2,7 +2,8 @@
 
 Messages carry a run id and nothing else (JSON, ``accept_content=["json"]``; no
 pickle). The database stays the queue of record; a Celery message is a wake-up
-for one worker, and the run's lease decides who trains:
+for one worker, which trains the fairest queued run (round-robin over tenants)
+rather than necessarily the one named, and the run's lease decides who trains:
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged
   when the task returns, and a pool process that dies mid-run puts it back.
@@ -15,6 +16,10 @@ for one worker, and the run's lease decides who trains:
 - Warm shutdown (SIGTERM to ``backprop worker``): every pool process is told to
   stop its run at the next epoch, checkpoint, hand it back (``queued``) and send
   a fresh message for it, so another worker continues at once.
+- The main process is its pool processes' supervisor
+  (:class:`app.jobs.supervisor.SupervisorHeartbeat`, started at ``worker_init``,
+  before the pool forks): a pool process that dies while it lives uses an attempt
+  of its run; ``kill -9`` of the whole node does not.
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ from typing import Any
 from celery import Celery, signals
 
 from app.config import Settings
-from app.jobs.execute_run import execute_run
+from app.db_errors import is_unavailable, unavailable_reason
+from app.jobs.execute_run import _database, execute_run
+from app.jobs.fair_claim import execute_fairest
+from app.jobs.supervisor import SupervisorHeartbeat
+from app.lifecycle import Status
 from app.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -42,6 +51,11 @@ HANDBACK_SIGNAL = signal.SIGUSR2
 
 _handback = threading.Event()
 """Set in a pool process when its worker shuts down: the run in progress is handed back."""
+
+SUPERVISOR_ENV = "BACKPROP_SUPERVISOR_ID"
+"""Set by the main process for its pool processes (inherited whether they fork or spawn)."""
+_heartbeat: SupervisorHeartbeat | None = None
+"""The main process's heartbeat (None in pool processes and outside ``backprop worker``)."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -91,11 +105,47 @@ def make_celery(settings: Settings) -> Any:
 
 
 def _run_task(app: Any, settings: Settings, run_id: Any) -> str:
-    """Body of ``backprop.execute_run``: train the run if its lease can be taken."""
+    """Body of ``backprop.execute_run``: train the fairest queued run, else the named one.
+
+    A message is a wake-up token: the delivery claims the queued run that is
+    fairest now (:func:`app.jobs.fair_claim.execute_fairest`), which need not be
+    the one it names (one message is published per queued run, so every queued run
+    is still claimed once). Only when no queued run can be claimed does it try the
+    named run, which the claim also takes when its lease expired; a duplicate
+    delivery then finds nothing to do and drops itself.
+    """
     if not isinstance(run_id, str) or not run_id.startswith("run_") or len(run_id) > 64:
         logger.error("dropping a message with an invalid run id: %r", run_id)
         return "invalid"
-    outcome = execute_run(run_id, settings=settings, shutdown=_handback)
+    supervisor = os.environ.get(SUPERVISOR_ENV) or None
+    try:
+        fairest = execute_fairest(
+            settings=settings,
+            db=_database(settings.database_url, os.getpid()),
+            supervisor=supervisor,
+            shutdown=_handback,
+        )
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        logger.warning(
+            "run %s: the queue cannot be read (%s); the supervisor re-dispatches queued runs",
+            run_id,
+            unavailable_reason(exc),
+            extra={"event": "run.database_unavailable", "run_id": run_id},
+        )
+        return "unavailable"
+    if fairest is not None and fairest.run_id != run_id:
+        logger.info(
+            "delivery for run %s trained the fairest queued run %s",
+            run_id,
+            fairest.run_id,
+            extra={"event": "run.delivery_redirected", "run_id": fairest.run_id},
+        )
+    outcome = fairest or execute_run(
+        run_id, settings=settings, supervisor=supervisor, shutdown=_handback
+    )
+    run_id = outcome.run_id
     if outcome.result == "skipped":
         logger.info(
             "run %s: not claimable (%s); delivery dropped",
@@ -104,8 +154,9 @@ def _run_task(app: Any, settings: Settings, run_id: Any) -> str:
             extra={"event": "run.delivery_dropped", "run_id": run_id},
         )
     elif outcome.result == "requeued":
-        # Handed back on shutdown: wake another worker now (the message being
-        # acknowledged is this one; a duplicate is harmless).
+        # Handed back (shutdown, or a pause withdrawn after the worker stopped for it):
+        # wake a worker now (the message being acknowledged is this one; a duplicate
+        # is harmless).
         app.send_task(TASK_NAME, args=[run_id], queue=QUEUE)
         logger.info(
             "run %s: handed back and re-dispatched",
@@ -117,7 +168,6 @@ def _run_task(app: Any, settings: Settings, run_id: Any) -> str:
 
 def _describe(settings: Settings, run_id: str) -> str:
     """Why a run could not be claimed (for the worker log)."""
-    from app.jobs.execute_run import _database
     from app.models import Run
 
     try:
@@ -125,10 +175,8 @@ def _describe(settings: Settings, run_id: str) -> str:
             run = session.get(Run, run_id)
             if run is None:
                 return "no such run"
-            if run.status == "running":
+            if run.status == Status.RUNNING:
                 return f"running, lease held by {run.lease_owner} until {run.lease_expires_at}"
-            if run.cancel_requested:
-                return f"{run.status}, cancel requested"
             return f"status {run.status}, attempt {run.attempts}"
     except Exception as exc:  # diagnostics only
         return f"status unknown: {type(exc).__name__}"
@@ -165,20 +213,54 @@ def _on_shutting_down(**_: Any) -> None:
 
 
 def _on_process_init(**_: Any) -> None:
-    """Pool process start: hand back on :data:`HANDBACK_SIGNAL`."""
+    """Pool process start: hand back on :data:`HANDBACK_SIGNAL`; forget the main
+    process's database connections (a forked child must never use or close them)."""
+    global _heartbeat
     _handback.clear()
     signal.signal(HANDBACK_SIGNAL, lambda *_: _handback.set())
+    if _heartbeat is not None:
+        _heartbeat.db.reader.dispose(close=False)
+        _heartbeat = None
+
+
+def start_supervisor(settings: Settings) -> SupervisorHeartbeat:
+    """Main process, before the pool starts: beat as the pool processes' supervisor."""
+    global _heartbeat
+    heartbeat = SupervisorHeartbeat(
+        database_url=settings.database_url,
+        kind="worker",
+        lease_seconds=settings.lease_seconds,
+        poll_seconds=settings.poll_seconds,
+    )
+    os.environ[SUPERVISOR_ENV] = heartbeat.id
+    heartbeat.start()
+    _heartbeat = heartbeat
+    return heartbeat
+
+
+def _stop_supervisor(**_: Any) -> None:
+    """Main process, the pool has stopped: retire the supervisor row."""
+    global _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
 
 
 def connect_worker_signals(settings: Settings) -> None:
-    """Install the logging, pool-process and shutdown hooks of ``backprop worker``."""
+    """Install the logging, supervisor, pool-process and shutdown hooks of ``backprop
+    worker``."""
 
     def setup_logging(**_: Any) -> None:
         configure_logging(settings.log_format)
 
+    def on_worker_init(**_: Any) -> None:
+        start_supervisor(settings)
+
     signals.setup_logging.connect(setup_logging, weak=False)
+    signals.worker_init.connect(on_worker_init, weak=False)
     signals.worker_process_init.connect(_on_process_init, weak=False)
     signals.worker_shutting_down.connect(_on_shutting_down, weak=False)
+    signals.worker_shutdown.connect(_stop_supervisor, weak=False)
 
 
 def worker_argv(*, concurrency: int, hostname: str, quiet: bool) -> list[str]:

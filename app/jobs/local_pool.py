@@ -1,11 +1,15 @@
 """The default executor: ``BACKPROP_WORKERS`` worker processes started by the server.
 
 Workers are started with the ``spawn`` method (no inherited database connections,
-no inherited threads), claim queued runs oldest first, and are woken by a
+no inherited threads), claim the fairest queued run (round-robin over tenants,
+:func:`app.services.execution.next_queued_run_id`), and are woken by a
 multiprocessing queue as soon as a run is submitted, with a poll fallback. A
 supervisor thread in the server restarts dead workers and re-queues runs whose
 lease expired (a worker that crashed, or a server killed with ``kill -9``).
-Workers die with the server (``PR_SET_PDEATHSIG`` plus a parent watchdog).
+Workers die with the server (``PR_SET_PDEATHSIG`` plus a parent watchdog). The
+server is their supervisor (:class:`app.jobs.supervisor.SupervisorHeartbeat`):
+a worker that dies while it lives uses an attempt of its run; a server that dies
+with its workers does not.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from app.config import Settings
 from app.db import Database
+from app.jobs.supervisor import SupervisorHeartbeat
 from app.jobs.sweeper import LeaseSweeper
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,12 @@ class LocalPool:
         self._processes: list[BaseProcess] = []
         self._supervisor: threading.Thread | None = None
         self._halt = threading.Event()
+        self.heartbeat = SupervisorHeartbeat(
+            database_url=settings.database_url,
+            kind="serve",
+            lease_seconds=settings.lease_seconds,
+            poll_seconds=settings.poll_seconds,
+        )
         self.sweeper = LeaseSweeper(
             db=db,
             lease_seconds=settings.lease_seconds,
@@ -69,6 +80,7 @@ class LocalPool:
                 self._stopping,
                 os.getpid(),
                 index,
+                self.heartbeat.id,
             ),
             name=f"backprop-worker-{index}",
             daemon=True,
@@ -78,7 +90,8 @@ class LocalPool:
         return process
 
     def start(self) -> None:
-        """Spawn the workers and the supervisor thread."""
+        """Start the heartbeat, spawn the workers and the supervisor thread."""
+        self.heartbeat.start()
         self._processes = [self._spawn(i) for i in range(self.settings.workers)]
         self._supervisor = threading.Thread(
             target=self._supervise, name="backprop-supervisor", daemon=True
@@ -129,3 +142,4 @@ class LocalPool:
                 process.join()
         self._wakeups.close()
         self._wakeups.join_thread()
+        self.heartbeat.stop()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from app.db import Database
 from app.db_errors import unavailable_reason
+from app.lifecycle import Status
 from app.services import execution
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,8 @@ HOLD_LEASES = 2
 
 
 class LeaseSweeper:
-    """Sweep expired leases, except right after a database outage.
+    """Sweep expired leases (:func:`app.services.execution.sweep_expired`), except right
+    after a database outage.
 
     While the database is unavailable no worker can renew its lease, so every
     lease looks expired the moment it comes back. Sweeping then would take
@@ -62,7 +64,8 @@ class LeaseSweeper:
         requeued: list[str] = []
         if expired:
             with self.db.writing() as session:
-                requeued = execution.sweep_expired(session=session, max_attempts=self.max_attempts)
+                swept = execution.sweep_expired(session=session, max_attempts=self.max_attempts)
+            requeued = [item.run_id for item in swept if item.status == Status.QUEUED]
         if self._outage_reason is not None:
             logger.warning("supervisor: the database answers again")
             self._outage_reason = None

@@ -12,10 +12,10 @@ from typing import Any
 from app.config import Settings
 from app.db import Database
 from app.db_errors import unavailable_reason
-from app.jobs.execute_run import default_owner, execute_run
+from app.jobs.execute_run import default_owner
+from app.jobs.fair_claim import execute_fairest
 from app.jobs.process import die_with_parent
 from app.logs import configure_logging
-from app.services import execution
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,12 @@ WORKER_NICENESS = 10
 
 
 def worker_main(
-    settings_data: dict[str, Any], wakeups: Any, stopping: Any, parent_pid: int, index: int
+    settings_data: dict[str, Any],
+    wakeups: Any,
+    stopping: Any,
+    parent_pid: int,
+    index: int,
+    supervisor: str | None = None,
 ) -> None:
     """Entry point of a spawned worker: claim queued runs until told to stop.
 
@@ -33,13 +38,16 @@ def worker_main(
     settings_data : dict
         ``Settings.model_dump()`` of the server.
     wakeups : multiprocessing.Queue
-        Run ids submitted by the server (hints; the run table is the queue).
+        Run ids submitted by the server (hints; the run table is the queue, and an
+        idle worker claims its fairest run, :func:`execute_fairest`).
     stopping : multiprocessing.Event
         Set when the server shuts down.
     parent_pid : int
         The server's pid; the worker exits when it is gone.
     index : int
         The worker's slot in the pool (for logs).
+    supervisor : str, optional
+        The server's supervisor id, recorded with every lease this worker takes.
     """
     # First, so that every thread of the worker inherits it (Linux nice is per thread).
     os.nice(WORKER_NICENESS)
@@ -55,25 +63,26 @@ def worker_main(
     try:
         while not stopping.is_set():
             try:
-                with db.reading() as session:
-                    run_id = execution.next_queued_run_id(session=session)
+                outcome = execute_fairest(
+                    settings=settings,
+                    db=db,
+                    owner=owner,
+                    supervisor=supervisor,
+                    shutdown=stopping,
+                )
             except Exception as error:
                 reason = unavailable_reason(error)
                 if reason is None:
                     raise
                 if reason != outage:
                     logger.warning("worker %d: %s; waiting for it", index, reason)
-                outage, run_id = reason, None
+                outage, outcome = reason, None
             else:
                 outage = None
-            if run_id is not None:
-                outcome = execute_run(
-                    run_id, settings=settings, db=db, owner=owner, shutdown=stopping
-                )
-                if outcome.result != "skipped":
-                    continue
-                # Not claimable (another worker won the race, or it is being swept):
-                # wait for the next hint instead of spinning on the same row.
+            if outcome is not None:
+                continue
+            # Nothing claimable (none queued, or other workers won the races): wait
+            # for the next hint instead of spinning on the same rows.
             with contextlib.suppress(queue.Empty):
                 wakeups.get(timeout=settings.poll_seconds)
     finally:

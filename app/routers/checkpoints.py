@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from app.deps import ReadSession, Tenant
-from app.presenters import checkpoint_detail
+from app.json_out import streamed_response
+from app.presenters import checkpoint_detail_json
 from app.responses import errors
 from app.schemas import CheckpointDetail
 from app.services import runs as service
@@ -14,9 +15,11 @@ router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"])
 
 
 @router.get("/{checkpoint_id}", response_model=CheckpointDetail, responses=errors(401, 404))
-def get_checkpoint(checkpoint_id: str, session: ReadSession, tenant: Tenant) -> CheckpointDetail:
-    """One checkpoint with its weights."""
+def get_checkpoint(checkpoint_id: str, session: ReadSession, tenant: Tenant) -> Response:
+    """One checkpoint with its weights (large weights are streamed)."""
     checkpoint, layers = service.get_checkpoint(
         session=session, owner=tenant, checkpoint_id=checkpoint_id
     )
-    return checkpoint_detail(checkpoint, layers)
+    document = checkpoint_detail_json(checkpoint, layers)
+    session.close()  # nothing more to read: the connection goes back before streaming
+    return streamed_response(document)

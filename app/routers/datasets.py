@@ -5,18 +5,23 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, Body, File, Form, Response, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, File, Form, Request, Response, UploadFile, status
+from starlette.concurrency import run_in_threadpool
 
-from app.arrays import array_to_json
-from app.builtin_datasets import DATASET_EXAMPLES, dataset_from_body
+from app.builtin_datasets import DATASET_EXAMPLES
 from app.deps import ReadSession, SettingsDep, Tenant, WriteSession
 from app.errors import InvalidInputError
+from app.json_out import array_json, object_json, streamed_response
+from app.memory import release_freed_memory
+from app.openapi_bodies import json_body
 from app.presenters import dataset_public, page
+from app.request_files import parse_body
 from app.responses import errors, resource_links
 from app.routers.common import DEFAULT, After, Limit
 from app.schemas import DatasetCreateBody, DatasetData, DatasetPublic, Page
 from app.services import datasets as service
-from app.services.dataset_parsing import check_cells, parse_csv
+from app.services.dataset_bodies import read_dataset_body
+from app.services.dataset_parsing import ParsedDataset, check_cells, packed, parse_csv
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -30,41 +35,72 @@ DATASET_LINKS = resource_links(
 )
 
 
+def _store(
+    session: WriteSession,
+    reads: ReadSession,
+    owner: str,
+    name: str,
+    parsed: ParsedDataset,
+    storage_quota: int,
+) -> DatasetPublic:
+    return dataset_public(
+        service.create_dataset(
+            session=session,
+            read_session=reads,
+            owner=owner,
+            name=name,
+            parsed=parsed,
+            storage_quota=storage_quota,
+        )
+    )
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
-    responses={201: {"links": DATASET_LINKS}, **errors(400, 401, 413, 422)},
+    responses={201: {"links": DATASET_LINKS}, **errors(400, 401, 413, 422, 507)},
+    openapi_extra=json_body(DatasetCreateBody, DATASET_EXAMPLES),
 )
-def create_dataset(
-    dataset_in: Annotated[DatasetCreateBody, Body(openapi_examples=DATASET_EXAMPLES)],
+async def create_dataset(
+    request: Request,
+    reads: ReadSession,
     session: WriteSession,
     tenant: Tenant,
     settings: SettingsDep,
     response: Response,
+    background: BackgroundTasks,
 ) -> DatasetPublic:
     """Upload a dataset as JSON: ``X`` rows and ``y`` (2-D, 1-D numbers or 1-D labels),
     or create a built-in one: ``{"builtin": "xor" | "and" | "or" | "moons" | "circles" |
     "spirals" | "iris" | "digits"}`` (moons, circles and spirals take ``n_samples``,
-    ``noise`` and ``seed``; ``y`` is integer class labels)."""
-    name, parsed = dataset_from_body(dataset_in)
-    check_cells(parsed, settings.max_dataset_cells)
-    dataset = service.create_dataset(session=session, owner=tenant, name=name, parsed=parsed)
+    ``noise`` and ``seed``; ``y`` is integer class labels).
+
+    The body is read as a stream, in a worker thread: the numbers go straight into
+    arrays, and a body with more than ``BACKPROP_MAX_DATASET_CELLS`` values is refused
+    as soon as the limit is crossed."""
+    background.add_task(release_freed_memory)  # after the answer, also after a refusal
+    name, parsed = await parse_body(request, read_dataset_body, settings.max_dataset_cells)
+    dataset = await run_in_threadpool(
+        _store, session, reads, tenant, name, parsed, settings.storage_quota_bytes
+    )
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
-    return dataset_public(dataset)
+    return dataset
 
 
 @router.post(
     "/csv",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
-    responses={201: {"links": DATASET_LINKS}, **errors(400, 401, 413, 422)},
+    responses={201: {"links": DATASET_LINKS}, **errors(400, 401, 413, 422, 507)},
 )
 def upload_csv(
+    reads: ReadSession,
     session: WriteSession,
     tenant: Tenant,
     settings: SettingsDep,
     response: Response,
+    background: BackgroundTasks,
     file: Annotated[UploadFile, File(description="CSV with a header row.")],
     target: Annotated[
         str, Form(description="Target column name(s), comma-separated, e.g. `y` or `y1,y2`.")
@@ -72,17 +108,17 @@ def upload_csv(
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> DatasetPublic:
     """Upload a dataset as a CSV file; every non-target column is a feature."""
+    background.add_task(release_freed_memory)
     content = file.file.read()
-    parsed = parse_csv(content, target.split(","), settings.max_dataset_cells)
+    parsed = packed(parse_csv(content, target.split(","), settings.max_dataset_cells))
+    del content
     check_cells(parsed, settings.max_dataset_cells)
     dataset_name = name or PurePath(file.filename or "dataset.csv").stem or "dataset"
     if len(dataset_name) > 200:
         raise InvalidInputError(("body", "name"), "at most 200 characters")
-    dataset = service.create_dataset(
-        session=session, owner=tenant, name=dataset_name, parsed=parsed
-    )
+    dataset = _store(session, reads, tenant, dataset_name, parsed, settings.storage_quota_bytes)
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
-    return dataset_public(dataset)
+    return dataset
 
 
 @router.get("", response_model=Page[DatasetPublic], responses=errors(401, 422))
@@ -101,11 +137,12 @@ def get_dataset(dataset_id: str, session: ReadSession, tenant: Tenant) -> Datase
 
 
 @router.get("/{dataset_id}/data", response_model=DatasetData, responses=errors(401, 404))
-def get_dataset_data(dataset_id: str, session: ReadSession, tenant: Tenant) -> DatasetData:
-    """The dataset's ``X`` and ``y``."""
+def get_dataset_data(dataset_id: str, session: ReadSession, tenant: Tenant) -> Response:
+    """The dataset's ``X`` and ``y`` (a large dataset is streamed, row by row)."""
     service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id)
     X, y = service.load_arrays(session=session, dataset_id=dataset_id)
-    return DatasetData(X=array_to_json(X), y=array_to_json(y))
+    session.close()  # nothing more to read: the connection goes back before streaming
+    return streamed_response(object_json([("X", array_json(X)), ("y", array_json(y))]))
 
 
 @router.delete(

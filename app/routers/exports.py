@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from app import exports
 from app.deps import ReadSession, Tenant
+from app.json_out import streamed_response
 from app.responses import errors
 from app.services import artifacts
 
@@ -69,9 +70,10 @@ def export_run(
     and gives the same outputs as ``POST /v1/runs/{run_id}/predict``.
     """
     model = artifacts.trained_model(session=session, owner=tenant, run_id=run_id)
+    session.close()  # nothing more to read: the connection goes back before streaming
     file = exports.export(model, format)
-    return Response(
-        content=file.content,
+    return streamed_response(
+        iter(file.chunks),
         media_type=file.media_type,
         headers={"Content-Disposition": f'attachment; filename="{file.filename}"'},
     )

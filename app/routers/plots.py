@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app import plots
-from app.deps import ReadSession, Tenant
+from app.deps import ReadSession, SettingsDep, Tenant
 from app.responses import errors
 from app.services import artifacts
 
@@ -83,6 +83,7 @@ async def decision_boundary_plot(
     run_id: str,
     session: ReadSession,
     tenant: Tenant,
+    settings: SettingsDep,
     width: Width = plots.DEFAULT_WIDTH,
     height: Height = plots.DEFAULT_HEIGHT,
 ) -> Response:
@@ -96,5 +97,11 @@ async def decision_boundary_plot(
     data = await run_in_threadpool(
         artifacts.boundary_data, session=session, owner=tenant, run_id=run_id
     )
-    png = await plots.render(plots.render_decision_boundary, data, width=width, height=height)
+    png = await plots.render(
+        plots.render_decision_boundary,
+        data,
+        width=width,
+        height=height,
+        max_bytes=settings.max_request_memory,
+    )
     return Response(content=png, media_type="image/png")

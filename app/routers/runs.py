@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from app.arrays import array_to_json
 from app.db import Database
 from app.deps import DatabaseDep, ExecutorDep, ReadSession, SettingsDep, Tenant, WriteSession
 from app.errors import InvalidInputError
-from app.presenters import checkpoint_public, page, run_public, weights_public
+from app.json_out import streamed_response
+from app.openapi_bodies import json_body
+from app.presenters import checkpoint_public, page, run_public, weights_json
+from app.request_files import parse_body
 from app.responses import errors, run_links
-from app.routers.common import DEFAULT, After, Limit
+from app.routers.common import DB_INT_MAX, DEFAULT, After, Limit
 from app.schemas import (
     CheckpointPublic,
     Page,
@@ -25,6 +27,7 @@ from app.schemas import (
     WeightsPublic,
 )
 from app.services import history as history_service
+from app.services import inference
 from app.services import runs as service
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -36,10 +39,11 @@ HISTORY_EXAMPLE = {"epoch": [1, 2, 3], "loss": [0.31, 0.29, 0.27], "val_loss": [
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RunPublic,
-    responses={202: {"links": run_links()}, **errors(400, 401, 404, 413, 422, 429)},
+    responses={202: {"links": run_links()}, **errors(400, 401, 404, 413, 422, 429, 507)},
 )
 def create_run(
     run_in: RunCreate,
+    reads: ReadSession,
     session: WriteSession,
     tenant: Tenant,
     settings: SettingsDep,
@@ -49,12 +53,16 @@ def create_run(
     """Queue a training run; everything is validated first, so a bad run is never stored.
 
     429 (with ``Retry-After``) when the tenant already has ``BACKPROP_MAX_ACTIVE_RUNS``
-    queued or running runs.
+    queued or running runs; 507 when the most the run can store does not fit the
+    tenant's ``BACKPROP_STORAGE_QUOTA_BYTES``.
     """
-    limits = service.RunLimits(
-        max_run_work=settings.max_run_work, max_active_runs=settings.max_active_runs
+    run = service.create_run(
+        session=session,
+        read_session=reads,
+        owner=tenant,
+        run_in=run_in,
+        limits=service.RunLimits.from_settings(settings),
     )
-    run = service.create_run(session=session, owner=tenant, run_in=run_in, limits=limits)
     executor.submit(run.id)
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return run_public(run)
@@ -117,7 +125,9 @@ def get_history(
     tenant: Tenant,
     settings: SettingsDep,
     response: Response,
-    after_epoch: Annotated[int | None, Query(ge=0, description="Only later epochs.")] = None,
+    after_epoch: Annotated[
+        int | None, Query(ge=0, le=DB_INT_MAX, description="Only later epochs.")
+    ] = None,
     limit: Annotated[
         int | None,
         Query(ge=1, description="At most this many points (default and cap: the server's limit)."),
@@ -173,7 +183,8 @@ def cancel_run(run_id: str, session: WriteSession, tenant: Tenant) -> RunPublic:
 def pause_run(run_id: str, session: WriteSession, tenant: Tenant) -> RunPublic:
     """Pause: a queued run at once (``paused``); a running one at its next epoch
     boundary, after an exact checkpoint (``pause_requested`` until then). Idempotent;
-    409 for a finished run. ``paused`` is not terminal: ``POST .../resume``."""
+    409 for a finished run or one with a cancel pending. ``paused`` is not terminal:
+    ``POST .../resume``."""
     return run_public(service.pause_run(session=session, owner=tenant, run_id=run_id))
 
 
@@ -186,8 +197,9 @@ def resume_run(
     executor: ExecutorDep,
 ) -> RunPublic:
     """Resume a paused run: ``queued`` again, then it continues from its pause
-    checkpoint exactly (the final weights equal an uninterrupted run's). Idempotent;
-    409 for a finished run; 429 (with ``Retry-After``, the run stays paused) when the
+    checkpoint exactly (the final weights equal an uninterrupted run's); a pending
+    pause is withdrawn. Idempotent; 409 for a finished run or one with a cancel
+    pending; 429 (with ``Retry-After``, the run stays paused) when the
     tenant already has ``BACKPROP_MAX_ACTIVE_RUNS`` queued or running runs."""
     run, dispatch = service.resume_run(
         session=session, owner=tenant, run_id=run_id, max_active_runs=settings.max_active_runs
@@ -211,26 +223,37 @@ def list_checkpoints(
 
 
 @router.get("/{run_id}/weights", response_model=WeightsPublic, responses=errors(401, 404, 409))
-def get_weights(run_id: str, session: ReadSession, tenant: Tenant) -> WeightsPublic:
-    """Final weights of a finished run, else its latest checkpoint (409 if none)."""
+def get_weights(run_id: str, session: ReadSession, tenant: Tenant) -> Response:
+    """Final weights of a finished run, else its latest checkpoint (409 if none);
+    large weights are streamed, layer by layer and row by row."""
     epoch, layers = service.get_weights(session=session, owner=tenant, run_id=run_id)
-    return weights_public(epoch, layers)
+    session.close()  # nothing more to read: the connection goes back before streaming
+    return streamed_response(weights_json(epoch, layers))
+
+
+def _prediction(session: ReadSession, owner: str, run_id: str, X: Any, max_bytes: int) -> Response:
+    predictor = inference.load_predictor(session=session, owner=owner, run_id=run_id)
+    session.close()
+    checked = inference.checked_input(predictor.network, X)
+    return streamed_response(inference.prediction_json(predictor, checked, max_bytes))
 
 
 @router.post(
     "/{run_id}/predict",
     response_model=PredictResponse,
     responses=errors(400, 401, 404, 409, 413, 422),
+    openapi_extra=json_body(PredictRequest),
 )
-def predict(
-    run_id: str, body: PredictRequest, session: ReadSession, tenant: Tenant, settings: SettingsDep
-) -> PredictResponse:
-    """Outputs of the network with the weights ``GET /weights`` returns."""
-    epoch, predictions = service.predict(
-        session=session,
-        owner=tenant,
-        run_id=run_id,
-        X=body.X,
-        max_rows=settings.max_predict_rows,
+async def predict(
+    run_id: str, request: Request, session: ReadSession, tenant: Tenant, settings: SettingsDep
+) -> Response:
+    """Outputs of the network with the weights ``GET /weights`` returns.
+
+    The body is read as a stream in a worker thread (more than
+    ``BACKPROP_MAX_PREDICT_ROWS`` rows are refused at once); the network runs in
+    chunks of rows bounded by ``BACKPROP_MAX_REQUEST_MEMORY``, and a large answer
+    is streamed."""
+    X = await parse_body(request, inference.read_predict_body, settings.max_predict_rows)
+    return await run_in_threadpool(
+        _prediction, session, tenant, run_id, X, settings.max_request_memory
     )
-    return PredictResponse(epoch=epoch, predictions=array_to_json(predictions))

@@ -4,6 +4,13 @@
 shape (n_samples, n_targets), or int64 of shape (n_samples,) when it is a 1-D
 list of non-negative integers (class labels; runs with a loss other than
 ``cross_entropy`` use them as a single numeric column).
+
+JSON bodies are read by :mod:`app.json_arrays` (numbers straight into arrays) and
+turned into a dataset by :func:`dataset_from_arrays`. CSV files take a vectorized
+path (:func:`numpy.loadtxt`, after checking that the data rows hold nothing but
+number characters) and fall back to an exact, cell-by-cell path that either parses
+what the fast path does not (lines of empty cells, which are skipped) or finds the
+first bad cell and names its line and column. Both are linear in the file's size.
 """
 
 from __future__ import annotations
@@ -12,34 +19,61 @@ import csv
 import io
 import math
 import re
-from collections.abc import Sequence
+import warnings
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from app.blobs import pack
 from app.errors import InvalidInputError
+from app.json_arrays import MAX_LABEL, NumericArray
 
-MAX_LABEL = 2**31 - 1
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 """A CSV cell that is a number: plain decimal or exponent notation, nothing a
 spreadsheet would evaluate (``=SUM(A1:A3)``) and none of Python's extras
 (``1_000``, ``inf``, ``nan``, ``0x10``)."""
 
+_NOT_NUMERIC = re.compile(rb'[^0-9eE+\-.,"\s]')
+"""A byte that no numeric CSV data row contains: when the data rows have none, every
+cell is made of number characters only, so NumPy's parser accepts exactly the cells
+:data:`NUMBER` accepts (it rejects the malformed ones, such as ``1..2``)."""
+
+_NOT_DIGIT = re.compile(rb"[.eE+\-]")
+_ANY_CELL = re.compile(rb"[^\s,]")
+_BOM = b"\xef\xbb\xbf"
+CELLS_MESSAGE = "more than {max_cells} values (BACKPROP_MAX_DATASET_CELLS)"
+
 
 @dataclass(frozen=True)
 class ParsedDataset:
-    """Validated arrays of a dataset."""
+    """Validated arrays of a dataset.
+
+    ``blob``, when set, is the encoded container (:func:`app.blobs.encode_arrays`)
+    that ``X`` and ``y`` are read-only views into (:func:`packed`).
+    """
 
     X: NDArray[np.float64]
     y: NDArray[Any]
     target_type: str
+    blob: bytearray | None = None
 
     @property
     def n_targets(self) -> int:
         """Columns of ``y`` (1 for labels)."""
         return 1 if self.y.ndim == 1 else int(self.y.shape[1])
+
+
+def packed(parsed: ParsedDataset) -> ParsedDataset:
+    """The same dataset with ``X`` and ``y`` moved into their encoded blob: once the
+    caller drops ``parsed``, the arrays exist once (a large upload's peak is the blob
+    plus what the database driver copies, not the arrays besides)."""
+    blob, views = pack({"X": parsed.X, "y": parsed.y})
+    return ParsedDataset(X=views["X"], y=views["y"], target_type=parsed.target_type, blob=blob)
 
 
 def check_cells(parsed: ParsedDataset, max_cells: int) -> None:
@@ -51,6 +85,31 @@ def check_cells(parsed: ParsedDataset, max_cells: int) -> None:
             f"the dataset has {cells} values in X and y; at most {max_cells} "
             "(BACKPROP_MAX_DATASET_CELLS)",
         )
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def dataset_from_arrays(X: NumericArray, y: NumericArray) -> ParsedDataset:
+    """The dataset of a JSON body's ``X`` and ``y`` as :mod:`app.json_arrays` read them.
+
+    Raises
+    ------
+    InvalidInputError
+        On empty ``X`` or ``y``, or X and y of different lengths (the reader already
+        refused ragged rows and entries that are not finite numbers).
+    """
+    if X.rows == 0:
+        raise InvalidInputError(("body", "X"), "must contain at least one sample")
+    if y.rows == 0:
+        raise InvalidInputError(("body", "y"), "must contain at least one sample")
+    if y.rows != X.rows:
+        raise InvalidInputError(("body", "y"), f"y has {y.rows} samples but X has {X.rows}")
+    if y.values.ndim == 2:
+        return ParsedDataset(X=X.values, y=y.values, target_type="values")
+    if y.all_labels:
+        return ParsedDataset(X=X.values, y=y.values.astype(np.int64), target_type="labels")
+    return ParsedDataset(X=X.values, y=y.values.reshape(-1, 1), target_type="values")
 
 
 def _is_number(value: Any) -> bool:
@@ -75,9 +134,13 @@ def _check_x(X: Sequence[Sequence[float]]) -> NDArray[np.float64]:
 def _check_number(value: Any, loc: tuple[str | int, ...]) -> float:
     if not _is_number(value):
         raise InvalidInputError(loc, f"must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     if not math.isfinite(number):
-        raise InvalidInputError(loc, f"must be finite, got {value!r}")
+        shown = "an integer too large for a float" if isinstance(value, int) else repr(value)
+        raise InvalidInputError(loc, f"must be finite, got {shown}")
     return number
 
 
@@ -106,7 +169,7 @@ def _check_y(y: Sequence[Any]) -> tuple[NDArray[Any], str]:
 
 
 def parse_json(X: Sequence[Sequence[float]], y: Sequence[Any]) -> ParsedDataset:
-    """Validate a JSON dataset body.
+    """Validate a dataset given as Python lists (the built-in datasets, the client's tests).
 
     Raises
     ------
@@ -124,20 +187,74 @@ def parse_json(X: Sequence[Sequence[float]], y: Sequence[Any]) -> ParsedDataset:
     return ParsedDataset(X=X_array, y=y_array, target_type=target_type)
 
 
-def _parse_cell(text: str, line: int, column: str) -> float:
-    if NUMBER.fullmatch(text.strip()) is None:
-        reason = "is not a number"
-        if text.strip().lower().lstrip("+-") in {"nan", "inf", "infinity"}:
-            reason = "is not finite"
+# --------------------------------------------------------------------------- CSV
+
+
+@dataclass(frozen=True)
+class _Header:
+    names: list[str]
+    data_offset: int
+    """Byte offset of the first data line in the file."""
+    lines: int
+    """Physical lines the header took."""
+
+
+def _file_error(message: str) -> InvalidInputError:
+    return InvalidInputError(("body", "file"), message)
+
+
+def _decode_error(content: bytes, exc: UnicodeDecodeError, offset: int) -> InvalidInputError:
+    start = exc.start + offset
+    line = content[:start].count(b"\n") + 1
+    return _file_error(f"line {line}: not UTF-8 text (byte {start} is {content[start]:#04x})")
+
+
+def _read_header(content: bytes) -> _Header:
+    """The first CSV record (it may span lines inside quotes) and where the data starts."""
+    offset = len(_BOM) if content.startswith(_BOM) else 0
+    position = offset
+    lines = 0
+
+    def physical_lines() -> Iterator[str]:
+        nonlocal position, lines
+        while position < len(content):
+            end = content.find(b"\n", position)
+            end = len(content) if end < 0 else end + 1
+            try:
+                line = content[position:end].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _decode_error(content, exc, position) from None
+            position = end
+            lines += 1
+            yield line
+
+    reader = csv.reader(physical_lines(), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise _file_error(f"line {lines}: {exc}") from None
+    if header is None or not any(cell.strip() for cell in header):
+        raise _file_error("line 1: a header row is required")
+    return _Header(names=[cell.strip() for cell in header], data_offset=position, lines=lines)
+
+
+def _columns(header: list[str], targets: Sequence[str]) -> tuple[list[int], list[int]]:
+    """The target and feature column indices (linear in the number of columns)."""
+    duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
+    if duplicates:
+        raise _file_error(f"line 1: duplicate column(s) {duplicates}")
+    position = {name: index for index, name in enumerate(header)}
+    missing = [t for t in targets if t not in position]
+    if missing:
         raise InvalidInputError(
-            ("body", "file"), f"line {line}, column {column!r}: {text!r} {reason}"
+            ("body", "target"), f"column(s) {missing} not in the header {header}"
         )
-    number = float(text)
-    if not math.isfinite(number):
-        raise InvalidInputError(
-            ("body", "file"), f"line {line}, column {column!r}: {text!r} is not finite"
-        )
-    return number
+    target_idx = [position[t] for t in targets]
+    chosen = set(target_idx)
+    feature_idx = [i for i in range(len(header)) if i not in chosen]
+    if not feature_idx:
+        raise InvalidInputError(("body", "target"), "every column is a target; no features left")
+    return target_idx, feature_idx
 
 
 def parse_csv(
@@ -145,75 +262,199 @@ def parse_csv(
 ) -> ParsedDataset:
     """Parse a CSV file with a header row; ``targets`` name the y column(s).
 
-    A single target column of non-negative integers becomes class labels. A UTF-8
-    byte order mark is skipped, blank lines are skipped, fields may be quoted.
-    Cells are parsed as numbers by :data:`NUMBER`, never evaluated.
+    A single target column of non-negative integers (digits only) becomes class
+    labels. A UTF-8 byte order mark is skipped, blank lines are skipped, fields may
+    be quoted. Cells are parsed as numbers by :data:`NUMBER`, never evaluated.
 
     Raises
     ------
     InvalidInputError
         With the line number for malformed rows and cells, bytes that are not
-        UTF-8, and a file of more than ``max_cells`` values (as soon as it is seen).
+        UTF-8, and a file of more than ``max_cells`` values (the line where the
+        limit is crossed).
     """
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        start = exc.start + (3 if content.startswith(b"\xef\xbb\xbf") else 0)
-        line = content[:start].count(b"\n") + 1
-        raise InvalidInputError(
-            ("body", "file"), f"line {line}: not UTF-8 text (byte {start} is {content[start]:#04x})"
-        ) from None
     targets = [t.strip() for t in targets if t.strip()]
     if not targets:
         raise InvalidInputError(("body", "target"), "name at least one target column")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header = _read_header(content)
+    target_idx, feature_idx = _columns(header.names, targets)
+    fast = _fast_parse(content, header, target_idx, feature_idx, max_cells)
+    if fast is None:
+        return _exact_parse(content, header, target_idx, feature_idx, max_cells)
+    return fast
+
+
+BLOCK_BYTES = 1 << 20
+"""Bytes of data rows per :func:`numpy.loadtxt` call: its C parser holds the GIL for
+one call, so blocks keep that short (the event loop's thread waits for the GIL)."""
+
+
+def _loadtxt(block: bytes, **options: Any) -> NDArray[Any]:
+    with warnings.catch_warnings():
+        # "Input line 3 contained no data": blank lines are skipped, as they should be.
+        warnings.simplefilter("ignore", UserWarning)
+        return np.loadtxt(
+            io.BytesIO(block),
+            delimiter=",",
+            quotechar='"',
+            comments=None,
+            ndmin=2,
+            encoding="ascii",
+            **options,
+        )
+
+
+def _blocks(content: bytes, start: int) -> Iterator[bytes]:
+    """The data rows in pieces of about BLOCK_BYTES, cut after a newline that is outside
+    quotes (an even number of ``"`` before it: a quoted field may hold a newline)."""
+    while start < len(content):
+        end = content.rfind(b"\n", start, start + BLOCK_BYTES) + 1
+        if end <= start:  # a line longer than a block: up to its end
+            end = start + BLOCK_BYTES
+        while end < len(content) and content.count(b'"', start, end) % 2:
+            newline = content.find(b"\n", end)
+            end = len(content) if newline < 0 else newline + 1
+        if end < len(content) and content[end - 1 : end] != b"\n":
+            newline = content.find(b"\n", end)
+            end = len(content) if newline < 0 else newline + 1
+        yield content[start:end]
+        start = end
+
+
+def _fast_parse(
+    content: bytes,
+    header: _Header,
+    target_idx: list[int],
+    feature_idx: list[int],
+    max_cells: int | None,
+) -> ParsedDataset | None:
+    """The dataset by NumPy's parser, block by block into preallocated arrays, or None
+    when the exact path must decide (an unusual but valid file, or an error to locate).
+
+    Raises
+    ------
+    InvalidInputError
+        When the file has more than ``max_cells`` values, at the line that crosses it.
+    """
+    width = len(header.names)
+    if _NOT_NUMERIC.search(content, header.data_offset) is not None:
+        return None  # bytes no number has: an error to locate (or a line of empty cells)
+    allowed = None if max_cells is None else max_cells // width
+    if allowed == 0:
+        return None  # not even one row fits: the exact path refuses at the first one
+    capacity = content.count(b"\n", header.data_offset) + 1  # at least the data rows
+    if allowed is not None:
+        capacity = min(capacity, allowed)
+    X = np.empty((capacity, len(feature_idx)))
+    y = np.empty((capacity, len(target_idx)))
+    labels = len(target_idx) == 1
+    rows = 0
+    for block in _blocks(content, header.data_offset):
+        if _ANY_CELL.search(block) is None:
+            continue
+        try:
+            table = _loadtxt(block, dtype=np.float64)
+        except ValueError:
+            return None
+        if table.shape[1] != width:
+            return None
+        if allowed is not None and rows + table.shape[0] > allowed:
+            if content.find(b'"', header.data_offset) >= 0:
+                return None  # a record may span lines: the exact path counts them
+            line = _line_of_row(content, header, allowed)
+            raise _file_error(f"line {line}: {CELLS_MESSAGE.format(max_cells=max_cells)}")
+        X[rows : rows + table.shape[0]] = table[:, feature_idx]
+        y[rows : rows + table.shape[0]] = table[:, target_idx]
+        labels = labels and _are_labels(block, target_idx[0], table[:, target_idx[0]])
+        rows += table.shape[0]
+    if rows == 0:
+        return None  # no data rows: the exact path says so
+    X, y = X[:rows], y[:rows]
+    if labels:
+        return ParsedDataset(X=X, y=y[:, 0].astype(np.int64), target_type="labels")
+    return ParsedDataset(X=X, y=y, target_type="values")
+
+
+def _line_of_row(content: bytes, header: _Header, row: int) -> int:
+    """The line number of data row ``row`` (0-based; blank lines are not rows) of a
+    file without quotes (one record per line)."""
+    position = header.data_offset
+    line = header.lines
+    seen = -1
+    while seen < row:
+        end = content.find(b"\n", position)
+        end = len(content) if end < 0 else end
+        line += 1
+        if content[position:end].strip():
+            seen += 1
+        position = end + 1
+    return line
+
+
+def _are_labels(block: bytes, column: int, values: NDArray[np.float64]) -> bool:
+    """Whether a block's target cells are class labels: digits only (as text) and at
+    most MAX_LABEL."""
+    if not (np.all(values >= 0) and np.all(values <= MAX_LABEL)):
+        return False
+    if _NOT_DIGIT.search(block) is None:
+        return True
+    cells = _loadtxt(block, dtype=str, usecols=[column])[:, 0]
+    return bool(np.all(np.char.isdigit(np.char.strip(cells))))
+
+
+def _parse_cell(text: str, line: int, column: str) -> float:
+    if NUMBER.fullmatch(text.strip()) is None:
+        reason = "is not a number"
+        if text.strip().lower().lstrip("+-") in {"nan", "inf", "infinity"}:
+            reason = "is not finite"
+        raise _file_error(f"line {line}, column {column!r}: {text!r} {reason}")
+    number = float(text)
+    if not math.isfinite(number):
+        raise _file_error(f"line {line}, column {column!r}: {text!r} is not finite")
+    return number
+
+
+def _exact_parse(
+    content: bytes,
+    header: _Header,
+    target_idx: list[int],
+    feature_idx: list[int],
+    max_cells: int | None,
+) -> ParsedDataset:
+    """Cell by cell with :mod:`csv`: parses what the fast path left, or raises the exact
+    error (line, column, reason). Values go into flat arrays, never lists of lists."""
     try:
-        header = next(reader, None)
-        if header is None or not any(cell.strip() for cell in header):
-            raise InvalidInputError(("body", "file"), "line 1: a header row is required")
-        header = [cell.strip() for cell in header]
-        duplicates = sorted({name for name in header if header.count(name) > 1})
-        if duplicates:
-            raise InvalidInputError(("body", "file"), f"line 1: duplicate column(s) {duplicates}")
-        missing = [t for t in targets if t not in header]
-        if missing:
-            raise InvalidInputError(
-                ("body", "target"), f"column(s) {missing} not in the header {header}"
-            )
-        target_idx = [header.index(t) for t in targets]
-        feature_idx = [i for i in range(len(header)) if i not in target_idx]
-        if not feature_idx:
-            raise InvalidInputError(
-                ("body", "target"), "every column is a target; no features left"
-            )
-        X_rows: list[list[float]] = []
-        y_rows: list[list[float]] = []
-        y_text: list[str] = []
+        text = content[header.data_offset :].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _decode_error(content, exc, header.data_offset) from None
+    names = header.names
+    width = len(names)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    X_values, y_values = array("d"), array("d")
+    labels = len(target_idx) == 1
+    rows = 0
+    line = header.lines
+    try:
         for row in reader:
-            line = reader.line_num
+            line = header.lines + reader.line_num
             if not row or all(not cell.strip() for cell in row):
                 continue
-            if len(row) != len(header):
-                raise InvalidInputError(
-                    ("body", "file"),
-                    f"line {line}: expected {len(header)} fields, got {len(row)}",
-                )
-            if max_cells is not None and (len(X_rows) + 1) * len(header) > max_cells:
-                raise InvalidInputError(
-                    ("body", "file"),
-                    f"line {line}: more than {max_cells} values (BACKPROP_MAX_DATASET_CELLS)",
-                )
-            X_rows.append([_parse_cell(row[i], line, header[i]) for i in feature_idx])
-            y_rows.append([_parse_cell(row[i], line, header[i]) for i in target_idx])
-            if len(target_idx) == 1:
-                y_text.append(row[target_idx[0]].strip())
+            if len(row) != width:
+                raise _file_error(f"line {line}: expected {width} fields, got {len(row)}")
+            if max_cells is not None and (rows + 1) * width > max_cells:
+                raise _file_error(f"line {line}: {CELLS_MESSAGE.format(max_cells=max_cells)}")
+            X_values.extend(_parse_cell(row[i], line, names[i]) for i in feature_idx)
+            y_values.extend(_parse_cell(row[i], line, names[i]) for i in target_idx)
+            if labels:
+                label = row[target_idx[0]].strip()
+                labels = label.isdigit() and int(label) <= MAX_LABEL
+            rows += 1
     except csv.Error as exc:
-        raise InvalidInputError(("body", "file"), f"line {reader.line_num}: {exc}") from None
-    if not X_rows:
-        raise InvalidInputError(("body", "file"), "no data rows after the header")
-    X = np.asarray(X_rows, dtype=np.float64)
-    if y_text and all(t.isdigit() and int(t) <= MAX_LABEL for t in y_text):
-        return ParsedDataset(
-            X=X, y=np.asarray([int(t) for t in y_text], np.int64), target_type="labels"
-        )
-    return ParsedDataset(X=X, y=np.asarray(y_rows, dtype=np.float64), target_type="values")
+        raise _file_error(f"line {header.lines + reader.line_num}: {exc}") from None
+    if rows == 0:
+        raise _file_error("no data rows after the header")
+    X = np.frombuffer(X_values, dtype=np.float64).reshape(rows, len(feature_idx))
+    y = np.frombuffer(y_values, dtype=np.float64).reshape(rows, len(target_idx))
+    if labels:
+        return ParsedDataset(X=X, y=y[:, 0].astype(np.int64), target_type="labels")
+    return ParsedDataset(X=X, y=y, target_type="values")

@@ -1,31 +1,82 @@
-"""Datasets: store validated arrays, read them back, delete when unused."""
+"""Datasets: store validated arrays with their summary, read them back, delete when unused."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import func, insert, text, update
 from sqlmodel import Session, col, or_, select
 
+from app.blobs import encode_arrays
+from app.dataset_summary import DataSummary, LabelRecords, RecordsLoader, summarize
 from app.errors import ConflictError, NotFoundError
 from app.ids import new_id
-from app.models import Dataset, DatasetArrays, Run, utcnow
+from app.lifecycle import UNFINISHED
+from app.models import Dataset, DatasetArrays, DatasetSummary, Run, utcnow
+from app.services import storage
 from app.services.dataset_parsing import ParsedDataset
 from app.services.pagination import PageResult, paginate
 from engine import serialization
 
-ACTIVE_STATUSES = ("queued", "running", "paused")
+
+@dataclass(frozen=True)
+class ComputedSummary:
+    """A summary computed from a dataset's arrays, to be stored by :func:`store_summary`."""
+
+    dataset_id: str
+    summary: DataSummary
+    records: bytes | None
+    stored_bytes: int
+    """The dataset's exact charge: its arrays' blob plus ``records``."""
 
 
-def create_dataset(*, session: Session, owner: str, name: str, parsed: ParsedDataset) -> Dataset:
-    """Store a validated dataset; ``sha256`` is the hash of the encoded arrays."""
-    blob = serialization.encode_arrays(
-        {"X": np.ascontiguousarray(parsed.X), "y": np.ascontiguousarray(parsed.y)}
+def _summarized(
+    dataset_id: str, X: NDArray[Any], y: NDArray[Any], blob_bytes: int
+) -> ComputedSummary:
+    summary, records = summarize(X, y)
+    encoded = None if records is None else records.encode()
+    return ComputedSummary(
+        dataset_id=dataset_id,
+        summary=summary,
+        records=encoded,
+        stored_bytes=blob_bytes + len(encoded or b""),
     )
+
+
+def create_dataset(
+    *,
+    session: Session,
+    owner: str,
+    name: str,
+    parsed: ParsedDataset,
+    storage_quota: int = 0,
+    read_session: Session | None = None,
+) -> Dataset:
+    """Store a validated dataset and its summary; ``sha256`` is the hash of the encoded arrays.
+
+    With a ``storage_quota`` (bytes; 0 = none), the dataset is charged its stored
+    bytes (:mod:`app.services.storage`) in the transaction that stores it, after the
+    tenant lock; ``read_session`` (else ``session``) reads what that needs first.
+
+    Raises
+    ------
+    StorageQuotaError
+        When the dataset does not fit the quota.
+    """
+    settlement = storage.Settlement()
+    if storage_quota:
+        reads = read_session if read_session is not None else session
+        settlement = storage.settle(session=reads, owner=owner, keep_auto_checkpoints=0)
+        if read_session is not None:
+            read_session.rollback()
+    blob = parsed.blob if parsed.blob is not None else encode_arrays({"X": parsed.X, "y": parsed.y})
+    dataset_id = new_id("dataset")
+    computed = _summarized(dataset_id, parsed.X, parsed.y, len(blob))
     dataset = Dataset(
-        id=new_id("dataset"),
+        id=dataset_id,
         owner=owner,
         name=name,
         n_samples=int(parsed.X.shape[0]),
@@ -34,11 +85,118 @@ def create_dataset(*, session: Session, owner: str, name: str, parsed: ParsedDat
         target_type=parsed.target_type,
         sha256=hashlib.sha256(blob).hexdigest(),
         created_at=utcnow(),
+        stored_bytes=computed.stored_bytes,
     )
+    if storage_quota:
+        from app.services.runs import lock_active_runs  # runs imports this module
+
+        lock_active_runs(session=session, owner=owner)
+        storage.charge(
+            session=session,
+            owner=owner,
+            needed=computed.stored_bytes,
+            quota=storage_quota,
+            settlement=settlement,
+            what=f"this dataset ({parsed.X.shape[0]} samples)",
+        )
     session.add(dataset)
-    session.add(DatasetArrays(dataset_id=dataset.id, data=blob))
+    store_blob(session, dataset.id, blob)
+    session.add(_summary_row(computed))
     session.commit()
     return dataset
+
+
+BLOB_WRITE_BYTES = 1 << 20
+
+
+def store_blob(session: Session, dataset_id: str, blob: bytearray | bytes) -> None:
+    """Insert the dataset's arrays; on SQLite, piece by piece into a ``zeroblob``.
+
+    Bound as a parameter, SQLite copies the whole blob and keeps that copy in the
+    cached prepared statement until the statement runs again: a dataset's size more
+    at the peak and long after. Incremental blob I/O (``blobopen``) writes it through
+    the page cache instead. Other databases take the bytes-like object as it is.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        # psycopg stores any bytes-like object as bytea: no bytes() copy.
+        session.add(DatasetArrays(dataset_id=dataset_id, data=cast(bytes, blob)))
+        return
+    session.flush()  # the dataset row first (the foreign key)
+    session.execute(
+        insert(DatasetArrays).values(dataset_id=dataset_id, data=func.zeroblob(len(blob)))
+    )
+    rowid = session.execute(
+        text("SELECT rowid FROM dataset_arrays WHERE dataset_id = :id"), {"id": dataset_id}
+    ).scalar_one()
+    driver = session.connection().connection.driver_connection
+    view = memoryview(blob)
+    with driver.blobopen("dataset_arrays", "data", rowid) as stored:  # type: ignore[union-attr]
+        for start in range(0, len(view), BLOB_WRITE_BYTES):
+            stored.write(view[start : start + BLOB_WRITE_BYTES])
+
+
+def _summary_row(computed: ComputedSummary) -> DatasetSummary:
+    return DatasetSummary(
+        dataset_id=computed.dataset_id,
+        summary=computed.summary.to_json(),
+        label_records=computed.records,
+    )
+
+
+def summary_of(
+    *, session: Session, dataset_id: str
+) -> tuple[DataSummary, RecordsLoader, ComputedSummary | None]:
+    """A dataset's summary and a loader of its label records.
+
+    Datasets stored before summaries existed (or by another summary version) get
+    theirs computed from their arrays here, once: the third value is then the new
+    summary, for the caller to store with :func:`store_summary` in its write
+    transaction. Otherwise it is None and nothing but the summary row was read.
+    """
+    stored = session.exec(
+        select(DatasetSummary.summary).where(DatasetSummary.dataset_id == dataset_id)
+    ).first()
+    summary = None if stored is None else DataSummary.from_json(stored)
+    if summary is not None:
+
+        def load_records() -> LabelRecords:
+            blob = session.exec(
+                select(DatasetSummary.label_records).where(DatasetSummary.dataset_id == dataset_id)
+            ).one()
+            if blob is None:  # pragma: no cover - written with every whole-number column
+                raise NotFoundError("dataset", dataset_id)
+            return LabelRecords.decode(blob)
+
+        return summary, load_records, None
+    arrays = session.get(DatasetArrays, dataset_id)
+    if arrays is None:
+        raise NotFoundError("dataset", dataset_id)
+    decoded = serialization.decode_arrays(arrays.data)
+    computed = _summarized(dataset_id, decoded["X"], decoded["y"], len(arrays.data))
+    encoded = computed.records
+
+    def computed_records() -> LabelRecords:
+        if encoded is None:  # pragma: no cover - computed for every whole-number column
+            raise NotFoundError("dataset", dataset_id)
+        return LabelRecords.decode(encoded)
+
+    return computed.summary, computed_records, computed
+
+
+def store_summary(*, session: Session, computed: ComputedSummary) -> None:
+    """Store a dataset's summary (once) and its exact charge; no commit."""
+    existing = session.get(DatasetSummary, computed.dataset_id)
+    if existing is not None and DataSummary.from_json(existing.summary) is not None:
+        return
+    if existing is not None:
+        session.delete(existing)
+        session.flush()
+    session.add(_summary_row(computed))
+    session.execute(
+        update(Dataset)
+        .where(col(Dataset.id) == computed.dataset_id)
+        .values(stored_bytes=computed.stored_bytes)
+    )
 
 
 def get_dataset(*, session: Session, owner: str, dataset_id: str) -> Dataset:
@@ -65,10 +223,14 @@ def load_arrays(*, session: Session, dataset_id: str) -> tuple[NDArray[Any], NDA
     No tenant check: callers check the dataset with :func:`get_dataset` first
     (the worker reads the datasets of the run it claimed).
     """
-    arrays = session.get(DatasetArrays, dataset_id)
-    if arrays is None:
+    # The column, not the row: the session does not keep the blob once it is decoded.
+    data = session.exec(
+        select(DatasetArrays.data).where(DatasetArrays.dataset_id == dataset_id)
+    ).first()
+    if data is None:
         raise NotFoundError("dataset", dataset_id)
-    decoded = serialization.decode_arrays(arrays.data)
+    decoded = serialization.decode_arrays(data)
+    del data
     return decoded["X"], decoded["y"]
 
 
@@ -84,7 +246,7 @@ def delete_dataset(*, session: Session, owner: str, dataset_id: str) -> None:
     active = session.exec(
         select(Run.id).where(
             or_(Run.dataset_id == dataset_id, Run.validation_dataset_id == dataset_id),
-            col(Run.status).in_(ACTIVE_STATUSES),
+            col(Run.status).in_(UNFINISHED),
         )
     ).first()
     if active is not None:

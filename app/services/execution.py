@@ -1,21 +1,32 @@
-"""Database work of the executors: claim, lease, batched progress, finish, sweep.
+"""Database work of the workers and of the sweep: claim, lease, batched progress, the end.
 
 Every write made on behalf of a worker is conditional on that worker still
 holding the run's lease (``lease_owner``), so a worker that lost its lease (it
 was too slow, or it was presumed dead and the run re-queued) can never
 overwrite the progress of the worker that took over.
+
+How a run leaves ``running`` is decided by :mod:`app.lifecycle`, inside the
+conditional UPDATE that writes it: the status is a ``CASE`` on the request
+stored in the row at that moment (:func:`app.lifecycle.outcome_by_request`),
+never a flag a worker read seconds earlier. Lease expiries are in the
+database's clock (:func:`app.db_clock.db_now`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, cast
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache
+from typing import Any
 
-from sqlalchemy import CursorResult, and_, literal, or_, update
-from sqlmodel import Session, col, delete, func, select
+from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, not_, null, or_, update
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, delete, select
 
+from app import lifecycle
+from app.db_clock import db_now
+from app.lifecycle import Action, Request, Status
 from app.logs import log_transition
 from app.models import (
     Checkpoint,
@@ -25,6 +36,7 @@ from app.models import (
     Run,
     RunArrays,
     RunHistoryChunk,
+    Supervisor,
     UTCDateTime,
     utcnow,
 )
@@ -56,6 +68,23 @@ class Progress:
 
 
 @dataclass
+class Batch:
+    """What a worker writes in one transaction."""
+
+    progress: Progress
+    chunk: RunHistoryChunk | None = None
+    """The recorded epochs since the last write."""
+    checkpoints: list[PendingCheckpoint] = field(default_factory=list)
+    """Checkpoints captured since the last write."""
+    tail: RunHistoryChunk | None = None
+    """The last epoch trained, when training stopped off the ``history_every`` grid:
+    stored only if the run ends (a run that continues records it on the grid)."""
+    ending: PendingCheckpoint | None = None
+    """The checkpoint taken where training stopped: kind ``final`` if the run ends,
+    ``auto`` if it was handed back (queued or paused)."""
+
+
+@dataclass
 class RunContext:
     """What a worker needs to train a claimed run (plain data, no ORM objects)."""
 
@@ -70,64 +99,136 @@ class RunContext:
     best_loss: float | None
 
 
-def _rowcount(result: Any) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
+@dataclass(frozen=True)
+class Swept:
+    """A run the sweep moved out of ``running`` (its lease had expired)."""
+
+    run_id: str
+    status: Status
+    counted: bool
+    """Whether the lost claim counts as an attempt (the worker died, its supervisor lived)."""
+
+
+LEASE_RELEASED: dict[str, Any] = {
+    "lease_owner": None,
+    "lease_supervisor": None,
+    "lease_expires_at": None,
+    "requested": None,
+}
+"""Leaving ``running`` releases the lease and clears the pending request."""
 
 
 def _owned(run_id: str, owner: str) -> Any:
-    return and_(col(Run.id) == run_id, col(Run.lease_owner) == owner, col(Run.status) == "running")
+    return and_(
+        col(Run.id) == run_id, col(Run.lease_owner) == owner, col(Run.status) == Status.RUNNING
+    )
 
 
-def _stop_request(session: Session, run_id: str) -> str | None:
-    """``"cancelled"`` when a cancel was asked (it wins), ``"paused"`` for a pause, else None."""
-    cancel, pause = session.exec(
-        select(Run.cancel_requested, Run.pause_requested).where(Run.id == run_id)
-    ).one()
-    if cancel:
-        return "cancelled"
-    return "paused" if pause else None
+def _request(value: str | None) -> Request | None:
+    return Request(value) if value else None
 
 
-def next_queued_run_id(*, session: Session) -> str | None:
-    """Return the oldest queued run's id, or None."""
-    return session.exec(
-        select(Run.id).where(Run.status == "queued").order_by(col(Run.id)).limit(1)
-    ).first()
+@cache
+def _fairest_queued_run(excluding: bool) -> Select[tuple[str]]:
+    """The statement of :func:`next_queued_run_id` (built once: building it costs more
+    than running it); ``excluding``: with the expanding parameter ``exclude`` (a
+    ``NOT IN`` on every queued run, so only when there is something to exclude)."""
+    claimable = [col(Run.status) == Status.QUEUED]
+    if excluding:
+        claimable.append(col(Run.id).not_in(bindparam("exclude", expanding=True)))
+    heads = (
+        select(col(Run.owner).label("owner"), func.min(col(Run.id)).label("head"))
+        .where(*claimable)
+        .group_by(col(Run.owner))
+        .subquery("heads")
+    )
+    other = aliased(Run)
+    running = (
+        select(func.count())
+        .select_from(other)
+        .where(other.owner == heads.c.owner, other.status == Status.RUNNING)
+        .correlate(heads)
+        .scalar_subquery()
+    )
+    latest_start = (
+        select(func.max(other.started_at))
+        .where(other.owner == heads.c.owner)
+        .correlate(heads)
+        .scalar_subquery()
+    )
+    return (
+        select(heads.c.head)
+        .order_by(running, latest_start.asc().nulls_first(), heads.c.head)
+        .limit(1)
+    )
+
+
+def next_queued_run_id(*, session: Session, exclude: Collection[str] = ()) -> str | None:
+    """Return the queued run that is fairest to claim next, or None.
+
+    Round-robin over the tenants with queued runs, in one query:
+
+    1. the tenant with the fewest running runs first (each tenant gets an equal
+       share of the workers);
+    2. ties go to the tenant whose latest run started longest ago, a tenant that
+       never started one first (with one worker, tenants take turns);
+    3. then the tenant whose oldest queued run is older; within the tenant, its
+       oldest queued run (ids sort by creation time).
+
+    The query reads each tenant's oldest queued run from ``ix_run_status_owner_id``
+    (one pass over the queued runs' index entries, no table rows), then per tenant
+    one index count of its running runs (``ix_run_owner_status``) and one index
+    seek for its latest start (``ix_run_owner_started_at``): cheap with thousands
+    of queued runs (``benchmarks/tenancy.py``).
+
+    Parameters
+    ----------
+    session : Session
+        Any session (a read is enough; the claim decides who gets the run).
+    exclude : collection of str
+        Run ids to pass over (ones this worker just failed to claim).
+    """
+    if exclude:
+        result = session.execute(_fairest_queued_run(True), {"exclude": list(exclude)})
+    else:
+        result = session.execute(_fairest_queued_run(False))
+    head: str | None = result.scalar()
+    return head
 
 
 def claim_run(
-    *, session: Session, run_id: str, owner: str, lease_seconds: float, max_attempts: int
+    *, session: Session, run_id: str, owner: str, lease_seconds: float, supervisor: str | None
 ) -> bool:
-    """Atomically claim a queued run (or a running one whose lease expired).
+    """Atomically claim a queued run (:data:`app.lifecycle.Action.CLAIM`).
+
+    ``supervisor`` (a :class:`app.models.Supervisor` id, or None) is recorded with
+    the lease: when the lease expires, the sweep counts the attempt only if that
+    supervisor outlived it. A running run whose lease expired is not claimable:
+    the sweep decides first what its expiry means.
 
     Returns
     -------
     bool
-        False when another worker holds a live lease or the run is not claimable;
-        nothing is written in that case.
+        False when the run is not queued (another worker won, or it was paused or
+        cancelled meanwhile); nothing is written in that case.
     """
     now = utcnow()
     result = session.execute(
         update(Run)
-        .where(
-            col(Run.id) == run_id,
-            col(Run.cancel_requested).is_(False),
-            col(Run.attempts) < max_attempts,
-            or_(
-                col(Run.status) == "queued",
-                and_(col(Run.status) == "running", col(Run.lease_expires_at) < now),
-            ),
-        )
+        .where(col(Run.id) == run_id, col(Run.status) == Status.QUEUED)
         .values(
-            status="running",
+            status=lifecycle.apply(lifecycle.QUEUED, Action.CLAIM).status,
             lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_supervisor=supervisor,
+            lease_expires_at=db_now(session, lease_seconds),
             attempts=col(Run.attempts) + 1,
             started_at=func.coalesce(col(Run.started_at), literal(now, UTCDateTime())),
         )
+        .returning(col(Run.id))
     )
+    claimed = result.first() is not None
     session.commit()
-    return _rowcount(result) == 1
+    return claimed
 
 
 def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | None:
@@ -136,7 +237,7 @@ def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | N
     Returns None when the lease was lost in the meantime.
     """
     run = session.get(Run, run_id, with_for_update=True)
-    if run is None or run.lease_owner != owner or run.status != "running":
+    if run is None or run.lease_owner != owner or run.status != Status.RUNNING:
         session.rollback()
         return None
     network = session.get(Network, run.network_id)
@@ -186,39 +287,53 @@ def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | N
 
 def renew_lease(
     *, session: Session, run_id: str, owner: str, lease_seconds: float
-) -> tuple[bool, str | None]:
-    """Extend the lease; return ``(still_owned, stop_request)`` (see :func:`_stop_request`)."""
-    now = utcnow()
-    result = session.execute(
+) -> tuple[bool, Request | None]:
+    """Extend the lease; return ``(still_owned, pending request)``."""
+    row = session.execute(
         update(Run)
         .where(_owned(run_id, owner))
-        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
-    )
-    if _rowcount(result) != 1:
+        .values(lease_expires_at=db_now(session, lease_seconds))
+        .returning(col(Run.requested))
+    ).first()
+    if row is None:
         session.rollback()
         return False, None
-    stop = _stop_request(session, run_id)
     session.commit()
-    return True, stop
+    return True, _request(row[0])
+
+
+def _progress_values(progress: Progress) -> dict[str, Any]:
+    return {
+        "epoch": progress.epoch,
+        "loss": progress.loss,
+        "val_loss": progress.val_loss,
+        "best_loss": progress.best_loss,
+        "metrics": progress.metrics,
+    }
 
 
 def _write_batch(
-    session: Session,
-    run_id: str,
-    chunk: RunHistoryChunk | None,
-    checkpoints: list[PendingCheckpoint],
-    keep_auto: int,
-    replace: bool,
+    session: Session, run_id: str, batch: Batch, keep_auto: int, replace_: bool, ended: bool
 ) -> None:
-    if replace:  # an earlier attempt of this batch may have been committed
-        if chunk is not None:
-            truncate_after(session=session, run_id=run_id, epoch=chunk.first_epoch - 1)
+    """Insert the batch's history and checkpoints (the run row is already updated).
+
+    ``ended``: the run just finished, so its tail epoch is stored and its ending
+    checkpoint is the final one.
+    """
+    chunks = [batch.chunk, batch.tail if ended else None]
+    checkpoints = list(batch.checkpoints)
+    if batch.ending is not None:
+        checkpoints.append(replace(batch.ending, kind="final" if ended else "auto"))
+    stored = [chunk for chunk in chunks if chunk is not None]
+    if replace_:  # an earlier attempt of this batch may have been committed
+        first = min((chunk.first_epoch for chunk in (batch.chunk, batch.tail) if chunk), default=0)
+        if first:
+            truncate_after(session=session, run_id=run_id, epoch=first - 1)
         if checkpoints:
             ids = [pending.id for pending in checkpoints]
             session.exec(delete(Checkpoint).where(col(Checkpoint.id).in_(ids)))
         session.flush()
-    if chunk is not None:
-        session.add(chunk)
+    session.add_all(stored)
     for pending in checkpoints:
         session.add(
             Checkpoint(
@@ -234,7 +349,7 @@ def _write_batch(
         session.add(
             CheckpointState(checkpoint_id=pending.id, state=pending.state, weights=pending.weights)
         )
-    if any(p.kind == "auto" for p in checkpoints):
+    if any(pending.kind == "auto" for pending in checkpoints):
         session.flush()
         stale = session.exec(
             select(Checkpoint.id)
@@ -252,12 +367,10 @@ def flush(
     run_id: str,
     owner: str,
     lease_seconds: float,
-    progress: Progress,
-    chunk: RunHistoryChunk | None,
-    checkpoints: list[PendingCheckpoint],
+    batch: Batch,
     keep_auto: int,
     replace: bool = False,
-) -> tuple[bool, str | None]:
+) -> tuple[bool, Request | None]:
     """Write one batch (progress, history chunk, checkpoints) and renew the lease.
 
     ``replace`` (after a write whose outcome is unknown) first deletes the history
@@ -267,29 +380,56 @@ def flush(
     Returns
     -------
     tuple
-        ``(still_owned, stop_request)``: ``"cancelled"``, ``"paused"`` or None;
-        nothing is written when not owned.
+        ``(still_owned, pending request)``; nothing is written when not owned.
     """
-    now = utcnow()
-    result = session.execute(
+    row = session.execute(
         update(Run)
         .where(_owned(run_id, owner))
         .values(
-            epoch=progress.epoch,
-            loss=progress.loss,
-            val_loss=progress.val_loss,
-            best_loss=progress.best_loss,
-            metrics=progress.metrics,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            **_progress_values(batch.progress),
+            lease_expires_at=db_now(session, lease_seconds),
         )
-    )
-    if _rowcount(result) != 1:
+        .returning(col(Run.requested))
+    ).first()
+    if row is None:
         session.rollback()
         return False, None
-    _write_batch(session, run_id, chunk, checkpoints, keep_auto, replace)
-    stop = _stop_request(session, run_id)
+    _write_batch(session, run_id, batch, keep_auto, replace, ended=False)
     session.commit()
-    return True, stop
+    return True, _request(row[0])
+
+
+def _by_request(outcomes: Mapping[Request | None, Status], value: Callable[[Status], Any]) -> Any:
+    """``value(outcome)`` as SQL: a ``CASE`` on the stored request when outcomes differ."""
+    if len(set(outcomes.values())) == 1:
+        return value(next(iter(outcomes.values())))
+    whens = {request.value: value(status) for request, status in outcomes.items() if request}
+    return case(whens, value=col(Run.requested), else_=value(outcomes[None]))
+
+
+def _departure(action: Action, stop_reason: str | None, now: Any) -> dict[str, Any]:
+    """The columns an ``action`` out of ``running`` writes, each decided by the request
+    stored in the row (see :func:`app.lifecycle.outcome_by_request`)."""
+    outcomes = lifecycle.outcome_by_request(action)
+
+    def reason(status: Status) -> Any:
+        if status == Status.CANCELLED:
+            return lifecycle.CANCELLED_STOP_REASON
+        return stop_reason if status in lifecycle.TERMINAL else null()
+
+    def attempts(status: Status) -> Any:
+        handed_back = status in lifecycle.HANDED_BACK and action == Action.STOP
+        return col(Run.attempts) - 1 if handed_back else col(Run.attempts)
+
+    return {
+        "status": _by_request(outcomes, lambda status: status.value),
+        "stop_reason": _by_request(outcomes, reason),
+        "finished_at": _by_request(
+            outcomes, lambda status: now if status in lifecycle.TERMINAL else null()
+        ),
+        "attempts": _by_request(outcomes, attempts),
+        **LEASE_RELEASED,
+    }
 
 
 def finish(
@@ -297,158 +437,187 @@ def finish(
     session: Session,
     run_id: str,
     owner: str,
-    status: str,
-    stop_reason: str | None,
-    error: dict[str, str] | None,
-    progress: Progress,
-    chunk: RunHistoryChunk | None,
-    checkpoints: list[PendingCheckpoint],
+    action: Action,
+    batch: Batch,
     keep_auto: int,
-    final_weights: bytes | None,
+    stop_reason: str | None = None,
+    error: dict[str, str] | None = None,
+    final_weights: Callable[[], bytes] | None = None,
     replace: bool = False,
-) -> bool:
-    """Write the last batch and the outcome in one transaction; release the lease.
+) -> Status | None:
+    """Write the last batch and the run's outcome in one transaction; release the lease.
 
-    ``replace`` as in :func:`flush`.
+    Parameters
+    ----------
+    action : Action
+        ``STOP`` (training stopped at the batch's ending checkpoint: on shutdown or
+        for a request), ``SUCCEED`` or ``FAIL``. For ``STOP`` the outcome is the
+        request stored now: cancelled, paused, or queued when none is (a shutdown,
+        or a pause withdrawn since the worker read it); a hand-back does not count
+        as an attempt.
+    stop_reason, error : optional
+        For ``SUCCEED`` (the engine's reason) and ``FAIL`` (``error`` is
+        ``{"code", "message"}``).
+    final_weights : callable, optional
+        Encodes the weights to store when the run ended (not when handed back).
+    replace : bool
+        As in :func:`flush`.
 
-    ``status`` ``queued`` hands the run back (graceful shutdown): the attempt
-    does not count and the next worker resumes from the last checkpoint.
-    ``paused`` (a pause request) is the same, except that the run waits for
-    ``POST /resume`` instead of a worker.
+    Returns
+    -------
+    Status or None
+        The status written, or None when the lease was lost (nothing written).
     """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "status": status,
-        "epoch": progress.epoch,
-        "loss": progress.loss,
-        "val_loss": progress.val_loss,
-        "best_loss": progress.best_loss,
-        "metrics": progress.metrics,
-        "lease_owner": None,
-        "lease_expires_at": None,
-    }
-    if status in ("queued", "paused"):
-        values["attempts"] = col(Run.attempts) - 1
-        values["pause_requested"] = False
-    else:
-        values.update(stop_reason=stop_reason, error=error, finished_at=now)
-    result = session.execute(update(Run).where(_owned(run_id, owner)).values(**values))
-    if _rowcount(result) != 1:
+    values = _departure(action, stop_reason, literal(utcnow(), UTCDateTime()))
+    if error is not None:
+        values["error"] = error
+    row = session.execute(
+        update(Run)
+        .where(_owned(run_id, owner))
+        .values(**_progress_values(batch.progress), **values)
+        .returning(col(Run.status))
+    ).first()
+    if row is None:
         session.rollback()
-        return False
-    _write_batch(session, run_id, chunk, checkpoints, keep_auto, replace)
-    if final_weights is not None:
+        return None
+    status = Status(row[0])
+    ended = status in lifecycle.TERMINAL
+    _write_batch(session, run_id, batch, keep_auto, replace, ended=ended)
+    if ended and final_weights is not None:
         arrays = session.get(RunArrays, run_id) or RunArrays(run_id=run_id)
-        arrays.final_weights = final_weights
-        arrays.final_epoch = progress.epoch
+        arrays.final_weights = final_weights()
+        arrays.final_epoch = batch.progress.epoch
         session.add(arrays)
     session.commit()
-    return True
+    return status
 
 
 def fail(*, session: Session, run_id: str, owner: str, code: str, message: str) -> bool:
     """Mark a run failed with ``{"code", "message"}``; conditional on the lease."""
+    values = _departure(Action.FAIL, "error", literal(utcnow(), UTCDateTime()))
     result = session.execute(
         update(Run)
         .where(_owned(run_id, owner))
-        .values(
-            status="failed",
-            stop_reason="error",
-            error={"code": code, "message": message},
-            finished_at=utcnow(),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        .values(**values, error={"code": code, "message": message})
+        .returning(col(Run.id))
     )
+    failed = result.first() is not None
     session.commit()
-    return _rowcount(result) == 1
+    return failed
 
 
-def has_expired_leases(*, session: Session, now: datetime | None = None) -> bool:
+def _expired(session: Session) -> Any:
+    return and_(col(Run.status) == Status.RUNNING, col(Run.lease_expires_at) < db_now(session))
+
+
+def has_expired_leases(*, session: Session) -> bool:
     """Cheap read: is any running run's lease expired?"""
-    moment = now or utcnow()
-    return (
-        session.exec(
-            select(Run.id)
-            .where(Run.status == "running", col(Run.lease_expires_at) < moment)
-            .limit(1)
-        ).first()
-        is not None
+    return session.exec(select(Run.id).where(_expired(session)).limit(1)).first() is not None
+
+
+def _holder_outlived_lease() -> Any:
+    """The lease holder's supervisor beat after the lease expired: it outlived its worker."""
+    return exists().where(
+        col(Supervisor.id) == col(Run.lease_supervisor),
+        col(Supervisor.beat_at) > col(Run.lease_expires_at),
     )
 
 
-def sweep_expired(*, session: Session, max_attempts: int) -> list[str]:
+def _holder_supervisor_live(session: Session) -> Any:
+    return exists().where(
+        col(Supervisor.id) == col(Run.lease_supervisor),
+        col(Supervisor.expires_at) >= db_now(session),
+    )
+
+
+def _sweep(session: Session, action: Action, where: Any, attempts: Any) -> list[tuple[str, str]]:
+    values = _departure(action, "error", literal(utcnow(), UTCDateTime()))
+    values["attempts"] = attempts
+    rows = session.execute(
+        update(Run).where(where).values(**values).returning(col(Run.id), col(Run.status))
+    ).all()
+    return [(str(run_id), str(status)) for run_id, status in rows]
+
+
+def sweep_expired(*, session: Session, max_attempts: int) -> list[Swept]:
     """Deal with runs whose worker stopped renewing its lease.
 
-    Runs with ``cancel_requested`` become cancelled; runs that used up
-    ``max_attempts`` fail with ``worker_lost``; the others go back to ``queued``
-    (they resume from their latest checkpoint). Each UPDATE re-checks the expiry
-    and reports the rows it changed (``RETURNING``), so concurrent sweepers (two
-    API servers on PostgreSQL) never re-queue a run that a worker claimed meanwhile.
+    The attempt counts only when the worker died while its supervisor lived (the
+    run's own fault): the supervisor beat after the lease expired, or the lease
+    has no supervisor. When the supervisor died too (``kill -9`` of the whole
+    service, a lost machine), the claim is given back (``attempts - 1``). A lease
+    whose supervisor has neither beaten since nor missed its own expiry is left
+    for a later round. Then :mod:`app.lifecycle` decides from the stored request:
+    a pending cancel → cancelled; a counted loss with ``max_attempts`` used →
+    failed (``worker_lost``); a pending pause → paused; else → queued (it resumes
+    from its latest checkpoint). Each UPDATE re-checks the expiry and reports the
+    rows it changed (``RETURNING``), so concurrent sweepers (two API servers on
+    PostgreSQL) never move a run that a worker claimed or renewed meanwhile.
 
     Returns
     -------
-    list of str
-        Ids of the re-queued runs.
+    list of Swept
+        The runs moved, with their new status.
     """
-    now = utcnow()
-    expired = and_(col(Run.status) == "running", col(Run.lease_expires_at) < now)
-    released = {"lease_owner": None, "lease_expires_at": None}
-    cancelled = session.execute(
-        update(Run)
-        .where(expired, col(Run.cancel_requested).is_(True))
-        .values(status="cancelled", stop_reason="cancelled", finished_at=now, **released)
-        .returning(col(Run.id))
-    ).all()
-    paused = session.execute(
-        update(Run)
-        .where(expired, col(Run.pause_requested).is_(True))
-        .values(status="paused", pause_requested=False, **released)
-        .returning(col(Run.id))
-    ).all()
-    failed = session.execute(
-        update(Run)
-        .where(expired, col(Run.attempts) >= max_attempts)
-        .values(
-            status="failed",
-            stop_reason="error",
-            error={
-                "code": "worker_lost",
-                "message": f"the worker running this run stopped responding "
-                f"{max_attempts} time(s); giving up",
-            },
-            finished_at=now,
-            **released,
+    counted = or_(col(Run.lease_supervisor).is_(None), _holder_outlived_lease())
+    decided = and_(_expired(session), or_(counted, not_(_holder_supervisor_live(session))))
+    given_up = _sweep(
+        session,
+        Action.GIVE_UP,
+        and_(decided, counted, col(Run.attempts) >= max_attempts),
+        col(Run.attempts),
+    )
+    failed = [run_id for run_id, status in given_up if status == Status.FAILED]
+    if failed:
+        session.execute(
+            update(Run)
+            .where(col(Run.id).in_(failed))
+            .values(
+                error={
+                    "code": "worker_lost",
+                    "message": f"the worker running this run stopped responding "
+                    f"{max_attempts} time(s); giving up",
+                }
+            )
         )
-        .returning(col(Run.id))
-    ).all()
-    requeued = session.execute(
-        update(Run).where(expired).values(status="queued", **released).returning(col(Run.id))
-    ).all()
+    lost_counted = _sweep(session, Action.LOSE, and_(decided, counted), col(Run.attempts))
+    lost_free = _sweep(session, Action.LOSE, and_(decided, not_(counted)), col(Run.attempts) - 1)
     session.commit()
-    for (run_id,) in cancelled:
-        log_transition(run_id, "cancelled", previous="running", message="worker lost; cancel")
-    for (run_id,) in paused:
-        log_transition(run_id, "paused", previous="running", message="worker lost; pause")
-    for (run_id,) in failed:
+    swept = [Swept(run_id, Status(status), True) for run_id, status in given_up + lost_counted]
+    swept += [Swept(run_id, Status(status), False) for run_id, status in lost_free]
+    for item in swept:
+        _log_swept(item)
+    return swept
+
+
+def _log_swept(item: Swept) -> None:
+    why = "worker lost" if item.counted else "worker and its supervisor lost (not an attempt)"
+    if item.status == Status.FAILED:
         log_transition(
-            run_id, "failed", previous="running", message="worker_lost", level=logging.WARNING
-        )
-    for (run_id,) in requeued:
-        log_transition(
-            run_id,
-            "queued",
-            previous="running",
-            message="lease expired; re-queued",
+            item.run_id,
+            item.status,
+            previous=Status.RUNNING,
+            message="worker_lost",
             level=logging.WARNING,
         )
-    return [run_id for (run_id,) in requeued]
+    elif item.status == Status.QUEUED:
+        log_transition(
+            item.run_id,
+            item.status,
+            previous=Status.RUNNING,
+            message=f"lease expired, {why}; re-queued",
+            level=logging.WARNING,
+        )
+    else:
+        log_transition(
+            item.run_id, item.status, previous=Status.RUNNING, message=f"{why}; {item.status}"
+        )
 
 
 def queued_run_ids(*, session: Session, limit: int) -> list[str]:
     """The oldest ``limit`` queued runs' ids."""
     return list(
         session.exec(
-            select(Run.id).where(Run.status == "queued").order_by(col(Run.id)).limit(limit)
+            select(Run.id).where(Run.status == Status.QUEUED).order_by(col(Run.id)).limit(limit)
         ).all()
     )

@@ -10,12 +10,11 @@ import engine
 from app.arrays import decode_weights, encode_weights
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.ids import new_id
+from app.lifecycle import UNFINISHED
 from app.models import Network, NetworkArrays, Run, utcnow
 from app.schemas import NetworkCreate
 from app.services.errors import invalid_from_config_error
 from app.services.pagination import PageResult, paginate
-
-ACTIVE_STATUSES = ("queued", "running", "paused")
 
 
 def spec_from_request(network_in: NetworkCreate) -> dict[str, Any]:
@@ -127,7 +126,7 @@ def delete_network(*, session: Session, owner: str, network_id: str) -> None:
     """
     network = get_network(session=session, owner=owner, network_id=network_id)
     active = session.exec(
-        select(Run.id).where(Run.network_id == network_id, col(Run.status).in_(ACTIVE_STATUSES))
+        select(Run.id).where(Run.network_id == network_id, col(Run.status).in_(UNFINISHED))
     ).first()
     if active is not None:
         raise ConflictError(

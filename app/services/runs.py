@@ -7,48 +7,85 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
 from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 import engine
+from app import lifecycle
 from app.arrays import decode_weights
+from app.config import Settings
+from app.dataset_summary import check_summary
+from app.dataset_summary import targets_for_loss as targets_for_loss
 from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
 from app.ids import new_id
+from app.lifecycle import Action, State, Status
 from app.logs import log_transition
-from app.models import Checkpoint, CheckpointState, Run, RunArrays, utcnow
+from app.models import (
+    Checkpoint,
+    CheckpointState,
+    Dataset,
+    Network,
+    Run,
+    RunArrays,
+    utcnow,
+)
 from app.schemas import RunCreate
 from app.services import datasets as dataset_service
 from app.services import networks as network_service
+from app.services import storage
 from app.services.errors import invalid_from_config_error
 from app.services.pagination import PageResult, paginate
 
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
-ACTIVE_STATUSES = ("queued", "running")
 SEED_BITS = 32
 
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Per-run and per-tenant limits checked when a run is created."""
+    """Per-run and per-tenant limits checked when a run is created.
+
+    ``storage_quota`` 0 means no quota (``BACKPROP_STORAGE_QUOTA_BYTES``).
+    """
 
     max_run_work: int
     max_active_runs: int
+    storage_quota: int = 0
+    keep_auto_checkpoints: int = 3
+    max_scheduled_checkpoints: int = 1000
+    history_max_points: int = 100_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunLimits:
+        """The limits ``settings`` configure."""
+        return cls(
+            max_run_work=settings.max_run_work,
+            max_active_runs=settings.max_active_runs,
+            storage_quota=settings.storage_quota_bytes,
+            keep_auto_checkpoints=settings.keep_auto_checkpoints,
+            max_scheduled_checkpoints=settings.max_scheduled_checkpoints,
+            history_max_points=settings.history_max_points,
+        )
+
+    @property
+    def quota(self) -> int | None:
+        """The storage quota in bytes, or None."""
+        return self.storage_quota or None
 
 
-def targets_for_loss(loss: str, y: NDArray[Any]) -> NDArray[Any]:
-    """Return ``y`` as the engine should see it for ``loss``.
+def _history_max_points(run_in: RunCreate, limits: RunLimits) -> int:
+    """The run's ``history_max_points``: the setting, or fewer if the run asks."""
+    asked = run_in.history_max_points
+    if asked is None:
+        return limits.history_max_points
+    if asked > limits.history_max_points:
+        raise InvalidInputError(
+            ("body", "history_max_points"),
+            f"{asked} points; at most {limits.history_max_points} per run "
+            "(BACKPROP_HISTORY_MAX_POINTS): ask for fewer, or leave it unset",
+        )
+    return asked
 
-    Integer labels stay 1-D for ``cross_entropy``; for any other loss a 1-D ``y``
-    is one numeric target column.
-    """
-    if y.ndim == 1 and loss != "cross_entropy":
-        return y.astype(np.float64).reshape(-1, 1)
-    return y
 
-
-def _fit_dict(run_in: RunCreate) -> dict[str, Any]:
+def _fit_dict(run_in: RunCreate, limits: RunLimits) -> dict[str, Any]:
     config: dict[str, Any] = {
         "loss": run_in.loss,
         "reduction": run_in.reduction,
@@ -64,9 +101,16 @@ def _fit_dict(run_in: RunCreate) -> dict[str, Any]:
             run_in.early_stopping.model_dump(exclude_none=True) if run_in.early_stopping else None
         ),
         "history_every": run_in.history_every,
+        "history_max_points": _history_max_points(run_in, limits),
     }
     if run_in.dtype is not None:
         config["dtype"] = run_in.dtype
+    for key in ("loss_options", "lr_schedule", "grad_clip"):  # issue 11; null: unused
+        value = getattr(run_in, key)
+        if value is not None:
+            config[key] = value.model_dump(exclude_none=True)
+    if run_in.metrics is not None:
+        config["metrics"] = run_in.metrics
     return config
 
 
@@ -127,7 +171,7 @@ def count_active(*, session: Session, owner: str) -> int:
     statement = (
         select(func.count())
         .select_from(Run)
-        .where(Run.owner == owner, col(Run.status).in_(ACTIVE_STATUSES))
+        .where(Run.owner == owner, col(Run.status).in_(lifecycle.ACTIVE))
     )
     return int(session.exec(statement).one())
 
@@ -197,21 +241,99 @@ def check_active_cap(*, session: Session, owner: str, max_active_runs: int) -> N
         )
 
 
-def create_run(*, session: Session, owner: str, run_in: RunCreate, limits: RunLimits) -> Run:
+@dataclass(frozen=True)
+class _RunPlan:
+    """A run validated in a read transaction, ready to be stored by :func:`_store_run`."""
+
+    network_id: str
+    dataset_id: str
+    validation_id: str | None
+    config: dict[str, Any]
+    epochs: int
+    init_weights: bytes | None
+    reservation: storage.Reservation
+    settlement: storage.Settlement
+    new_summaries: tuple[dataset_service.ComputedSummary, ...]
+
+
+def create_run(
+    *,
+    session: Session,
+    owner: str,
+    run_in: RunCreate,
+    limits: RunLimits,
+    read_session: Session | None = None,
+) -> Run:
     """Validate a run completely (config, network, data, validation data, warm start,
-    limits) and store it as ``queued`` for ``owner``; nothing is written when any
-    check fails.
+    limits, storage quota) and store it as ``queued`` for ``owner``; nothing is
+    written when any check fails.
+
+    The validation reads go through ``read_session`` (a read transaction, which
+    never holds SQLite's write lock) and cost no work proportional to the datasets:
+    the data is checked against the summaries stored with them
+    (:func:`app.dataset_summary.check_summary`). The write transaction in
+    ``session`` is short: tenant lock, active-run count, storage charge, insert,
+    commit. Without ``read_session``, ``session`` does both.
 
     Raises
     ------
     NotFoundError
         Unknown network, dataset, validation dataset or checkpoint, or another
-        tenant's (never distinguished).
+        tenant's (never distinguished), also one deleted during the request.
     InvalidInputError
-        Anything the engine or the service rejects, or a run over ``max_run_work``.
+        Anything the engine or the service rejects, or a run over ``max_run_work``
+        or ``max_scheduled_checkpoints``.
     TooManyRunsError
         When ``owner`` already has ``max_active_runs`` queued or running runs.
+    StorageQuotaError
+        When the run's reservation does not fit ``owner``'s storage quota.
     """
+    reads = read_session if read_session is not None else session
+    plan = _plan_run(reads, owner, run_in, limits)
+    if read_session is not None:
+        read_session.rollback()  # end the read transaction before the write one
+    return _store_run(session, owner, plan, limits)
+
+
+def _check_work(run_in: RunCreate, dataset: Dataset, limits: RunLimits) -> None:
+    work = run_in.epochs * dataset.n_samples
+    if work > limits.max_run_work:
+        raise InvalidInputError(
+            ("body", "epochs"),
+            f"{run_in.epochs} epochs x {dataset.n_samples} samples = {work} sample-epochs; "
+            f"at most {limits.max_run_work} per run (BACKPROP_MAX_RUN_WORK)",
+        )
+    every = run_in.checkpoint_every
+    scheduled = storage.scheduled_checkpoints(run_in.epochs, every)
+    if every is not None and scheduled > limits.max_scheduled_checkpoints:
+        smallest = -(-run_in.epochs // limits.max_scheduled_checkpoints)
+        raise InvalidInputError(
+            ("body", "checkpoint_every"),
+            f"{run_in.epochs} epochs / checkpoint_every {every} = {scheduled} checkpoints; "
+            f"at most {limits.max_scheduled_checkpoints} per run "
+            f"(BACKPROP_MAX_SCHEDULED_CHECKPOINTS): use checkpoint_every >= {smallest}, "
+            "or null for automatic ones",
+        )
+
+
+def _check_data(
+    session: Session,
+    net: engine.Network,
+    fit_config: engine.FitConfig,
+    dataset_id: str,
+    loc: tuple[str, ...],
+) -> dataset_service.ComputedSummary | None:
+    """Check a dataset against the run through its summary; return it if just computed."""
+    summary, records, computed = dataset_service.summary_of(session=session, dataset_id=dataset_id)
+    try:
+        check_summary(net, fit_config, summary, records)
+    except engine.ConfigError as exc:
+        raise _data_error(exc, loc, dataset_id) from exc
+    return computed
+
+
+def _plan_run(session: Session, owner: str, run_in: RunCreate, limits: RunLimits) -> _RunPlan:
+    """Every check of :func:`create_run` that needs no write, in ``session``."""
     network = network_service.get_network(
         session=session, owner=owner, network_id=run_in.network_id
     )
@@ -222,15 +344,9 @@ def create_run(*, session: Session, owner: str, run_in: RunCreate, limits: RunLi
     if validation_id is not None:
         dataset_service.get_dataset(session=session, owner=owner, dataset_id=validation_id)
     init_weights = _init_weights(session, owner, run_in)
-    work = run_in.epochs * dataset.n_samples
-    if work > limits.max_run_work:
-        raise InvalidInputError(
-            ("body", "epochs"),
-            f"{run_in.epochs} epochs x {dataset.n_samples} samples = {work} sample-epochs; "
-            f"at most {limits.max_run_work} per run (BACKPROP_MAX_RUN_WORK)",
-        )
+    _check_work(run_in, dataset, limits)
     try:
-        fit_config = engine.FitConfig.from_dict(_fit_dict(run_in))
+        fit_config = engine.FitConfig.from_dict(_fit_dict(run_in, limits))
     except engine.ConfigError as exc:
         raise invalid_from_config_error(exc) from exc
     normalized = fit_config.to_dict()
@@ -239,43 +355,82 @@ def create_run(*, session: Session, owner: str, run_in: RunCreate, limits: RunLi
         engine.check_compatible(net, fit_config)
     except engine.ConfigError as exc:
         raise invalid_from_config_error(exc) from exc
-    loss = str(normalized["loss"])
-    X, y = dataset_service.load_arrays(session=session, dataset_id=run_in.dataset_id)
-    try:
-        engine.check_data(net, fit_config, X, targets_for_loss(loss, y))
-    except engine.ConfigError as exc:
-        raise _data_error(exc, ("body", "dataset_id"), run_in.dataset_id) from exc
+    computed = [_check_data(session, net, fit_config, run_in.dataset_id, ("body", "dataset_id"))]
     if validation_id is not None:
-        Xv, yv = dataset_service.load_arrays(session=session, dataset_id=validation_id)
-        try:
-            engine.check_data(net, fit_config, Xv, targets_for_loss(loss, yv))
-        except engine.ConfigError as exc:
-            raise _data_error(exc, ("body", "validation", "dataset_id"), validation_id) from exc
+        loc = ("body", "validation", "dataset_id")
+        computed.append(_check_data(session, net, fit_config, validation_id, loc))
         normalized["validation"] = {"dataset_id": validation_id}
-    config = {
-        "network_id": run_in.network_id,
-        "dataset_id": run_in.dataset_id,
-        **normalized,
-        "checkpoint_every": run_in.checkpoint_every,
-        "init_from": run_in.init_from,
-    }
+    reservation = storage.run_reservation(
+        network=net,
+        config=fit_config,
+        checkpoint_every=run_in.checkpoint_every,
+        keep_auto_checkpoints=limits.keep_auto_checkpoints,
+        init_weights_bytes=len(init_weights or b""),
+    )
+    settlement = storage.Settlement()
+    if limits.quota is not None:
+        settlement = storage.settle(
+            session=session, owner=owner, keep_auto_checkpoints=limits.keep_auto_checkpoints
+        )
+    return _RunPlan(
+        network_id=network.id,
+        dataset_id=run_in.dataset_id,
+        validation_id=validation_id,
+        config={
+            "network_id": run_in.network_id,
+            "dataset_id": run_in.dataset_id,
+            **normalized,
+            "checkpoint_every": run_in.checkpoint_every,
+            "init_from": run_in.init_from,
+        },
+        epochs=int(normalized["epochs"]),
+        init_weights=init_weights,
+        reservation=reservation,
+        settlement=settlement,
+        new_summaries=tuple(summary for summary in computed if summary is not None),
+    )
+
+
+def _store_run(session: Session, owner: str, plan: _RunPlan, limits: RunLimits) -> Run:
+    """The short write of :func:`create_run`: lock, count, charge, insert, commit."""
     lock_active_runs(session=session, owner=owner)
     check_active_cap(session=session, owner=owner, max_active_runs=limits.max_active_runs)
+    # What the plan read may have been deleted since (404, not an integrity error).
+    if session.get(Network, plan.network_id) is None:
+        session.rollback()
+        raise NotFoundError("network", plan.network_id)
+    for dataset_id in (plan.dataset_id, plan.validation_id):
+        if dataset_id is not None and session.get(Dataset, dataset_id) is None:
+            session.rollback()
+            raise NotFoundError("dataset", dataset_id)
+    for computed in plan.new_summaries:
+        dataset_service.store_summary(session=session, computed=computed)
+    storage.charge(
+        session=session,
+        owner=owner,
+        needed=plan.reservation.total,
+        quota=limits.quota,
+        settlement=plan.settlement,
+        what=f"this run ({plan.reservation.describe()})",
+        advice=", or record less: a larger history_every, fewer epochs, a larger "
+        "checkpoint_every (or null)",
+    )
     run = Run(
         id=new_id("run"),
         owner=owner,
-        status="queued",
-        network_id=network.id,
-        dataset_id=run_in.dataset_id,
-        validation_dataset_id=validation_id,
-        config=config,
-        epochs=int(normalized["epochs"]),
+        status=Status.QUEUED,
+        network_id=plan.network_id,
+        dataset_id=plan.dataset_id,
+        validation_dataset_id=plan.validation_id,
+        config=plan.config,
+        epochs=plan.epochs,
         created_at=utcnow(),
     )
     session.add(run)
-    session.add(RunArrays(run_id=run.id, init_weights=init_weights))
+    session.add(RunArrays(run_id=run.id, init_weights=plan.init_weights))
+    storage.reserve(session=session, run_id=run.id, owner=owner, reservation=plan.reservation.total)
     session.commit()
-    log_transition(run.id, "queued", message="created")
+    log_transition(run.id, Status.QUEUED, message="created")
     return run
 
 
@@ -310,73 +465,90 @@ def list_runs(
     )
 
 
+def _transition(session: Session, run: Run, action: Action) -> tuple[State, State]:
+    """``(current state, new state)`` of the locked ``run`` under an API ``action``.
+
+    Raises
+    ------
+    ConflictError
+        When the state refuses the action (the transaction is rolled back).
+    """
+    current = lifecycle.state_of(run.status, run.requested)
+    try:
+        return current, lifecycle.apply(current, action)
+    except lifecycle.TransitionRefusedError as refused:
+        session.rollback()
+        raise ConflictError(f"run {run.id!r} {refused.why}") from refused
+
+
+def _move(session: Session, run: Run, current: State, target: State) -> None:
+    """Write ``target`` onto the locked ``run``, commit, and log the transition."""
+    run.status = target.status
+    run.requested = target.request
+    if target.status != Status.RUNNING:  # an API action never leaves a lease behind
+        run.lease_owner = run.lease_supervisor = None
+        run.lease_expires_at = None
+    if target.status in lifecycle.TERMINAL:
+        run.finished_at = utcnow()
+        if target.status == Status.CANCELLED:
+            run.stop_reason = lifecycle.CANCELLED_STOP_REASON
+    session.add(run)
+    session.commit()
+    if target.status != current.status:
+        log_transition(
+            run.id, target.status, previous=current.status, message=f"{current} -> {target}"
+        )
+    elif target.request is not None:
+        log_transition(run.id, f"{target.request}_requested", previous=current.status)
+    else:
+        log_transition(run.id, "request_withdrawn", previous=str(current))
+
+
+def _locked(session: Session, owner: str, run_id: str) -> Run:
+    """``owner``'s run, its row locked until commit (PostgreSQL; SQLite writers are
+    serialized by ``BEGIN IMMEDIATE``), so no worker write interleaves with the change."""
+    run = get_run(session=session, owner=owner, run_id=run_id)
+    session.refresh(run, with_for_update=True)
+    return run
+
+
 def cancel_run(*, session: Session, owner: str, run_id: str) -> Run:
     """Cancel a run (idempotent).
 
-    A queued or paused run is cancelled at once; a running one gets
-    ``cancel_requested`` and its worker stops it at the next epoch boundary; a
-    finished one is returned unchanged.
+    A queued or paused run is cancelled at once; a running one gets a pending
+    cancel (``cancel_requested``) and its worker stops it at the next epoch
+    boundary (a pending pause is replaced: cancel wins); a finished one is
+    returned unchanged.
     """
-    run = get_run(session=session, owner=owner, run_id=run_id)
-    # Lock the row (PostgreSQL; SQLite writers are serialized by BEGIN IMMEDIATE) so a
-    # worker cannot claim the run between this read and the write below.
-    session.refresh(run, with_for_update=True)
-    previous = run.status
-    if run.status in ("queued", "paused"):
-        now = utcnow()
-        run.status = "cancelled"
-        run.stop_reason = "cancelled"
-        run.finished_at = now
-        run.lease_owner = None
-        run.lease_expires_at = None
-    elif run.status == "running":
-        run.cancel_requested = True
-    else:
+    run = _locked(session, owner, run_id)
+    current, target = _transition(session, run, Action.CANCEL)
+    if target == current:
+        session.rollback()
         return run
-    session.add(run)
-    session.commit()
-    if run.status == "cancelled":
-        log_transition(
-            run.id, "cancelled", previous=previous, message=f"cancelled while {previous}"
-        )
-    else:
-        log_transition(run.id, "cancel_requested", previous=previous)
+    _move(session, run, current, target)
     return run
 
 
 def pause_run(*, session: Session, owner: str, run_id: str) -> Run:
     """Pause a run (idempotent).
 
-    A queued run is paused at once. A running one gets ``pause_requested``: its
-    worker sees it with its next batched write, stops at the epoch boundary,
-    writes an exact checkpoint and sets ``paused`` (releasing the lease).
+    A queued run is paused at once. A running one gets a pending pause
+    (``pause_requested``): its worker sees it with its next batched write or
+    heartbeat, stops at the epoch boundary, writes an exact checkpoint and
+    releases the lease; the run is then paused, unless the request changed in
+    the meantime (see :mod:`app.lifecycle`).
 
     Raises
     ------
     ConflictError
-        When the run is succeeded, failed or cancelled.
+        When the run is succeeded, failed or cancelled, or a cancel is pending.
     """
-    run = get_run(session=session, owner=owner, run_id=run_id)
-    session.refresh(run, with_for_update=True)  # see cancel_run
-    previous = run.status
-    if run.status in TERMINAL_STATUSES:
-        session.rollback()
-        raise ConflictError(f"run {run_id!r} is {run.status}: only a queued or running run pauses")
-    if run.status == "queued":
-        run.status = "paused"
-        run.lease_owner = None
-        run.lease_expires_at = None
-    elif run.status == "running" and not run.pause_requested and not run.cancel_requested:
-        run.pause_requested = True
-    else:
+    run = _locked(session, owner, run_id)
+    current, target = _transition(session, run, Action.PAUSE)
+    if target == current:
         session.rollback()
         return run
-    session.add(run)
-    session.commit()
-    if run.status == "paused":
-        log_transition(run.id, "paused", previous=previous, message="paused while queued")
-    else:
-        log_transition(run.id, "pause_requested", previous=previous)
+    _move(session, run, current, target)
     return run
 
 
@@ -387,13 +559,14 @@ def resume_run(
 
     A paused run becomes ``queued`` (the caller dispatches it) and its worker
     continues from the pause checkpoint exactly. A running run whose pause was
-    asked but not yet taken keeps running (the request is withdrawn); a queued
-    or running run is returned unchanged.
+    asked but not yet carried out keeps running (the request is withdrawn; a
+    worker that had already stopped for it hands the run back to the queue); a
+    queued or running run is returned unchanged.
 
     Raises
     ------
     ConflictError
-        When the run is succeeded, failed or cancelled.
+        When the run is succeeded, failed or cancelled, or a cancel is pending.
     TooManyRunsError
         When the run is paused and ``owner`` already has ``max_active_runs`` queued
         or running runs (a paused run does not count; a queued one does). The run
@@ -404,24 +577,14 @@ def resume_run(
     # one order, so resume and create never deadlock.
     lock_active_runs(session=session, owner=owner)
     session.refresh(run, with_for_update=True)
-    if run.status in TERMINAL_STATUSES:
-        session.rollback()
-        raise ConflictError(f"run {run_id!r} is {run.status}: only a paused run resumes")
-    if run.status == "paused":
-        check_active_cap(session=session, owner=owner, max_active_runs=max_active_runs)
-        run.status = "queued"
-        run.pause_requested = False
-    elif run.pause_requested:
-        run.pause_requested = False
-    else:
+    current, target = _transition(session, run, Action.RESUME)
+    if target == current:
         session.rollback()
         return run, False
-    session.add(run)
-    session.commit()
-    dispatch = run.status == "queued"
-    if dispatch:
-        log_transition(run.id, "queued", previous="paused", message="resumed")
-    return run, dispatch
+    if target.status in lifecycle.ACTIVE and current.status not in lifecycle.ACTIVE:
+        check_active_cap(session=session, owner=owner, max_active_runs=max_active_runs)
+    _move(session, run, current, target)
+    return run, target.status == Status.QUEUED
 
 
 def list_checkpoints(
@@ -456,7 +619,7 @@ def get_weights(*, session: Session, owner: str, run_id: str) -> tuple[int, list
     """
     run = get_run(session=session, owner=owner, run_id=run_id)
     arrays = session.get(RunArrays, run_id)
-    if run.status in TERMINAL_STATUSES and arrays is not None and arrays.final_weights:
+    if run.status in lifecycle.TERMINAL and arrays is not None and arrays.final_weights:
         return int(arrays.final_epoch or run.epoch), decode_weights(arrays.final_weights)
     latest = session.exec(
         select(Checkpoint)
@@ -472,30 +635,3 @@ def get_weights(*, session: Session, owner: str, run_id: str) -> tuple[int, list
     if state is None:  # pragma: no cover - written with the checkpoint
         raise ConflictError(f"run {run_id!r} has no weights yet")
     return latest.epoch, decode_weights(state.weights)
-
-
-def predict(
-    *, session: Session, owner: str, run_id: str, X: list[list[float]], max_rows: int
-) -> tuple[int, NDArray[np.float64]]:
-    """Run ``X`` through the weights :func:`get_weights` returns.
-
-    Raises
-    ------
-    InvalidInputError
-        When ``X`` has more than ``max_rows`` rows or not the network's input width.
-    """
-    run = get_run(session=session, owner=owner, run_id=run_id)
-    if len(X) > max_rows:
-        raise InvalidInputError(
-            ("body", "X"),
-            f"{len(X)} rows; at most {max_rows} per request (BACKPROP_MAX_PREDICT_ROWS)",
-        )
-    epoch, layers = get_weights(session=session, owner=owner, run_id=run_id)
-    network = network_service.get_network(session=session, owner=owner, network_id=run.network_id)
-    net = network_service.build_network(network.spec)
-    net.set_weights(layers)
-    try:
-        predictions = net.predict(np.asarray(X, dtype=np.float64))
-    except engine.ConfigError as exc:
-        raise invalid_from_config_error(exc) from exc
-    return epoch, np.asarray(predictions, dtype=np.float64)

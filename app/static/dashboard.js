@@ -100,7 +100,7 @@ function openStream(runId) {
   const query = apiKey() ? "?access_token=" + encodeURIComponent(apiKey()) : "";
   const source = new EventSource("/v1/runs/" + runId + "/events" + query);
   state.source = source;
-  state.points = [];  // a new stream replays the whole history
+  state.points = [];  // a new stream starts with the stored history (a sample when it is long)
   drawChart();
   $("stream-state").textContent = "(live)";
   source.addEventListener("progress", (event) => {
@@ -132,6 +132,7 @@ function drawChart() {
   if (points.length === 0) {
     chart.querySelector(".loss").setAttribute("points", "");
     chart.querySelector(".val-loss").setAttribute("points", "");
+    drawRate(chart, [], null);
     return;
   }
   const x0 = points[0].epoch, x1 = Math.max(points[points.length - 1].epoch, x0 + 1);
@@ -161,6 +162,25 @@ function drawChart() {
   label(PAD.left - 4, sy(y0), fmt(y0), "end");
   label(PAD.left, H - 8, "epoch " + x0, "start");
   label(W - PAD.right, H - 8, "epoch " + x1, "end");
+  drawRate(chart, points, { sx, label });
+}
+
+// The history's lr column (runs with an lr_schedule): its own scale, labelled on the right.
+function drawRate(chart, points, scale) {
+  const rates = points.filter((p) => p.lr !== undefined && p.lr !== null && Number.isFinite(p.lr));
+  chart.dataset.lrPoints = String(rates.length);
+  $("lr-legend").hidden = rates.length === 0;
+  const line = chart.querySelector(".lr");
+  if (rates.length === 0 || scale === null) {
+    line.setAttribute("points", "");
+    return;
+  }
+  let r0 = Math.min(...rates.map((p) => p.lr)), r1 = Math.max(...rates.map((p) => p.lr));
+  if (r1 === r0) { r1 = r0 + Math.abs(r0) * 0.1 + 1e-12; }
+  const sr = (r) => H - PAD.bottom - ((r - r0) / (r1 - r0)) * (H - PAD.top - PAD.bottom);
+  line.setAttribute("points", rates.map((p) => scale.sx(p.epoch).toFixed(1) + "," + sr(p.lr).toFixed(1)).join(" "));
+  scale.label(W - PAD.right - 2, sr(r1) + 10, "lr " + fmt(r1), "end");
+  scale.label(W - PAD.right - 2, sr(r0) - 4, "lr " + fmt(r0), "end");
 }
 
 async function act(action) {

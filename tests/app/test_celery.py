@@ -36,22 +36,22 @@ def db(database_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def _new_run(db: Database) -> str:
-    """A queued XOR run (through the services, as the API creates it)."""
+def _new_run(db: Database, owner: str = DEFAULT_OWNER) -> str:
+    """A queued XOR run of ``owner`` (through the services, as the API creates it)."""
     with db.writing() as session:
         net = networks.create_network(
             session=session,
-            owner=DEFAULT_OWNER,
+            owner=owner,
             network_in=NetworkCreate(**XOR_NETWORK),
             max_parameters=1000,
         )
         body = DatasetCreate(name="xor", X=XOR_X, y=XOR_Y)
         ds = datasets.create_dataset(
-            session=session, owner=DEFAULT_OWNER, name="xor", parsed=parse_json(body.X, body.y)
+            session=session, owner=owner, name="xor", parsed=parse_json(body.X, body.y)
         )
         run = runs.create_run(
             session=session,
-            owner=DEFAULT_OWNER,
+            owner=owner,
             run_in=RunCreate(network_id=net.id, dataset_id=ds.id, epochs=10),
             limits=runs.RunLimits(max_run_work=1000, max_active_runs=10),
         )
@@ -149,7 +149,7 @@ def test_a_delivery_for_a_run_with_a_live_lease_drops_itself_and_writes_nothing(
     run_id = _new_run(db)
     with db.writing() as session:
         assert execution.claim_run(
-            session=session, run_id=run_id, owner="elsewhere", lease_seconds=60, max_attempts=3
+            session=session, run_id=run_id, owner="elsewhere", lease_seconds=60, supervisor=None
         )
     before = _row(db, run_id)
     sent: list[Any] = []
@@ -164,6 +164,38 @@ def test_a_delivery_for_a_run_with_a_live_lease_drops_itself_and_writes_nothing(
     dropped = [r for r in caplog.records if getattr(r, "event", None) == "run.delivery_dropped"]
     assert dropped and "lease held by elsewhere" in dropped[0].getMessage()
     assert celery_app._run_task(App(), celery_settings, "../etc") == "invalid"
+
+
+def test_a_delivery_trains_the_fairest_queued_run_not_the_one_it_names(
+    celery_settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    a_training = _new_run(db, owner="t_a")
+    a_queued = [_new_run(db, owner="t_a") for _ in range(3)]
+    b_queued = _new_run(db, owner="t_b")  # queued last, but tenant B has nothing running
+    with db.writing() as session:
+        assert execution.claim_run(
+            session=session, run_id=a_training, owner="elsewhere", lease_seconds=60, supervisor=None
+        )
+    sent: list[Any] = []
+
+    class App:
+        def send_task(self, *args: Any, **kwargs: Any) -> None:
+            sent.append((args, kwargs))
+
+    # A's oldest queued run's message is delivered first (the broker is FIFO) ...
+    assert celery_app._run_task(App(), celery_settings, a_queued[0]) == "succeeded"
+    # ... and trains B's run: A has one running, B none.
+    assert _row(db, b_queued)["status"] == "succeeded"
+    assert [_row(db, run_id)["status"] for run_id in a_queued] == ["queued"] * 3
+    redirected = [
+        r for r in caplog.records if getattr(r, "event", None) == "run.delivery_redirected"
+    ]
+    assert [r.run_id for r in redirected] == [b_queued]  # type: ignore[attr-defined]
+    # B's own message then trains A's oldest queued run: every message claims one run.
+    assert celery_app._run_task(App(), celery_settings, b_queued) == "succeeded"
+    assert [_row(db, run_id)["status"] for run_id in a_queued] == ["succeeded", "queued", "queued"]
+    assert sent == []
 
 
 def test_a_run_handed_back_on_shutdown_is_sent_again(
@@ -186,7 +218,7 @@ def test_supervisor_requeues_expired_leases_and_sends_them_again(
     run_id = _new_run(db)
     with db.writing() as session:
         execution.claim_run(
-            session=session, run_id=run_id, owner="dead", lease_seconds=60, max_attempts=3
+            session=session, run_id=run_id, owner="dead", lease_seconds=60, supervisor=None
         )
         run = session.get(Run, run_id)
         assert run is not None

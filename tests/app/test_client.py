@@ -27,6 +27,7 @@ from app.client import (
     RateLimited,
     Run,
     ServerError,
+    StorageQuotaExceeded,
     Unauthorized,
     WaitTimeout,
 )
@@ -196,6 +197,16 @@ def test_rate_limited(make_client: Callable[..., Any]) -> None:
             bp.create_run(network.id, dataset.id, **XOR_RUN)
     assert caught.value.status_code == 429
     assert caught.value.retry_after is not None and caught.value.retry_after > 0
+
+
+def test_storage_quota_exceeded(make_client: Callable[..., Any]) -> None:
+    with api(make_client, storage_quota_bytes=2048) as bp:
+        bp.create_dataset("small", [[0.5]] * 10, [0] * 10)
+        with pytest.raises(StorageQuotaExceeded) as caught:
+            bp.create_dataset("big", [[0.5] * 10] * 100, [0] * 100)
+    assert caught.value.status_code == 507
+    assert not isinstance(caught.value, ServerError)
+    assert "BACKPROP_STORAGE_QUOTA_BYTES" in caught.value.detail
 
 
 def mock_client(status: int, **response: Any) -> Client:

@@ -24,8 +24,10 @@ from sqlalchemy import exc as sa_exc
 
 import engine
 from app.client import Client, ServiceUnavailable
+from app.config import Settings
 from app.db import Database
 from app.db_errors import is_unavailable, unavailable_reason
+from app.jobs.lease import RunLease
 from app.jobs.progress import ProgressCallback
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, create_xor, run_body
 from tests.support.services import PostgresServer, database_name, free_port
@@ -206,25 +208,31 @@ def test_training_holds_once_the_lease_may_have_expired_during_an_outage(
         }
     )
     callback = ProgressCallback(
-        db=unreachable,
         run_id="run_cut_off",
-        owner="worker-a",
         network=net,
         checkpoint_every=None,
         monitor="loss",
         best_loss=None,
         start_epoch=0,
-        lease_seconds=0.6,
-        flush_seconds=0.05,
         auto_checkpoint_seconds=0.1,
         keep_auto_checkpoints=2,
     )
+    settings = Settings(
+        lease_seconds=0.6, flush_seconds=0.05, auto_checkpoint_seconds=0.1, keep_auto_checkpoints=2
+    )
+    lease = RunLease(
+        db=unreachable,
+        run_id="run_cut_off",
+        owner="worker-a",
+        source=callback,
+        settings=settings,
+        lease_since=time.monotonic(),
+    )
     config = {"loss": "mse", "epochs": 100_000_000, "optimizer": {"name": "sgd"}}
     outcome: list[engine.FitResult] = []
+    X, y = np.array(XOR_X, float), np.array(XOR_Y, float)
     training = threading.Thread(
-        target=lambda: outcome.append(
-            engine.fit(net, np.array(XOR_X, float), np.array(XOR_Y, float), config, [callback])
-        )
+        target=lambda: outcome.append(engine.fit(net, X, y, config, [callback, lease]))
     )
     with caplog.at_level(logging.WARNING):
         training.start()
@@ -235,8 +243,8 @@ def test_training_holds_once_the_lease_may_have_expired_during_an_outage(
         held_at = callback.epoch
         time.sleep(0.5)
         assert callback.epoch == held_at, "training went on with an expired lease"
-        assert callback.epoch > 0 and callback.outage.active
-        callback.request_stop("shutdown")
+        assert callback.epoch > 0 and lease.outage.active
+        lease.request_shutdown()
         training.join(10)
     assert not training.is_alive()
     assert outcome[0].stop_reason == "shutdown" and outcome[0].epochs_run == held_at

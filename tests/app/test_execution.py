@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from app.db import Database
-from app.models import DEFAULT_OWNER, Checkpoint, Run, utcnow
+from app.lifecycle import Action, Status
+from app.models import DEFAULT_OWNER, Checkpoint, Run, RunArrays, utcnow
 from app.schemas import DatasetCreate, NetworkCreate, RunCreate
 from app.services import datasets, execution, history, networks, runs
 from app.services.dataset_parsing import parse_json
@@ -48,10 +49,10 @@ def run_id(db: Database) -> str:
         return run.id
 
 
-def _claim(db: Database, run_id: str, owner: str, max_attempts: int = 3) -> bool:
+def _claim(db: Database, run_id: str, owner: str, supervisor: str | None = None) -> bool:
     with db.writing() as session:
         return execution.claim_run(
-            session=session, run_id=run_id, owner=owner, lease_seconds=30, max_attempts=max_attempts
+            session=session, run_id=run_id, owner=owner, lease_seconds=30, supervisor=supervisor
         )
 
 
@@ -94,6 +95,11 @@ def test_claim_is_exclusive_while_the_lease_lives(db: Database, run_id: str) -> 
 def test_expired_lease_can_be_taken_over_and_old_owner_is_fenced(db: Database, run_id: str) -> None:
     assert _claim(db, run_id, "a")
     _expire(db, run_id)
+    assert not _claim(db, run_id, "b"), "the sweep decides what an expiry means first"
+    with db.writing() as session:
+        assert execution.sweep_expired(session=session, max_attempts=3) == [
+            execution.Swept(run_id, Status.QUEUED, counted=True)
+        ]
     assert _claim(db, run_id, "b")
     progress = execution.Progress(epoch=5, loss=0.1, val_loss=None, best_loss=0.1)
     with db.writing() as session:
@@ -102,9 +108,7 @@ def test_expired_lease_can_be_taken_over_and_old_owner_is_fenced(db: Database, r
             run_id=run_id,
             owner="a",
             lease_seconds=5,
-            progress=progress,
-            chunk=None,
-            checkpoints=[],
+            batch=execution.Batch(progress=progress),
             keep_auto=3,
         )
     assert not owned
@@ -112,15 +116,19 @@ def test_expired_lease_can_be_taken_over_and_old_owner_is_fenced(db: Database, r
 
 
 def test_sweep_requeues_then_fails_after_max_attempts(db: Database, run_id: str) -> None:
-    assert _claim(db, run_id, "a", max_attempts=2)
+    assert _claim(db, run_id, "a")
     _expire(db, run_id)
     with db.writing() as session:
-        assert execution.sweep_expired(session=session, max_attempts=2) == [run_id]
+        assert execution.sweep_expired(session=session, max_attempts=2) == [
+            execution.Swept(run_id, Status.QUEUED, counted=True)
+        ]
     assert _status(db, run_id).status == "queued"
-    assert _claim(db, run_id, "b", max_attempts=2)
+    assert _claim(db, run_id, "b")
     _expire(db, run_id)
     with db.writing() as session:
-        assert execution.sweep_expired(session=session, max_attempts=2) == []
+        assert execution.sweep_expired(session=session, max_attempts=2) == [
+            execution.Swept(run_id, Status.FAILED, counted=True)
+        ]
     run = _status(db, run_id)
     assert run.status == "failed" and run.error is not None
     assert run.error["code"] == "worker_lost"
@@ -200,9 +208,7 @@ def _flush(
             run_id=run_id,
             owner="a",
             lease_seconds=30,
-            progress=progress,
-            chunk=chunk,
-            checkpoints=[pending],
+            batch=execution.Batch(progress=progress, chunk=chunk, checkpoints=[pending]),
             keep_auto=3,
             **kw,
         )
@@ -231,3 +237,94 @@ def test_a_batch_written_again_after_an_unknown_outcome_is_stored_once(
         stored = session.exec(select(Checkpoint).where(Checkpoint.run_id == run_id)).all()
         assert [checkpoint.id for checkpoint in stored] == ["checkpoint_retry"]
     assert _status(db, run_id).epoch == 5
+
+
+def _pending(epoch: int, kind: str = "auto") -> execution.PendingCheckpoint:
+    return execution.PendingCheckpoint(
+        id=f"checkpoint_{kind}_{epoch}",
+        epoch=epoch,
+        kind=kind,
+        loss=0.1,
+        val_loss=None,
+        state=b"state",
+        weights=b"weights",
+    )
+
+
+def _stopped_batch(run_id: str) -> execution.Batch:
+    """Epochs 1-4 recorded every 2 epochs, training stopped at 5 (off the grid)."""
+    return execution.Batch(
+        progress=execution.Progress(epoch=5, loss=0.1, val_loss=None, best_loss=0.1),
+        chunk=history.make_chunk(
+            run_id, {"epoch": [2, 4], "loss": [0.2, 0.4], "val_loss": [None] * 2}
+        ),
+        tail=history.make_chunk(run_id, {"epoch": [5], "loss": [0.5], "val_loss": [None]}),
+        ending=_pending(5),
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "action", "status"),
+    [
+        (None, "stop", "queued"),
+        ("pause", "stop", "paused"),
+        ("cancel", "stop", "cancelled"),
+        ("pause", "succeed", "succeeded"),
+        ("cancel", "succeed", "succeeded"),
+    ],
+)
+def test_the_final_write_decides_from_the_stored_request(
+    db: Database, run_id: str, request_: str | None, action: str, status: str
+) -> None:
+    """What the worker stopped for does not matter: the request stored at the write does.
+    The tail epoch and the final weights are stored only when the run ended."""
+    assert _claim(db, run_id, "a")
+    with db.writing() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.requested = request_
+        session.add(run)
+        session.commit()
+    with db.writing() as session:
+        written = execution.finish(
+            session=session,
+            run_id=run_id,
+            owner="a",
+            action=Action(action),
+            batch=_stopped_batch(run_id),
+            keep_auto=3,
+            stop_reason="completed" if action == "succeed" else None,
+            final_weights=lambda: b"final",
+        )
+    assert written == status
+    run = _status(db, run_id)
+    ended = status in ("succeeded", "cancelled")
+    assert run.requested is None and run.lease_owner is None and run.lease_supervisor is None
+    assert run.attempts == (1 if ended else 0), "a hand-back is not an attempt"
+    assert (run.finished_at is not None) == ended
+    assert run.stop_reason == {"cancelled": "cancelled", "succeeded": "completed"}.get(status)
+    with db.reading() as session:
+        epochs = history.read_history(session=session, run_id=run_id)["epoch"]
+        (checkpoint,) = session.exec(select(Checkpoint).where(Checkpoint.run_id == run_id)).all()
+        arrays = session.get(RunArrays, run_id)
+    assert epochs == ([2, 4, 5] if ended else [2, 4])
+    assert (checkpoint.epoch, checkpoint.kind) == (5, "final" if ended else "auto")
+    assert arrays is not None and arrays.final_weights == (b"final" if ended else None)
+
+
+def test_a_stop_by_a_worker_that_lost_its_lease_writes_nothing(db: Database, run_id: str) -> None:
+    assert _claim(db, run_id, "a")
+    before = _status(db, run_id).model_dump()
+    with db.writing() as session:
+        assert (
+            execution.finish(
+                session=session,
+                run_id=run_id,
+                owner="b",
+                action=Action.STOP,
+                batch=_stopped_batch(run_id),
+                keep_auto=3,
+            )
+            is None
+        )
+    assert _status(db, run_id).model_dump() == before

@@ -111,3 +111,50 @@ def test_metrics_count_queued_runs(make_client: Any) -> None:
         text = client.get("/metrics").text
         assert _sample(text, "backprop_queue_depth") == 3
         assert _sample(text, 'backprop_runs{status="queued"}') == 3
+
+
+FORGED = "2026-01-01 00:00:00,000 INFO [1] backprop.http: FORGED"
+
+
+def test_text_lines_escape_control_characters_and_mark_traceback_lines() -> None:
+    from app.logs import CONTINUATION, TextFormatter
+
+    formatter = TextFormatter()
+    for separator in ("\n", "\r", "\x1b[2K\r", "\x85", "\u2028", "\x0b"):
+        record = logging.LogRecord(
+            "backprop.http",
+            logging.INFO,
+            __file__,
+            1,
+            "GET %s 404",
+            (f"/x{separator}{FORGED}",),
+            None,
+        )
+        text = formatter.format(record)
+        assert len(text.splitlines()) == 1, repr(text)
+        assert FORGED in text
+    try:
+        raise ValueError(f"bad id x\n{FORGED}\r\n{FORGED}")
+    except ValueError:
+        import sys
+
+        failed = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "id %s", ("y\nz",), sys.exc_info()
+        )
+    lines = formatter.format(failed).splitlines()
+    assert lines[0].endswith("x: id y\\nz")
+    assert len(lines) > 3 and all(line.startswith(CONTINUATION) for line in lines[1:])
+    assert lines[-2:] == [f"{CONTINUATION}{FORGED}\\r", f"{CONTINUATION}{FORGED}"]
+    entry = JsonFormatter().format(
+        logging.LogRecord("x", logging.INFO, __file__, 1, "a\u2028b\x85c\nd", (), None)
+    )
+    assert len(entry.splitlines()) == 1 and json.loads(entry)["message"] == "a\u2028b\x85c\nd"
+
+
+def test_made_up_methods_share_one_metric_label(make_client: Any) -> None:
+    with make_client() as client:
+        for i in range(50):
+            assert client.request(f"X{i:03d}", "/v1/networks").status_code == 405
+        text = client.get("/metrics").text
+    assert 'method="other",route="/v1/networks",status="405"} 50.0' in text
+    assert 'method="X' not in text

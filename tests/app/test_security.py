@@ -110,3 +110,25 @@ def test_settings_parse_cors_origins() -> None:
     assert settings.cors_origin_list == ["https://a.example", "https://b.example"]
     assert Settings(workers=0).cors_origin_list == []
     assert create_app(Settings(workers=0)) is not None
+
+
+def test_security_headers_on_pages_answers_and_server_errors(settings_for: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    app = create_app(settings_for())
+
+    @app.get("/boom", include_in_schema=False)
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/", "/docs", "/v1/networks", "/v1/networks/net_x", "/boom", "/static/x"):
+            response = client.get(path)
+            assert response.headers["x-content-type-options"] == "nosniff", path
+            assert response.headers["x-frame-options"] == "DENY", path
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"], path
+        assert response.status_code == 404
+        assert client.get("/boom").status_code == 500
+        page = client.get("/").headers["content-security-policy"]
+        assert "default-src 'none'" in page and "script-src 'self'" in page
+        assert "unsafe-inline" not in page and "unsafe-eval" not in page

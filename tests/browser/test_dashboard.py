@@ -13,7 +13,14 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser.test_docs_page import CHROMIUM, CHROMIUM_ARGS, OUTPUT_DIR, keep_local
+from tests.browser.test_docs_page import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CSP_VIOLATIONS,
+    OUTPUT_DIR,
+    csp_violations,
+    keep_local,
+)
 from tests.browser.test_docs_page import require_chromium as require_chromium
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
 from tests.support.server import ServerProcess, running_server
@@ -60,7 +67,11 @@ def test_dashboard_shows_a_live_run_and_cancels_it(server: ServerProcess) -> Non
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.route("**/*", lambda route: keep_local(route, server.url, outside))
-                page.goto(server.url + "/")
+                page.add_init_script(CSP_VIOLATIONS)
+                loaded = page.goto(server.url + "/")
+                assert loaded is not None
+                policy = loaded.headers["content-security-policy"]
+                assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
                 page.fill("#api-key", KEY)
                 page.click("#key-form button[type=submit]")
                 row = page.locator(f'#runs tbody tr[data-run-id="{run_id}"]')
@@ -68,12 +79,13 @@ def test_dashboard_shows_a_live_run_and_cancels_it(server: ServerProcess) -> Non
                 row.click()
                 chart = page.locator("#chart")
                 page.wait_for_function(
-                    "document.querySelector('#chart').dataset.points > 2", timeout=60_000
+                    "() => document.querySelector('#chart').dataset.points > 2", timeout=60_000
                 )
                 first = int(chart.get_attribute("data-points") or 0)
                 time.sleep(1.5)
                 page.wait_for_function(
-                    f"document.querySelector('#chart').dataset.points > {first}", timeout=30_000
+                    f"() => document.querySelector('#chart').dataset.points > {first}",
+                    timeout=30_000,
                 )
                 # Read both in one go: another event may be drawn between two reads.
                 second, drawn = page.eval_on_selector(
@@ -87,7 +99,7 @@ def test_dashboard_shows_a_live_run_and_cancels_it(server: ServerProcess) -> Non
 
                 page.click("#pause")
                 page.wait_for_function(
-                    "document.querySelector('#run-status').textContent === 'paused'",
+                    "() => document.querySelector('#run-status').textContent === 'paused'",
                     timeout=30_000,
                 )
                 assert client.get(f"/v1/runs/{run_id}").json()["status"] == "paused"
@@ -95,26 +107,70 @@ def test_dashboard_shows_a_live_run_and_cancels_it(server: ServerProcess) -> Non
                 page.wait_for_selector("#resume:not([disabled])", timeout=10_000)
                 page.click("#resume")
                 page.wait_for_function(
-                    "document.querySelector('#run-status').textContent === 'running'",
+                    "() => document.querySelector('#run-status').textContent === 'running'",
                     timeout=30_000,
                 )
                 resumed = int(chart.get_attribute("data-points") or 0)
                 page.wait_for_function(
-                    f"document.querySelector('#chart').dataset.points > {resumed}",
+                    f"() => document.querySelector('#chart').dataset.points > {resumed}",
                     timeout=30_000,
                 )
 
                 page.click("#cancel")
                 page.wait_for_function(
-                    "document.querySelector('#run-status').textContent === 'cancelled'",
+                    "() => document.querySelector('#run-status').textContent === 'cancelled'",
                     timeout=30_000,
                 )
                 assert client.get(f"/v1/runs/{run_id}").json()["status"] == "cancelled"
                 page.wait_for_function(
-                    "document.querySelector('#stream-state').textContent === '(ended)'",
+                    "() => document.querySelector('#stream-state').textContent === '(ended)'",
                     timeout=30_000,
                 )
                 page.screenshot(path=str(OUTPUT_DIR / "dashboard-cancelled.png"))
+                # The page did everything above within its tight policy.
+                assert csp_violations(page) == []
+            finally:
+                browser.close()
+    assert outside == [], f"the dashboard sent requests to other hosts: {outside}"
+
+
+def test_dashboard_draws_the_lr_column_of_a_scheduled_run(server: ServerProcess) -> None:
+    require_chromium()
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    outside: list[str] = []
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        network = client.post("/v1/networks", json=XOR_NETWORK).json()["id"]
+        dataset = client.post("/v1/datasets", json={"name": "xor", "X": XOR_X, "y": XOR_Y}).json()
+        body = {
+            "network_id": network,
+            "dataset_id": dataset["id"],
+            "loss": "mse",
+            "optimizer": {"name": "sgd", "learning_rate": 0.5},
+            "lr_schedule": {"name": "exponential", "gamma": 0.99},
+            "epochs": 400,
+            "history_every": 20,
+            "seed": 1,
+        }
+        run_id = client.post("/v1/runs", json=body).json()["id"]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.route("**/*", lambda route: keep_local(route, server.url, outside))
+                page.goto(server.url + "/")
+                page.fill("#api-key", KEY)
+                page.click("#key-form button[type=submit]")
+                row = page.locator(f'#runs tbody tr[data-run-id="{run_id}"]')
+                row.wait_for(timeout=30_000)
+                row.click()
+                page.wait_for_function(
+                    "document.querySelector('#chart').dataset.lrPoints >= 20", timeout=60_000
+                )
+                drawn = page.eval_on_selector("#chart", "e => e.querySelector('.lr').points.length")
+                assert drawn >= 20
+                assert page.locator("#lr-legend").is_visible()
+                page.screenshot(path=str(OUTPUT_DIR / "dashboard-lr.png"))
             finally:
                 browser.close()
     assert outside == [], f"the dashboard sent requests to other hosts: {outside}"

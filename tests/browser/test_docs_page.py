@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Route, sync_playwright
+from playwright.sync_api import Page, Route, sync_playwright
 
 from tests.support.server import ServerProcess, running_server
 
@@ -43,6 +43,21 @@ def require_chromium() -> None:
     pytest.skip(message)
 
 
+CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+"""An init script: the page records every Content-Security-Policy violation."""
+
+
+def csp_violations(page: Page) -> list[str]:
+    """The CSP violations the page recorded (see :data:`CSP_VIOLATIONS`)."""
+    violations: list[str] = page.evaluate("window.__cspViolations")
+    return violations
+
+
 def keep_local(route: Route, local: str, outside: list[str]) -> None:
     """Let requests to the server (and in-page blob/data URLs) through; record the rest."""
     url = route.request.url
@@ -69,6 +84,7 @@ def test_docs_page_renders_offline_and_try_it_out_creates_a_network(server: Serv
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1600})
             page.route("**/*", lambda route: keep_local(route, server.url, outside))
+            page.add_init_script(CSP_VIOLATIONS)
             page.goto(f"{server.url}/docs", wait_until="networkidle")
             page.wait_for_selector(".opblock", timeout=30_000)
             assert page.locator(".opblock").count() >= 15, "the operations did not render"
@@ -88,6 +104,7 @@ def test_docs_page_renders_offline_and_try_it_out_creates_a_network(server: Serv
             assert '"n_parameters"' in response_body.inner_text()
             page.screenshot(path=str(OUTPUT_DIR / "docs.png"))
             operation.screenshot(path=str(OUTPUT_DIR / "docs-try-it-out-201.png"))
+            assert csp_violations(page) == []  # Swagger UI needs nothing the policy blocks
 
             page.goto(f"{server.url}/redoc", wait_until="networkidle")
             page.get_by_role("heading", name="Create Network").first.wait_for(timeout=30_000)

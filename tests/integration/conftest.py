@@ -68,6 +68,7 @@ class Server:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, for kill9_group
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -85,6 +86,15 @@ class Server:
         assert self.process is not None
         workers = child_pids(self.process.pid)
         self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        return workers
+
+    def kill9_group(self) -> list[int]:
+        """SIGKILL the server's whole process group at once (a crash of the service);
+        return the pids of the workers it had."""
+        assert self.process is not None
+        workers = child_pids(self.process.pid)
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
         return workers
 

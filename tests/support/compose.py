@@ -43,7 +43,9 @@ TUNING_KEYS = frozenset(
         "BACKPROP_BROKER_RESTORE_INTERVAL",
     }
 )
-"""The only settings a test may add on top of the compose environment (timings)."""
+"""The only settings a test may add on top of the compose environment (timings)..."""
+ACCESS_KEYS = frozenset({"BACKPROP_API_KEYS"})
+"""... and API keys, for tests with several tenants (compose leaves the API open)."""
 
 FAST_HEALING = {
     "BACKPROP_LEASE_SECONDS": 3,
@@ -110,8 +112,8 @@ def local_environment(
     environment["BACKPROP_DATABASE_URL"] = database_url
     environment["BACKPROP_BROKER_URL"] = broker_url
     extra = {key: str(value) for key, value in (tuning or {}).items()}
-    unknown = set(extra) - TUNING_KEYS
-    assert not unknown, f"not a timing override: {sorted(unknown)}"
+    unknown = set(extra) - TUNING_KEYS - ACCESS_KEYS
+    assert not unknown, f"not a timing or API-key override: {sorted(unknown)}"
     environment.update(extra)
     return environment
 

@@ -1,0 +1,164 @@
+"""Predictions of a run's network, in row chunks whose memory a setting bounds.
+
+A forward pass holds, per row, the input of a layer and its pre-activations and
+activations: ``(fan_in + 2 units) * itemsize`` bytes for the widest layer. The rows
+of one chunk are chosen so that this fits ``BACKPROP_MAX_REQUEST_MEMORY``
+(:func:`rows_per_chunk`), whatever the network's width; the response is written
+chunk by chunk (:mod:`app.json_out`), so a wide output costs one chunk too.
+
+Bit for bit: :meth:`engine.Network.predict` runs blocks of
+``engine.network.PREDICT_CHUNK`` rows (8192). When such a block fits the budget the
+chunks are exactly those blocks, so the outputs are the same bits as before. A
+wider network takes chunks of a power of two rows that divides the block, so chunk
+boundaries stay on the block boundaries (see docs/DECISIONS.md on why BLAS results
+depend on the shape of the product, and what the tests check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlmodel import Session
+
+import engine
+from app.errors import InvalidInputError
+from app.json_arrays import ArraySpec, parse_object, refuse_early, validate_fields
+from app.json_out import api_dumps, array_json, object_json
+from app.schemas import PredictRequest
+from app.services import networks as network_service
+from app.services import runs as run_service
+from app.services.errors import invalid_from_config_error
+from engine.network import PREDICT_CHUNK
+
+JSON_BYTES_PER_OUTPUT = 64
+"""Memory per output value while a chunk is serialized (a Python float in a list,
+and its JSON text), counted against the budget like the activations."""
+
+
+def predict_spec(max_rows: int) -> ArraySpec:
+    """How ``X`` of a predict body is read: rows only, refused past ``max_rows``."""
+    return ArraySpec(
+        what="feature",
+        max_rows=max_rows,
+        rows_message="more than {max_rows} rows; at most {max_rows} per request "
+        "(BACKPROP_MAX_PREDICT_ROWS)",
+        placeholder=[[0.0]],
+    )
+
+
+def read_predict_body(file: BinaryIO, max_rows: int) -> NDArray[np.float64]:
+    """``X`` of a ``POST /v1/runs/{id}/predict`` body, shape (n_samples, n_features).
+
+    Raises
+    ------
+    InvalidInputError
+        Ragged rows, entries that are not finite numbers, no rows, or more than
+        ``max_rows`` rows (refused as soon as the row after the limit starts).
+    fastapi.exceptions.RequestValidationError
+        Unknown or missing fields, as :class:`app.schemas.PredictRequest` reports them.
+    """
+    specs = {"X": predict_spec(max_rows)}
+    refuse_early(file, specs)
+    body = parse_object(file, specs)
+    validate_fields(PredictRequest, body, specs)
+    X = body.arrays["X"]
+    if X.rows == 0:
+        raise InvalidInputError(("body", "X"), "must contain at least one row")
+    return X.values
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A run's network with the weights ``GET /v1/runs/{id}/weights`` returns."""
+
+    epoch: int
+    network: engine.Network
+
+
+def load_predictor(*, session: Session, owner: str, run_id: str) -> Predictor:
+    """The run's network and weights.
+
+    Raises
+    ------
+    NotFoundError
+        Unknown run (or another tenant's).
+    ConflictError
+        When the run has no weights yet.
+    """
+    run = run_service.get_run(session=session, owner=owner, run_id=run_id)
+    epoch, layers = run_service.get_weights(session=session, owner=owner, run_id=run_id)
+    network = network_service.get_network(session=session, owner=owner, network_id=run.network_id)
+    net = network_service.build_network(network.spec)
+    net.set_weights(layers)
+    return Predictor(epoch=epoch, network=net)
+
+
+def bytes_per_row(net: engine.Network) -> int:
+    """Peak bytes one row costs in a forward pass and in serializing its outputs."""
+    itemsize = int(net.dtype.itemsize)
+    widest = max(layer.fan_in + 2 * layer.units for layer in net.layers)
+    return max(itemsize * widest, JSON_BYTES_PER_OUTPUT * net.output_size)
+
+
+def rows_per_chunk(net: engine.Network, max_bytes: int) -> int:
+    """Rows per forward pass so that one chunk fits ``max_bytes`` (at least 1).
+
+    ``PREDICT_CHUNK`` when it fits (the engine's own blocks), else the largest
+    power of two that fits.
+    """
+    rows = max(1, max_bytes // bytes_per_row(net))
+    if rows >= PREDICT_CHUNK:
+        return PREDICT_CHUNK
+    return 1 << (rows.bit_length() - 1)
+
+
+def checked_input(net: engine.Network, X: NDArray[Any]) -> NDArray[Any]:
+    """``X`` as the network takes it.
+
+    Raises
+    ------
+    InvalidInputError
+        When the rows are not the network's input width (at ``["body", "X"]``).
+    """
+    try:
+        return net.check_input(X)
+    except engine.ConfigError as exc:
+        raise invalid_from_config_error(exc) from exc
+
+
+def output_chunks(net: engine.Network, X: NDArray[Any], rows: int) -> Iterator[NDArray[Any]]:
+    """``net.predict(X)`` for checked ``X``, ``rows`` rows at a time."""
+    for start in range(0, X.shape[0], rows):
+        yield net.forward(X[start : start + rows])[1]
+
+
+def reduced_outputs(
+    net: engine.Network,
+    X: NDArray[Any],
+    max_bytes: int,
+    reduce: Callable[[NDArray[Any]], NDArray[Any]],
+) -> NDArray[Any]:
+    """``reduce`` applied to the outputs of each chunk, concatenated (plots keep one
+    value per row, never the full outputs of a wide network)."""
+    rows = rows_per_chunk(net, max_bytes)
+    return np.concatenate([reduce(chunk) for chunk in output_chunks(net, X, rows)])
+
+
+def prediction_json(predictor: Predictor, X: NDArray[Any], max_bytes: int) -> Iterator[bytes]:
+    """The ``PredictResponse`` JSON of ``X`` (checked with :func:`checked_input`),
+    computed and written one chunk at a time."""
+    net = predictor.network
+    rows = rows_per_chunk(net, max_bytes)
+
+    def predictions() -> Iterator[bytes]:
+        yield b"["
+        for index, chunk in enumerate(output_chunks(net, X, rows)):
+            rows_json = b"".join(array_json(np.asarray(chunk, dtype=np.float64)))
+            yield (b"," if index else b"") + rows_json[1:-1]
+        yield b"]"
+
+    return object_json([("epoch", api_dumps(predictor.epoch)), ("predictions", predictions())])
