@@ -1,22 +1,15 @@
 """The docs run as written: every shell, console and Python block of README.md and
 docs/*.md is executed against a real ``backprop serve``, and every link resolves.
 
-Per file, the executed blocks run in order in one ``bash`` process (variables such
-as ``$API`` and ``$RUN`` carry over from block to block; each ``python`` block is
-its own ``python -`` process). ``curl`` fails on an HTTP error (``--fail-with-body``)
-unless the command prints the status itself with ``-w``. A ``console`` block's
-output must match what the command printed (``...`` matches anything). Blocks that
+How blocks run is :mod:`tests.support.docs_runner`'s docstring. Blocks that
 cannot run here carry a visible ``<!-- docs-runner: skip (reason) -->`` marker, and
 ``SKIPPED`` below lists how many each file has, so the list cannot grow silently.
 """
 
 from __future__ import annotations
 
-import doctest
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,16 +18,8 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
-from tests.support.docs_blocks import (
-    EXECUTED,
-    ROOT,
-    Block,
-    Command,
-    anchors,
-    blocks,
-    doc_files,
-    links,
-)
+from tests.support.docs_blocks import ROOT, anchors, blocks, doc_files, links
+from tests.support.docs_runner import executed, relative, run_doc
 from tests.support.server import ServerProcess, running_server
 
 # Blocks that cannot run in a test, per file; each one carries its reason in the file.
@@ -43,83 +28,7 @@ SKIPPED = {
     "docs/operations.md": 3,
     "docs/performance.md": 1,
 }
-
-MARK = "@@docs-runner {}@@"
-SPLIT = re.compile(r"\n@@docs-runner (\d+)@@\n")
-PREAMBLE = """set -euo pipefail
-exec 2>&1
-curl() {
-  local arg
-  for arg in "$@"; do
-    case "$arg" in -w|--write-out) command curl "$@"; return;; esac
-  done
-  command curl --fail-with-body "$@"
-}
-"""
-CHECKER = doctest.OutputChecker()
-FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-
-
-def relative(path: Path) -> str:
-    return path.relative_to(ROOT).as_posix()
-
-
-def executed(path: Path) -> list[Block]:
-    return [b for b in blocks(path) if b.lang in EXECUTED and b.skip_reason is None]
-
-
-def expected_outputs(path: Path) -> dict[int, Command]:
-    """Python blocks (by line) whose printed output a following marked block shows."""
-    found: dict[int, Command] = {}
-    previous: Block | None = None
-    for block in blocks(path):
-        if block.is_output:
-            assert previous is not None and previous.lang == "python", (
-                f"{block.where}: an output block must follow a python block"
-            )
-            found[previous.line] = Command(block.line, "python block", block.body)
-        previous = block
-    return found
-
-
-def script(steps: list[tuple[str, Block, Any]]) -> str:
-    """One bash script for a file's blocks; a marker line precedes every step."""
-    parts = [PREAMBLE]
-    for index, (kind, block, item) in enumerate(steps):
-        parts.append(f"printf '\\n{MARK.format(index)}\\n'")
-        if kind == "python":
-            parts.append(
-                f"\"$DOCS_PYTHON\" - <<'DOCS_RUNNER_PY_EOF'\n{block.body}DOCS_RUNNER_PY_EOF"
-            )
-        elif kind == "command":
-            parts.append(item.text)
-        else:
-            parts.append(block.body)
-    return "\n".join(parts) + "\n"
-
-
-def file_steps(path: Path) -> list[tuple[str, Block, Any]]:
-    steps: list[tuple[str, Block, Any]] = []
-    shown = expected_outputs(path)
-    for block in executed(path):
-        if block.lang == "console":
-            steps.extend(("command", block, command) for command in block.commands)
-        elif block.lang == "python":
-            steps.append(("python", block, shown.get(block.line)))
-        else:
-            steps.append(("shell", block, None))
-    return steps
-
-
-def outputs(stdout: str) -> dict[int, str]:
-    """Each step's output, by step index."""
-    pieces = SPLIT.split("\n" + stdout)
-    return {int(pieces[i]): pieces[i + 1] for i in range(1, len(pieces) - 1, 2)}
-
-
-def step_where(step: tuple[str, Block, Any]) -> str:
-    kind, block, item = step
-    return f"{relative(block.path)}:{item.line if kind == 'command' else block.line}"
+RUNNABLE = [relative(p) for p in doc_files() if executed(p)]
 
 
 @pytest.fixture(scope="module")
@@ -128,52 +37,74 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
         yield server
 
 
-RUNNABLE = [relative(p) for p in doc_files() if executed(p)]
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_doc_blocks_run_against_a_real_server(
     name: str, docs_server: ServerProcess, tmp_path: Path
 ) -> None:
-    steps = file_steps(ROOT / name)
-    env = {
-        **os.environ,
-        "BACKPROP_URL": docs_server.url,
-        "DOCS_PYTHON": sys.executable,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
-        "COLUMNS": "100",
-    }
-    env.pop("BACKPROP_API_KEY", None)
-    done = subprocess.run(
-        ["bash", "-c", script(steps)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    problems = run_doc(ROOT / name, docs_server.url, tmp_path)
+    assert not problems, "\n".join(problems)
+
+
+def write_doc(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "doc.md"
+    path.write_text(text)
+    return path
+
+
+def test_the_runner_reports_stale_console_output(tmp_path: Path) -> None:
+    fence = "`" * 3
+    good = write_doc(tmp_path, f"{fence}console\n$ echo hello   world\nhello ...\n{fence}\n")
+    assert run_doc(good, "http://127.0.0.1:9", tmp_path) == []
+    stale = write_doc(tmp_path, f"{fence}console\n$ echo hello\ngoodbye\n{fence}\n")
+    (problem,) = run_doc(stale, "http://127.0.0.1:9", tmp_path)
+    assert "doc.md:2" in problem and "goodbye" in problem
+
+
+def test_the_runner_reports_a_failing_block_and_stops(tmp_path: Path) -> None:
+    fence = "`" * 3
+    doc = write_doc(
+        tmp_path,
+        f"{fence}bash\necho one\n{fence}\n\n{fence}sh\nfalse\n{fence}\n\n"
+        f"{fence}bash\ntouch never\n{fence}\n",
     )
-    got = outputs(done.stdout)
-    if done.returncode != 0:
-        last = max(got, default=0)
-        pytest.fail(
-            f"{step_where(steps[last])} exited {done.returncode}:\n{got.get(last, done.stdout)}"
-        )
-    assert sorted(got) == list(range(len(steps))), "some blocks did not run"
-    stale: list[str] = []
-    for index, (_kind, _block, item) in enumerate(steps):
-        if item is None:
-            continue
-        want = item.expected.replace("…", "...").strip() + "\n"
-        printed = got[index].strip() + "\n"
-        if not CHECKER.check_output(want, printed, FLAGS):
-            stale.append(
-                f"{step_where(steps[index])}: `{item.text}` printed\n{printed}"
-                f"but the docs show\n{want}"
-            )
-    assert not stale, "\n".join(stale)
+    (problem,) = run_doc(doc, "http://127.0.0.1:9", tmp_path)
+    assert problem.startswith(f"{doc}:5 exited 1")
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_runner_checks_what_a_python_block_prints(tmp_path: Path) -> None:
+    fence = "`" * 3
+    marker = "<!-- docs-runner: output of the block above -->"
+    text = f"{fence}python\nprint(6 * 7)\n{fence}\n\n{marker}\n{fence}text\n{{}}\n{fence}\n"
+    assert run_doc(write_doc(tmp_path, text.format(42)), "http://127.0.0.1:9", tmp_path) == []
+    (problem,) = run_doc(write_doc(tmp_path, text.format(41)), "http://127.0.0.1:9", tmp_path)
+    assert "printed\n42" in problem
+
+
+def test_the_runner_shares_variables_between_blocks_in_order(tmp_path: Path) -> None:
+    fence = "`" * 3
+    doc = write_doc(
+        tmp_path, f"{fence}bash\nX=41\n{fence}\n{fence}console\n$ echo $((X + 1))\n42\n{fence}\n"
+    )
+    assert run_doc(doc, "http://127.0.0.1:9", tmp_path) == []
+
+
+@pytest.mark.integration
+def test_the_runner_fails_a_curl_that_gets_an_http_error(
+    docs_server: ServerProcess, tmp_path: Path
+) -> None:
+    fence = "`" * 3
+    failing = write_doc(tmp_path, f"{fence}bash\ncurl -s $BACKPROP_URL/v1/runs/run_nope\n{fence}\n")
+    (problem,) = run_doc(failing, docs_server.url, tmp_path)
+    assert "exited 22" in problem and "not found" in problem
+    shown = write_doc(
+        tmp_path,
+        f"{fence}console\n$ curl -s -w ' %{{http_code}}' $BACKPROP_URL/v1/runs/run_nope\n"
+        f'{{"detail":"run \'run_nope\' not found"}} 404\n{fence}\n',
+    )
+    assert run_doc(shown, docs_server.url, tmp_path) == []
 
 
 def test_the_docs_have_executable_blocks() -> None:
