@@ -57,6 +57,14 @@ def test_the_runner_reports_stale_console_output(tmp_path: Path) -> None:
     fence = "`" * 3
     good = write_doc(tmp_path, f"{fence}console\n$ echo hello   world\nhello ...\n{fence}\n")
     assert run_doc(good, "http://127.0.0.1:9", tmp_path) == []
+    lines = f"{fence}console\n$ printf 'a\\n%s' {{}}\na\n...\nz\n{fence}\n"
+    for printed in ("z", "b\\nz", "b\\nc\\nz"):
+        assert (
+            run_doc(write_doc(tmp_path, lines.format(printed)), "http://127.0.0.1:9", tmp_path)
+            == []
+        )
+    (problem,) = run_doc(write_doc(tmp_path, lines.format("b")), "http://127.0.0.1:9", tmp_path)
+    assert "printed\na\nb" in problem
     stale = write_doc(tmp_path, f"{fence}console\n$ echo hello\ngoodbye\n{fence}\n")
     (problem,) = run_doc(stale, "http://127.0.0.1:9", tmp_path)
     assert "doc.md:2" in problem and "goodbye" in problem

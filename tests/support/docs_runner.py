@@ -5,7 +5,8 @@ as ``$API`` and ``$RUN`` carry over from block to block; each ``python`` block i
 its own ``python -`` process). ``curl`` fails on an HTTP error (``--fail-with-body``)
 unless the command prints the status itself with ``-w``. A ``console`` command's
 output, and a ``python`` block's when an output block follows it, must match what
-was printed (``...`` matches anything, runs of whitespace compare equal).
+was printed: ``...`` (or ``…``) matches anything, a line of just ``...`` any number
+of lines (none too), and runs of whitespace compare equal.
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def mismatch(step: Step, printed: str) -> str | None:
     if step.expected is None:
         return None
     want = step.expected.expected.replace("…", "...").strip() + "\n"
+    want = want.replace("\n...\n", "...")  # a line of its own: any lines, or none
     got = printed.strip() + "\n"
     if CHECKER.check_output(want, got, FLAGS):
         return None
