@@ -12,12 +12,13 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
 from app.config import Settings
 from app.main import create_app
+from app.schemas import RunStatus
 from tests.support.docs_blocks import ROOT, anchors, blocks, doc_files, links
 from tests.support.docs_runner import executed, relative, run_doc
 from tests.support.server import ServerProcess, running_server
@@ -241,3 +242,22 @@ def test_repository_paths_named_in_the_docs_exist() -> None:
         if "*" not in name and not names_something(name)
     ]
     assert stale == []
+
+
+def test_the_status_table_names_every_status() -> None:
+    text = (ROOT / "docs" / "api.md").read_text()
+    table = set(re.findall(r"^\| `([a-z]+)` \| (?:yes|no) \|", text, flags=re.M))
+    assert table == set(get_args(RunStatus))
+
+
+def tutorial_rows(path: Path) -> list[str]:
+    text = path.read_text()
+    start = text.index("| tutorial code | API settings |")
+    rows = re.findall(r"^\|.*\|$", text[start:].split("\n\n")[0], flags=re.M)
+    return rows[2:]
+
+
+def test_the_readme_and_engine_md_map_the_tutorials_alike() -> None:
+    readme = tutorial_rows(ROOT / "README.md")
+    assert len(readme) >= 10
+    assert set(tutorial_rows(ROOT / "docs" / "engine.md")) <= set(readme)
