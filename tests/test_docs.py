@@ -261,3 +261,7 @@ def test_the_readme_and_engine_md_map_the_tutorials_alike() -> None:
     readme = tutorial_rows(ROOT / "README.md")
     assert len(readme) >= 10
     assert set(tutorial_rows(ROOT / "docs" / "engine.md")) <= set(readme)
+
+
+def test_the_readme_stays_a_readme() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 300
