@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synced
 # PyTorch is optional: the parity tests and the benchmark use it when its wheel is on disk.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*cp311*.whl))
 
-.PHONY: run test lint typecheck deploy-check pytest bench env clean
+.PHONY: run test lint typecheck deploy-check docs pytest bench env clean
 
 env: $(STAMP)
 
@@ -39,7 +39,11 @@ deploy-check: $(STAMP)
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
-test: lint typecheck deploy-check pytest
+# README.md and docs/: every block runs against a real server, links resolve, tables match the code.
+docs: $(STAMP)
+	$(VENV)/bin/pytest tests/test_docs.py $(PYTEST_ARGS)
+
+test: lint typecheck deploy-check docs pytest
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/engine.py
