@@ -23,7 +23,7 @@ def test_the_readme_has_python_examples() -> None:
 
 def needs_server(block: str) -> bool:
     """Client examples talk to a server at ``BACKPROP_URL``."""
-    return "app.client" in block
+    return "backprop_client" in block or "app.client" in block
 
 
 @pytest.mark.parametrize(

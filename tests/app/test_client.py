@@ -1,4 +1,4 @@
-"""app.client.Client against the real app: every method and every error type."""
+"""backprop_client.Client against the real app: every method and every error type."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from app.client import (
+from backprop_client import (
     BackpropConnectionError,
     BackpropError,
     Checkpoint,
@@ -211,7 +211,7 @@ def test_storage_quota_exceeded(make_client: Callable[..., Any]) -> None:
 
 def mock_client(status: int, **response: Any) -> Client:
     transport = httpx.MockTransport(lambda request: httpx.Response(status, **response))
-    return Client("http://backprop.test", transport=transport)
+    return Client("http://backprop.test", transport=transport, retries=0)
 
 
 def test_server_errors_and_unknown_statuses() -> None:
@@ -231,7 +231,7 @@ def test_server_errors_and_unknown_statuses() -> None:
 
 
 def test_connection_error() -> None:
-    bp = Client(f"http://127.0.0.1:{free_port()}", timeout=2)
+    bp = Client(f"http://127.0.0.1:{free_port()}", timeout=2, retries=0)
     with bp, pytest.raises(BackpropConnectionError) as caught:
         bp.get_network("net_x")
     assert caught.value.status_code is None and "cannot reach" in str(caught.value)

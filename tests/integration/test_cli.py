@@ -15,7 +15,7 @@ import pytest
 
 import engine
 from app.cli import main
-from app.client import Client
+from backprop_client import Client
 from tests.support.server import BACKPROP, ServerProcess, free_port, running_server
 
 pytestmark = pytest.mark.integration
