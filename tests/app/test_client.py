@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-
 from backprop_client import (
     BackpropConnectionError,
     BackpropError,
@@ -31,6 +30,7 @@ from backprop_client import (
     Unauthorized,
     WaitTimeout,
 )
+
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
 from tests.support.server import free_port
 

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from backprop_client import Client, ServiceUnavailable
 from psycopg import errors as pg_errors
 from psycopg import sql
 from sqlalchemy import exc as sa_exc
 
 import engine
-from backprop_client import Client, ServiceUnavailable
 from app.config import Settings
 from app.db import Database
 from app.db_errors import is_unavailable, unavailable_reason

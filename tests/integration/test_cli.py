@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from backprop_client import Client
 
 import engine
 from app.cli import main
-from backprop_client import Client
 from tests.support.server import BACKPROP, ServerProcess, free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,7 @@ def cli(server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str) -
 
 
 def run_id_of(output: str) -> str:
+    """The run id of ``train``'s messages (stderr) or of its summary (stdout)."""
     first = output.splitlines()[0].split()
     assert first[0] == "run", output
     return first[1]
@@ -84,10 +85,12 @@ def test_train_xor_from_the_terminal(
         server, "train", "xor.json", "--builtin", "xor", *XOR_TRAIN, "--poll", "0.1", cwd=workdir
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    run_id = run_id_of(result.stdout)
-    assert "dataset ds_" in lines[0] and "(4 x 2)" in lines[0]
-    assert any(line.startswith("[") and "epoch" in line for line in lines[1:-2])  # progress
+    lines = result.stdout.splitlines()  # the summary; messages and progress are on stderr
+    notes = result.stderr.splitlines()
+    run_id = run_id_of(result.stderr)
+    assert "dataset ds_" in notes[0] and "(4 x 2)" in notes[0] and "13 parameters" in notes[0]
+    assert any(line.startswith("epoch ") and "/3000" in line for line in notes[1:])  # progress
+    assert len(lines) == 2
     assert lines[-2].startswith(f"run {run_id} succeeded (completed) after 3000/3000 epochs")
     assert lines[-1].startswith("final loss ")
     assert float(lines[-1].split()[2]) < 0.01
@@ -157,7 +160,8 @@ def test_watch_ends_with_the_final_status_of_a_cancelled_run(
         "--detach",
     )
     assert started.code == 0, started.err
-    run_id = run_id_of(started.out)
+    run_id = started.out.strip()  # --detach prints the run id only
+    assert started.out == f"{run_id}\n" and run_id.startswith("run_")
     watcher = subprocess.Popen(
         [str(BACKPROP), "runs", "watch", run_id, "--poll", "0.1", "--progress-every", "0.2"],
         env={**os.environ, "BACKPROP_URL": server.url},
@@ -166,8 +170,8 @@ def test_watch_ends_with_the_final_status_of_a_cancelled_run(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert watcher.stdout is not None
-    first = watcher.stdout.readline()  # the watcher is up and shows the run training
+    assert watcher.stderr is not None
+    first = watcher.stderr.readline()  # the watcher is up and shows the run training
     assert "/100000000" in first and ("running" in first or "queued" in first), first
     cancelled = cli(server, capsys, "runs", "cancel", run_id)
     assert cancelled.code == 0 and run_id in cancelled.out
@@ -193,6 +197,7 @@ def test_weights_export_round_trips(
         "0.1",
     )
     run_id = run_id_of(trained.out)
+    assert trained.code == 0, trained.err
     as_json = cli(server, capsys, "runs", "weights", run_id, "--format", "json")
     assert as_json.code == 0, as_json.err
     weights: dict[str, Any] = json.loads(as_json.out)
@@ -262,9 +267,8 @@ def test_errors_are_one_line_with_exit_codes(
         server, capsys, "train", str(workdir / "xor.json"), "--data", str(workdir / "x.csv")
     )
     assert no_target.code == 2 and "--target" in no_target.err
-    with pytest.raises(SystemExit) as usage:
-        main(["train", str(workdir / "xor.json")])
-    assert usage.value.code == 2 and "--data" in capsys.readouterr().err
+    assert main(["train", str(workdir / "xor.json")]) == 2
+    assert "--data" in capsys.readouterr().err
     capsys.readouterr()
     down = main(["runs", "list", "--server", f"http://127.0.0.1:{free_port()}"])
     assert down == 3 and capsys.readouterr().err.startswith("error: cannot reach")

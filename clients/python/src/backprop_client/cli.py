@@ -233,14 +233,14 @@ def _undo(client: Client, output: Output, network: Network | None, dataset: Data
 
 def create_training(
     client: Client, output: Output, spec: dict[str, Any], source: TrainData, config: dict[str, Any]
-) -> Run:
+) -> tuple[Network, Dataset, Run]:
     """Create the dataset, the network and the run; on any failure delete what was created."""
     network: Network | None = None
     dataset: Dataset | None = None
     try:
         dataset = _create_dataset(client, source)
         network = client.create_network(spec)
-        return client.create_run(network.id, dataset.id, **config)
+        return network, dataset, client.create_run(network.id, dataset.id, **config)
     except BaseException:
         _undo(client, output, network, dataset)
         raise
@@ -331,7 +331,7 @@ def progress_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command("train")
-@click.argument("network", type=click.Path(path_type=Path))
+@click.argument("network_file", metavar="NETWORK", type=click.Path(path_type=Path))
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -358,7 +358,7 @@ def progress_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_context
 def train(
     ctx: click.Context,
-    network: Path,
+    network_file: Path,
     data: Path | None,
     builtin: str | None,
     target: str | None,
@@ -386,10 +386,10 @@ def train(
     config = _train_config(loss, optimizer, lr, epochs, batch_size, seed)
 
     def command(client: Client, output: Output) -> int:
-        spec = read_network_spec(network)
+        spec = read_network_spec(network_file)
         if source.data is not None and source.data.suffix.lower() != ".csv":
             read_dataset_json(source.data)  # a bad file fails before anything is created
-        run = create_training(client, output, spec, source, config)
+        network, dataset, run = create_training(client, output, spec, source, config)
         if detach:
             if output.options.json:
                 output.json(run.model_dump(mode="json"))
@@ -397,7 +397,8 @@ def train(
                 output.line(run.id)
             return EXIT_OK
         output.note(
-            f"run {run.id} {run.status}: network {run.network_id}, dataset {run.dataset_id}"
+            f"run {run.id} {run.status}: network {network.id} ({network.n_parameters} "
+            f"parameters), dataset {dataset.id} ({dataset.n_samples} x {dataset.n_features})"
         )
         return follow(client, output, run.id, poll=poll, every=progress_every)
 

@@ -484,11 +484,11 @@ class Client:
                     for sse in source.iter_sse():
                         if sse.retry is not None:
                             reconnect_wait = sse.retry / 1000
-                        if not sse.event and not sse.data:
+                        if not sse.data:  # a ``retry:`` line alone
                             continue
                         failures = 0
                         event = parse_event(sse)
-                        last_id = event.id if event.id is not None else last_id
+                        last_id = int(sse.id) if sse.id.isdigit() else last_id
                         yield event
                         if event.event == END:
                             return

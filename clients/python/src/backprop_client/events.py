@@ -58,5 +58,7 @@ def parse_event(sse: ServerSentEvent) -> RunEvent:
         data = json.loads(sse.data) if sse.data else {}
     except json.JSONDecodeError:
         data = {"text": sse.data}
-    event_id = int(sse.id) if sse.id and sse.id.isdigit() else None
+    # The id of an SSE stream carries over to later events; only progress events have one.
+    has_id = sse.event == "progress" and sse.id.isdigit()
+    event_id = int(sse.id) if has_id else None
     return RunEvent(sse.event, event_id, data if isinstance(data, dict) else {"value": data})
