@@ -15,6 +15,7 @@ from backprop_client import (
     BackpropConnectionError,
     BackpropError,
     Checkpoint,
+    CheckpointDetail,
     Client,
     Conflict,
     Dataset,
@@ -126,9 +127,10 @@ def test_runs_end_to_end(live_bp: Client) -> None:
     assert live_bp.history(run.id, after_epoch=1990).epoch == list(range(1991, 2001))
     checkpoints = live_bp.checkpoints(run.id)
     assert [c.epoch for c in checkpoints] == [2000, 1500, 1000, 500]
-    assert all(isinstance(c, Checkpoint) and c.layers is None for c in checkpoints)
+    assert all(type(c) is Checkpoint and "layers" not in c.model_dump() for c in checkpoints)
     detail = live_bp.checkpoint(checkpoints[-1].id)
-    assert detail.epoch == 500 and detail.layers is not None and len(detail.layers) == 2
+    assert isinstance(detail, CheckpointDetail) and detail.epoch == 500
+    assert len(detail.layers) == 2
     weights = live_bp.run_weights(run.id)
     assert weights.epoch == 2000
     exported = json.loads(live_bp.export(run.id, "json"))

@@ -23,6 +23,7 @@ from backprop_client.events import RunEvent
 from backprop_client.models import (
     TERMINAL_STATUSES,
     Checkpoint,
+    CheckpointDetail,
     Dataset,
     DatasetData,
     History,
@@ -42,6 +43,7 @@ __all__ = [
     "BackpropConnectionError",
     "BackpropError",
     "Checkpoint",
+    "CheckpointDetail",
     "Client",
     "Conflict",
     "Dataset",

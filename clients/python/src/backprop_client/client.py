@@ -50,6 +50,7 @@ from backprop_client.errors import (
 from backprop_client.events import END, RunEvent, parse_event
 from backprop_client.models import (
     Checkpoint,
+    CheckpointDetail,
     Dataset,
     DatasetData,
     History,
@@ -89,7 +90,7 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/runs/{run_id}/pause"): Run,
     ("POST", "/v1/runs/{run_id}/resume"): Run,
     ("GET", "/v1/runs/{run_id}/checkpoints"): Page[Checkpoint],
-    ("GET", "/v1/checkpoints/{checkpoint_id}"): Checkpoint,
+    ("GET", "/v1/checkpoints/{checkpoint_id}"): CheckpointDetail,
     ("GET", "/v1/runs/{run_id}/weights"): Weights,
     ("POST", "/v1/runs/{run_id}/predict"): Prediction,
 }
@@ -435,9 +436,9 @@ class Client:
         """The run's checkpoints, newest first (without weights)."""
         return list(self._iterate(f"/v1/runs/{run_id}/checkpoints", Checkpoint, page_size))
 
-    def checkpoint(self, checkpoint_id: str) -> Checkpoint:
+    def checkpoint(self, checkpoint_id: str) -> CheckpointDetail:
         """One checkpoint with its weights."""
-        return self._get(f"/v1/checkpoints/{checkpoint_id}", Checkpoint)
+        return self._get(f"/v1/checkpoints/{checkpoint_id}", CheckpointDetail)
 
     def run_weights(self, run_id: str) -> Weights:
         """Final weights of a finished run, else its latest checkpoint (:class:`Conflict`

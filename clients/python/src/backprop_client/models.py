@@ -153,7 +153,7 @@ class Weights(_Model):
 
 
 class Checkpoint(_Model):
-    """A checkpoint; ``layers`` is set by :meth:`Client.checkpoint` (not in lists)."""
+    """A checkpoint as listed by :meth:`Client.checkpoints` (without its weights)."""
 
     id: str
     run_id: str
@@ -162,7 +162,12 @@ class Checkpoint(_Model):
     loss: float | None
     val_loss: float | None = None
     created_at: datetime
-    layers: list[LayerWeights] | None = None
+
+
+class CheckpointDetail(Checkpoint):
+    """A checkpoint with its weights (:meth:`Client.checkpoint`)."""
+
+    layers: list[LayerWeights]
 
 
 class Prediction(_Model):
