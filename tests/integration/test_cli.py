@@ -272,3 +272,111 @@ def test_errors_are_one_line_with_exit_codes(
     capsys.readouterr()
     down = main(["runs", "list", "--server", f"http://127.0.0.1:{free_port()}"])
     assert down == 3 and capsys.readouterr().err.startswith("error: cannot reach")
+
+
+def test_global_options_before_or_after_the_subcommand(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = backprop(None, "--server", server.url, "runs", "list", cwd=workdir)
+    assert before.returncode == 0, before.stderr
+    assert before.stdout.split()[:3] == ["ID", "STATUS", "EPOCH"]
+    capsys.readouterr()
+    assert main(["--server", server.url, "--json", "runs", "list", "--limit", "3"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert isinstance(listed, list) and len(listed) <= 3
+    after = cli(server, capsys, "runs", "list", "--json", "--limit", "3")
+    assert after.code == 0 and json.loads(after.out) == listed
+    down = f"http://127.0.0.1:{free_port()}"  # the option after the subcommand wins
+    assert main(["--server", down, "runs", "list", "--server", server.url]) == 0
+    assert main(["--server", down, "runs", "list"]) == 3
+
+
+def test_api_key_option_and_environment(tmp_path: Path, workdir: Path) -> None:
+    with running_server(tmp_path, env={"BACKPROP_API_KEYS": "sesame"}) as locked:
+        anonymous = backprop(locked, "runs", "list", cwd=workdir)
+        assert anonymous.returncode == 2 and "401" in anonymous.stderr
+        keyed = backprop(locked, "--api-key", "sesame", "runs", "list", cwd=workdir)
+        assert keyed.returncode == 0, keyed.stderr
+        after = backprop(locked, "runs", "list", "--api-key", "sesame", cwd=workdir)
+        assert after.returncode == 0, after.stderr
+        env = {**os.environ, "BACKPROP_URL": locked.url, "BACKPROP_API_KEY": "sesame"}
+        from_env = subprocess.run(
+            [str(BACKPROP), "--json", "runs", "list"],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert from_env.returncode == 0 and json.loads(from_env.stdout) == []
+
+
+def test_json_on_every_command(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = str(workdir / "xor.json")
+    trained = cli(server, capsys, "train", spec, "--builtin", "xor", *XOR_TRAIN, "--json")
+    assert trained.code == 0, trained.err
+    run = json.loads(trained.out)
+    assert run["status"] == "succeeded" and run["epoch"] == 3000
+    watched = cli(server, capsys, "runs", "watch", run["id"], "--json")
+    assert watched.code == 0 and json.loads(watched.out)["id"] == run["id"]
+    detached = cli(
+        server, capsys, "train", spec, "--builtin", "xor", "--epochs", "100000000", "--detach",
+        "--json",
+    )  # fmt: skip
+    queued = json.loads(detached.out)
+    assert detached.code == 0 and queued["status"] in ("queued", "running")
+    paused = cli(server, capsys, "runs", "pause", queued["id"], "--json")
+    assert paused.code == 0 and json.loads(paused.out)["id"] == queued["id"]
+    assert json.loads(paused.out)["status"] in ("paused", "running")  # running: pause requested
+    resumed = cli(server, capsys, "runs", "resume", queued["id"], "--json")
+    assert resumed.code in (0, 2), resumed.err  # 409 while a pause is still being honoured
+    cancelled = cli(server, capsys, "runs", "cancel", queued["id"], "--json")
+    assert cancelled.code == 0 and json.loads(cancelled.out)["id"] == queued["id"]
+    npz = workdir / "w.npz"
+    exported = cli(
+        server, capsys, "runs", "weights", run["id"], "--format", "npz", "--output", str(npz),
+        "--json",
+    )  # fmt: skip
+    assert exported.code == 0 and json.loads(exported.out) == {
+        "path": str(npz),
+        "format": "npz",
+        "epoch": 3000,
+    }
+    inputs = workdir / "in.csv"
+    inputs.write_text("0,0\n1,1\n")
+    predicted = cli(server, capsys, "predict", run["id"], "--input", str(inputs), "--json")
+    assert predicted.code == 0 and len(json.loads(predicted.out)["predictions"]) == 2
+
+
+def test_a_failed_train_removes_what_it_created(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client(server.url) as bp:
+        networks = [n.id for n in bp.list_networks()]
+        datasets = [d.id for d in bp.list_datasets()]
+    spec = str(workdir / "xor.json")
+    bad_run = cli(server, capsys, "train", spec, "--builtin", "xor", "--loss", "nonsense")
+    assert bad_run.code == 2 and "422" in bad_run.err and "body.loss" in bad_run.err
+    assert "removed network net_" in bad_run.err and " and dataset ds_" in bad_run.err
+    bad = workdir / "bad.json"
+    bad.write_text(json.dumps({**XOR_SPEC, "layers": [{"units": 1, "activation": "sigmoidal"}]}))
+    bad_network = cli(server, capsys, "train", str(bad), "--builtin", "xor")
+    assert bad_network.code == 2 and "removed dataset ds_" in bad_network.err
+    with Client(server.url) as bp:
+        assert [n.id for n in bp.list_networks()] == networks
+        assert [d.id for d in bp.list_datasets()] == datasets
+
+
+def test_train_shows_a_progress_bar_on_a_terminal(server: ServerProcess, workdir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
+    terminal = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "TERM": "xterm", "COLUMNS": "150"}
+    result = subprocess.run(
+        [str(BACKPROP), "--server", server.url, "train", "xor.json", "--builtin", "xor",
+         *XOR_TRAIN],
+        cwd=workdir, env={**env, **terminal}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "━" in result.stderr and "3000/3000" in result.stderr  # rich's bar, epochs done
+    assert "succeeded (completed) after 3000/3000 epochs" in result.stdout

@@ -111,17 +111,16 @@ def run_command(ctx: click.Context, command: Command) -> int:
     try:
         with Client(options.server, api_key=options.api_key, timeout=options.timeout) as client:
             return command(client, output)
-    except UsageError as exc:
+    except (UsageError, BackpropError) as exc:
         output.note(f"error: {exc}")
-        return EXIT_USAGE
-    except (BackpropConnectionError, ServerError) as exc:
-        output.note(f"error: {exc}")
-        return EXIT_UNAVAILABLE
-    except BackpropError as exc:
-        output.note(f"error: {exc}")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
+        for note in getattr(exc, "__notes__", ()):
+            output.note(note)
+        unavailable = isinstance(exc, BackpropConnectionError | ServerError)
+        return EXIT_UNAVAILABLE if unavailable else EXIT_USAGE
+    except KeyboardInterrupt as exc:
         output.note("interrupted")
+        for note in getattr(exc, "__notes__", ()):
+            output.note(note)
         return EXIT_INTERRUPTED
 
 
@@ -213,9 +212,10 @@ def _create_dataset(client: Client, source: TrainData) -> Dataset:
     return client.create_dataset(name, X, y)
 
 
-def _undo(client: Client, output: Output, network: Network | None, dataset: Dataset | None) -> None:
-    """Delete what a failed ``train`` created (the network first: it may hold the run)."""
-    removed = []
+def _undo(client: Client, network: Network | None, dataset: Dataset | None) -> list[str]:
+    """Delete what a failed ``train`` created (the network first: it may hold the run);
+    the messages to show after the error."""
+    removed, notes = [], []
     for kind, created, delete in (
         ("network", network, client.delete_network),
         ("dataset", dataset, client.delete_dataset),
@@ -226,23 +226,26 @@ def _undo(client: Client, output: Output, network: Network | None, dataset: Data
             delete(created.id)
             removed.append(f"{kind} {created.id}")
         except BackpropError as exc:
-            output.note(f"could not delete the {kind} {created.id} this command created: {exc}")
+            notes.append(f"could not delete the {kind} {created.id} this command created: {exc}")
     if removed:
-        output.note(f"removed {' and '.join(removed)} (created by this command)")
+        notes.insert(0, f"removed {' and '.join(removed)} (created by this command)")
+    return notes
 
 
 def create_training(
-    client: Client, output: Output, spec: dict[str, Any], source: TrainData, config: dict[str, Any]
+    client: Client, spec: dict[str, Any], source: TrainData, config: dict[str, Any]
 ) -> tuple[Network, Dataset, Run]:
-    """Create the dataset, the network and the run; on any failure delete what was created."""
+    """Create the dataset, the network and the run; on any failure delete what was created
+    (the error carries what happened as notes, shown after it)."""
     network: Network | None = None
     dataset: Dataset | None = None
     try:
         dataset = _create_dataset(client, source)
         network = client.create_network(spec)
         return network, dataset, client.create_run(network.id, dataset.id, **config)
-    except BaseException:
-        _undo(client, output, network, dataset)
+    except BaseException as exc:
+        for note in _undo(client, network, dataset):
+            exc.add_note(note)
         raise
 
 
@@ -389,7 +392,7 @@ def train(
         spec = read_network_spec(network_file)
         if source.data is not None and source.data.suffix.lower() != ".csv":
             read_dataset_json(source.data)  # a bad file fails before anything is created
-        network, dataset, run = create_training(client, output, spec, source, config)
+        network, dataset, run = create_training(client, spec, source, config)
         if detach:
             if output.options.json:
                 output.json(run.model_dump(mode="json"))

@@ -75,9 +75,10 @@ class Snapshot:
     def apply(self, event: RunEvent) -> None:
         """Take in one event of the run's stream."""
         self.status = event.status or self.status
+        if event.event in ("status", "end", "progress") and event.epoch is not None:
+            self.epoch = event.epoch
         if event.event != "progress":
             return
-        self.epoch = event.epoch if event.epoch is not None else self.epoch
         self.loss = event.loss
         val_loss = event.data.get("val_loss")
         self.val_loss = float(val_loss) if isinstance(val_loss, int | float) else None
