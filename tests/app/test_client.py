@@ -32,7 +32,9 @@ from backprop_client import (
     WaitTimeout,
 )
 
+from app.main import create_app
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
+from tests.support.live_app import serve_app
 from tests.support.server import free_port
 
 XOR_RUN: dict[str, Any] = {
@@ -237,3 +239,24 @@ def test_connection_error() -> None:
     with bp, pytest.raises(BackpropConnectionError) as caught:
         bp.get_network("net_x")
     assert caught.value.status_code is None and "cannot reach" in str(caught.value)
+
+
+def test_events_from_the_real_server(settings_for: Callable[..., Any]) -> None:
+    """``Client.events`` reads the server's stream (httpx-sse) until ``end``; ``after``
+    resumes exactly after an epoch (the server's Last-Event-ID replay)."""
+    app = create_app(settings_for(workers=1, flush_seconds=0.05))
+    with serve_app(app) as live, Client(live.url) as bp:
+        network = bp.create_network(XOR_NETWORK)
+        dataset = bp.create_dataset(builtin="xor")
+        run = bp.create_run(network.id, dataset.id, **{**XOR_RUN, "epochs": 300})
+        events = list(bp.events(run.id))
+        assert events[-1].event == "end" and events[-1].status == "succeeded"
+        assert events[-1].epoch == 300
+        epochs = [e.id for e in events if e.event == "progress"]
+        assert epochs == sorted(set(epochs)) and epochs[-1] == 300
+        assert all(isinstance(e.loss, float) for e in events if e.event == "progress")
+        resumed = list(bp.events(run.id, after=290))
+        assert [e.id for e in resumed if e.event == "progress"] == list(range(291, 301))
+        assert resumed[-1].event == "end"
+        with pytest.raises(NotFound):
+            list(bp.events("run_missing"))
