@@ -73,7 +73,7 @@ CLIENT_COMMANDS: tuple[click.Command, ...] = (train, runs, predict)
 
 
 def _plugins(extra: Iterable[Register]) -> list[Register]:
-    found: list[Register] = list(extra)
+    found: list[Register] = list(dict.fromkeys(extra))
     for point in entry_points(group=PLUGIN_GROUP):
         try:
             register = point.load()
