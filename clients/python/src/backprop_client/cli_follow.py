@@ -11,16 +11,9 @@ from backprop_client.cli_common import (
     EXIT_RUN_FAILED,
     Output,
 )
-from backprop_client.cli_output import (
-    RunProgress,
-    Snapshot,
-    summary,
-)
+from backprop_client.cli_output import RunProgress, Snapshot, summary
 from backprop_client.client import Client
-from backprop_client.errors import (
-    BackpropConnectionError,
-    RetryLater,
-)
+from backprop_client.errors import BackpropConnectionError, RetryLater
 
 logger = logging.getLogger(__name__)
 

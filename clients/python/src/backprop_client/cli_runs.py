@@ -15,14 +15,9 @@ from backprop_client.cli_common import (
     progress_options,
     run_command,
 )
-from backprop_client.cli_files import (
-    predictions_csv,
-    read_rows,
-)
+from backprop_client.cli_files import predictions_csv, read_rows
 from backprop_client.cli_follow import follow
-from backprop_client.cli_output import (
-    runs_table,
-)
+from backprop_client.cli_output import runs_table
 from backprop_client.client import Client
 from backprop_client.models import RUN_STATUSES, Run
 

@@ -16,16 +16,10 @@ from backprop_client.cli_common import (
     progress_options,
     run_command,
 )
-from backprop_client.cli_files import (
-    UsageError,
-    read_dataset_json,
-    read_network_spec,
-)
+from backprop_client.cli_files import UsageError, read_dataset_json, read_network_spec
 from backprop_client.cli_follow import follow
 from backprop_client.client import Client
-from backprop_client.errors import (
-    BackpropError,
-)
+from backprop_client.errors import BackpropError
 from backprop_client.models import Dataset, Network, Run
 
 
