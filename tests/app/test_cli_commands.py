@@ -22,6 +22,11 @@ def test_one_backprop_has_client_and_server_commands(capsys: pytest.CaptureFixtu
     assert "serve" in capsys.readouterr().out.split("Commands:")[1].split()
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("backprop, version 0.1.0")
+
+
 def test_the_server_commands_register_once() -> None:
     calls: list[str] = []
 

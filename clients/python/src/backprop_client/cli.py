@@ -58,6 +58,7 @@ Register = Callable[[click.Group], None]
     help="Seconds per request.",
 )
 @click.option("--json", "json_output", is_flag=True, help="Results as JSON on stdout.")
+@click.version_option(package_name="backprop-client", prog_name="backprop")
 @click.pass_context
 def cli(
     ctx: click.Context, server: str, api_key: str | None, timeout: float, json_output: bool
