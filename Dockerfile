@@ -11,6 +11,8 @@ RUN pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /app
 # Dependencies first: this layer is rebuilt only when the lock file changes.
 COPY pyproject.toml uv.lock ./
+# The client package (backprop_client, the `backprop` command) is a path dependency.
+COPY clients ./clients
 RUN uv sync --frozen --no-dev --no-install-project
 COPY README.md alembic.ini ./
 COPY alembic ./alembic

@@ -1,9 +1,15 @@
-# Backprop: `make run` serves the API on 127.0.0.1:8000 (SQLite); `make test` runs every check.
+# Backprop: `make run` serves the API on $(HOST):$(PORT), 127.0.0.1:8000 by default (SQLite),
+# with only the serving dependencies; `make test` adds the test tools (and PyTorch) and runs
+# every check.
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 STAMP := $(VENV)/.synced
+SERVE_STAMP := $(VENV)/.synced-serve
+HOST ?= 127.0.0.1
+PORT ?= 8000
+LOCKED := pyproject.toml uv.lock clients/python/pyproject.toml
 # PyTorch is optional: the parity tests and the benchmark use it when its wheel is on disk.
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-*cp311*.whl))
 
@@ -14,15 +20,21 @@ env: $(STAMP)
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv
 
-$(STAMP): pyproject.toml uv.lock | $(UV)
+# Everything: the server, the client, the test tools (dev group) and PyTorch when on disk.
+$(STAMP): $(LOCKED) | $(UV)
 	$(UV) sync --frozen
 ifneq ($(TORCH_WHEEL),)
 	$(UV) pip install --quiet --python $(VENV)/bin/python "$(TORCH_WHEEL)" || echo "torch wheel not installed; torch parity tests will be skipped"
 endif
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(VENV)/bin/backprop serve --host 127.0.0.1 --port 8000
+# Serving only: no dev group, no PyTorch. --inexact keeps what `make env` added before.
+$(SERVE_STAMP): $(LOCKED) | $(UV)
+	$(UV) sync --frozen --no-dev --inexact
+	touch $(SERVE_STAMP)
+
+run: $(SERVE_STAMP)
+	$(VENV)/bin/backprop serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

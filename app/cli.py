@@ -1,15 +1,19 @@
-"""The ``backprop`` command: ``serve``, ``migrate``, ``worker``, and the client commands
-``train``, ``runs``, ``predict`` (in :mod:`app.client_cli`)."""
+"""The server's commands of ``backprop``: ``serve``, ``migrate``, ``worker``.
+
+The command itself is :mod:`backprop_client.cli` (``train``, ``runs``, ``predict``);
+this module plugs the server commands into it through the entry point group
+``backprop_client.commands``, so an environment has one ``backprop``."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from typing import TYPE_CHECKING
 
-from app.client_cli import add_client_commands, run_client_command
+import click
+from backprop_client import cli as client_cli
+
 from app.config import Settings, get_settings
 from app.logs import configure_logging
 
@@ -121,41 +125,46 @@ def _worker(concurrency: int | None, hostname: str | None) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="backprop", description="Backprop training service.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="migrate the database, then serve the API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    sub.add_parser("migrate", help="upgrade the database schema")
-    worker = sub.add_parser(
-        "worker", help="run a Celery worker (needs BACKPROP_BROKER_URL; waits for the schema)"
-    )
-    worker.add_argument(
-        "--concurrency",
-        type=int,
-        default=None,
-        help="training processes (default: BACKPROP_WORKERS, i.e. the CPU count)",
-    )
-    worker.add_argument(
-        "--hostname", default=None, help="Celery node name (default: backprop-<pid>@<host>)"
-    )
-    add_client_commands(sub)
-    return parser
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def serve_command(host: str, port: int) -> int:
+    """Migrate the database, then serve the API (and the dashboard at /)."""
+    configure_logging(get_settings().log_format)
+    return _serve(host, port)
+
+
+@click.command("migrate")
+def migrate_command() -> int:
+    """Upgrade the database schema (BACKPROP_DATABASE_URL) to the newest revision."""
+    configure_logging(get_settings().log_format)
+    return _migrate()
+
+
+@click.command("worker")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training processes (default: BACKPROP_WORKERS, i.e. the CPU count).",
+)
+@click.option("--hostname", default=None, help="Celery node name (default: backprop-<pid>@<host>).")
+def worker_command(concurrency: int | None, hostname: str | None) -> int:
+    """Run a Celery worker (needs BACKPROP_BROKER_URL; waits for the schema)."""
+    configure_logging(get_settings().log_format)
+    return _worker(concurrency, hostname)
+
+
+def register(group: click.Group) -> None:
+    """Add ``serve``, ``migrate`` and ``worker`` to the ``backprop`` command of
+    :mod:`backprop_client.cli` (the entry point ``backprop_client.commands: server``)."""
+    for command in (serve_command, migrate_command, worker_command):
+        group.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``backprop`` console script."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "client_command", None) is not None:
-        return run_client_command(args)  # talks to a server: no server logging set up
-    configure_logging(get_settings().log_format)
-    if args.command == "serve":
-        return _serve(args.host, args.port)
-    if args.command == "migrate":
-        return _migrate()
-    return _worker(args.concurrency, args.hostname)
+    """The ``backprop`` command with the server commands, whatever entry points are installed."""
+    return client_cli.main(argv, plugins=[register])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""app.client.Client against the real app: every method and every error type."""
+"""backprop_client.Client against the real app: every method and every error type."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-
-from app.client import (
+from backprop_client import (
     BackpropConnectionError,
     BackpropError,
     Checkpoint,
+    CheckpointDetail,
     Client,
     Conflict,
     Dataset,
@@ -31,7 +31,10 @@ from app.client import (
     Unauthorized,
     WaitTimeout,
 )
+
+from app.main import create_app
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
+from tests.support.live_app import serve_app
 from tests.support.server import free_port
 
 XOR_RUN: dict[str, Any] = {
@@ -126,9 +129,10 @@ def test_runs_end_to_end(live_bp: Client) -> None:
     assert live_bp.history(run.id, after_epoch=1990).epoch == list(range(1991, 2001))
     checkpoints = live_bp.checkpoints(run.id)
     assert [c.epoch for c in checkpoints] == [2000, 1500, 1000, 500]
-    assert all(isinstance(c, Checkpoint) and c.layers is None for c in checkpoints)
+    assert all(type(c) is Checkpoint and "layers" not in c.model_dump() for c in checkpoints)
     detail = live_bp.checkpoint(checkpoints[-1].id)
-    assert detail.epoch == 500 and detail.layers is not None and len(detail.layers) == 2
+    assert isinstance(detail, CheckpointDetail) and detail.epoch == 500
+    assert len(detail.layers) == 2
     weights = live_bp.run_weights(run.id)
     assert weights.epoch == 2000
     exported = json.loads(live_bp.export(run.id, "json"))
@@ -211,7 +215,7 @@ def test_storage_quota_exceeded(make_client: Callable[..., Any]) -> None:
 
 def mock_client(status: int, **response: Any) -> Client:
     transport = httpx.MockTransport(lambda request: httpx.Response(status, **response))
-    return Client("http://backprop.test", transport=transport)
+    return Client("http://backprop.test", transport=transport, retries=0)
 
 
 def test_server_errors_and_unknown_statuses() -> None:
@@ -231,7 +235,28 @@ def test_server_errors_and_unknown_statuses() -> None:
 
 
 def test_connection_error() -> None:
-    bp = Client(f"http://127.0.0.1:{free_port()}", timeout=2)
+    bp = Client(f"http://127.0.0.1:{free_port()}", timeout=2, retries=0)
     with bp, pytest.raises(BackpropConnectionError) as caught:
         bp.get_network("net_x")
     assert caught.value.status_code is None and "cannot reach" in str(caught.value)
+
+
+def test_events_from_the_real_server(settings_for: Callable[..., Any]) -> None:
+    """``Client.events`` reads the server's stream (httpx-sse) until ``end``; ``after``
+    resumes exactly after an epoch (the server's Last-Event-ID replay)."""
+    app = create_app(settings_for(workers=1, flush_seconds=0.05))
+    with serve_app(app) as live, Client(live.url) as bp:
+        network = bp.create_network(XOR_NETWORK)
+        dataset = bp.create_dataset(builtin="xor")
+        run = bp.create_run(network.id, dataset.id, **{**XOR_RUN, "epochs": 300})
+        events = list(bp.events(run.id))
+        assert events[-1].event == "end" and events[-1].status == "succeeded"
+        assert events[-1].epoch == 300
+        epochs = [e.id for e in events if e.event == "progress"]
+        assert epochs == sorted(set(epochs)) and epochs[-1] == 300
+        assert all(isinstance(e.loss, float) for e in events if e.event == "progress")
+        resumed = list(bp.events(run.id, after=290))
+        assert [e.id for e in resumed if e.event == "progress"] == list(range(291, 301))
+        assert resumed[-1].event == "end"
+        with pytest.raises(NotFound):
+            list(bp.events("run_missing"))

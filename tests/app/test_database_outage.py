@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from backprop_client import Client, ServiceUnavailable
 from psycopg import errors as pg_errors
 from psycopg import sql
 from sqlalchemy import exc as sa_exc
 
 import engine
-from app.client import Client, ServiceUnavailable
 from app.config import Settings
 from app.db import Database
 from app.db_errors import is_unavailable, unavailable_reason
@@ -164,7 +164,7 @@ def test_the_client_waits_through_an_outage(
     make_client: Any, postgres_server: PostgresServer, database_url: str
 ) -> None:
     with make_client() as test_client:  # no workers: the run stays queued until cancelled
-        bp = Client(str(test_client.base_url), http=test_client)
+        bp = Client(str(test_client.base_url), http=test_client, retries=0)  # the error itself
         network_id, dataset_id = create_xor(test_client)
         run = bp.create_run(network_id, dataset_id, epochs=100)
         _set_reachable(postgres_server, database_url, False)

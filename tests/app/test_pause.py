@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import redis
+from backprop_client import Client, Conflict
 from fastapi.testclient import TestClient
 
-from app.client import Client, Conflict
 from app.jobs.celery_app import QUEUE
 from tests.conftest import create_xor, run_body, wait_for, wait_terminal
 from tests.support.services import RedisServer

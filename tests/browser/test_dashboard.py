@@ -165,7 +165,7 @@ def test_dashboard_draws_the_lr_column_of_a_scheduled_run(server: ServerProcess)
                 row.wait_for(timeout=30_000)
                 row.click()
                 page.wait_for_function(
-                    "document.querySelector('#chart').dataset.lrPoints >= 20", timeout=60_000
+                    "() => document.querySelector('#chart').dataset.lrPoints >= 20", timeout=60_000
                 )
                 drawn = page.eval_on_selector("#chart", "e => e.querySelector('.lr').points.length")
                 assert drawn >= 20

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from backprop_client import Client
 
 import engine
 from app.cli import main
-from app.client import Client
 from tests.support.server import BACKPROP, ServerProcess, free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,7 @@ def cli(server: ServerProcess, capsys: pytest.CaptureFixture[str], *args: str) -
 
 
 def run_id_of(output: str) -> str:
+    """The run id of ``train``'s messages (stderr) or of its summary (stdout)."""
     first = output.splitlines()[0].split()
     assert first[0] == "run", output
     return first[1]
@@ -84,10 +85,12 @@ def test_train_xor_from_the_terminal(
         server, "train", "xor.json", "--builtin", "xor", *XOR_TRAIN, "--poll", "0.1", cwd=workdir
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
-    run_id = run_id_of(result.stdout)
-    assert "dataset ds_" in lines[0] and "(4 x 2)" in lines[0]
-    assert any(line.startswith("[") and "epoch" in line for line in lines[1:-2])  # progress
+    lines = result.stdout.splitlines()  # the summary; messages and progress are on stderr
+    notes = result.stderr.splitlines()
+    run_id = run_id_of(result.stderr)
+    assert "dataset ds_" in notes[0] and "(4 x 2)" in notes[0] and "13 parameters" in notes[0]
+    assert any(line.startswith("epoch ") and "/3000" in line for line in notes[1:])  # progress
+    assert len(lines) == 2
     assert lines[-2].startswith(f"run {run_id} succeeded (completed) after 3000/3000 epochs")
     assert lines[-1].startswith("final loss ")
     assert float(lines[-1].split()[2]) < 0.01
@@ -157,7 +160,8 @@ def test_watch_ends_with_the_final_status_of_a_cancelled_run(
         "--detach",
     )
     assert started.code == 0, started.err
-    run_id = run_id_of(started.out)
+    run_id = started.out.strip()  # --detach prints the run id only
+    assert started.out == f"{run_id}\n" and run_id.startswith("run_")
     watcher = subprocess.Popen(
         [str(BACKPROP), "runs", "watch", run_id, "--poll", "0.1", "--progress-every", "0.2"],
         env={**os.environ, "BACKPROP_URL": server.url},
@@ -166,8 +170,8 @@ def test_watch_ends_with_the_final_status_of_a_cancelled_run(
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert watcher.stdout is not None
-    first = watcher.stdout.readline()  # the watcher is up and shows the run training
+    assert watcher.stderr is not None
+    first = watcher.stderr.readline()  # the watcher is up and shows the run training
     assert "/100000000" in first and ("running" in first or "queued" in first), first
     cancelled = cli(server, capsys, "runs", "cancel", run_id)
     assert cancelled.code == 0 and run_id in cancelled.out
@@ -193,6 +197,7 @@ def test_weights_export_round_trips(
         "0.1",
     )
     run_id = run_id_of(trained.out)
+    assert trained.code == 0, trained.err
     as_json = cli(server, capsys, "runs", "weights", run_id, "--format", "json")
     assert as_json.code == 0, as_json.err
     weights: dict[str, Any] = json.loads(as_json.out)
@@ -262,9 +267,116 @@ def test_errors_are_one_line_with_exit_codes(
         server, capsys, "train", str(workdir / "xor.json"), "--data", str(workdir / "x.csv")
     )
     assert no_target.code == 2 and "--target" in no_target.err
-    with pytest.raises(SystemExit) as usage:
-        main(["train", str(workdir / "xor.json")])
-    assert usage.value.code == 2 and "--data" in capsys.readouterr().err
+    assert main(["train", str(workdir / "xor.json")]) == 2
+    assert "--data" in capsys.readouterr().err
     capsys.readouterr()
     down = main(["runs", "list", "--server", f"http://127.0.0.1:{free_port()}"])
     assert down == 3 and capsys.readouterr().err.startswith("error: cannot reach")
+
+
+def test_global_options_before_or_after_the_subcommand(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = backprop(None, "--server", server.url, "runs", "list", cwd=workdir)
+    assert before.returncode == 0, before.stderr
+    assert before.stdout.split()[:3] == ["ID", "STATUS", "EPOCH"]
+    capsys.readouterr()
+    assert main(["--server", server.url, "--json", "runs", "list", "--limit", "3"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert isinstance(listed, list) and len(listed) <= 3
+    after = cli(server, capsys, "runs", "list", "--json", "--limit", "3")
+    assert after.code == 0 and json.loads(after.out) == listed
+    down = f"http://127.0.0.1:{free_port()}"  # the option after the subcommand wins
+    assert main(["--server", down, "runs", "list", "--server", server.url]) == 0
+    assert main(["--server", down, "runs", "list"]) == 3
+
+
+def test_api_key_option_and_environment(tmp_path: Path, workdir: Path) -> None:
+    with running_server(tmp_path, env={"BACKPROP_API_KEYS": "sesame"}) as locked:
+        anonymous = backprop(locked, "runs", "list", cwd=workdir)
+        assert anonymous.returncode == 2 and "401" in anonymous.stderr
+        keyed = backprop(locked, "--api-key", "sesame", "runs", "list", cwd=workdir)
+        assert keyed.returncode == 0, keyed.stderr
+        after = backprop(locked, "runs", "list", "--api-key", "sesame", cwd=workdir)
+        assert after.returncode == 0, after.stderr
+        env = {**os.environ, "BACKPROP_URL": locked.url, "BACKPROP_API_KEY": "sesame"}
+        from_env = subprocess.run(
+            [str(BACKPROP), "--json", "runs", "list"],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert from_env.returncode == 0 and json.loads(from_env.stdout) == []
+
+
+def test_json_on_every_command(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = str(workdir / "xor.json")
+    trained = cli(server, capsys, "train", spec, "--builtin", "xor", *XOR_TRAIN, "--json")
+    assert trained.code == 0, trained.err
+    run = json.loads(trained.out)
+    assert run["status"] == "succeeded" and run["epoch"] == 3000
+    watched = cli(server, capsys, "runs", "watch", run["id"], "--json")
+    assert watched.code == 0 and json.loads(watched.out)["id"] == run["id"]
+    detached = cli(
+        server, capsys, "train", spec, "--builtin", "xor", "--epochs", "100000000", "--detach",
+        "--json",
+    )  # fmt: skip
+    queued = json.loads(detached.out)
+    assert detached.code == 0 and queued["status"] in ("queued", "running")
+    paused = cli(server, capsys, "runs", "pause", queued["id"], "--json")
+    assert paused.code == 0 and json.loads(paused.out)["id"] == queued["id"]
+    assert json.loads(paused.out)["status"] in ("paused", "running")  # running: pause requested
+    resumed = cli(server, capsys, "runs", "resume", queued["id"], "--json")
+    assert resumed.code in (0, 2), resumed.err  # 409 while a pause is still being honoured
+    cancelled = cli(server, capsys, "runs", "cancel", queued["id"], "--json")
+    assert cancelled.code == 0 and json.loads(cancelled.out)["id"] == queued["id"]
+    npz = workdir / "w.npz"
+    exported = cli(
+        server, capsys, "runs", "weights", run["id"], "--format", "npz", "--output", str(npz),
+        "--json",
+    )  # fmt: skip
+    assert exported.code == 0 and json.loads(exported.out) == {
+        "path": str(npz),
+        "format": "npz",
+        "epoch": 3000,
+    }
+    inputs = workdir / "in.csv"
+    inputs.write_text("0,0\n1,1\n")
+    predicted = cli(server, capsys, "predict", run["id"], "--input", str(inputs), "--json")
+    assert predicted.code == 0 and len(json.loads(predicted.out)["predictions"]) == 2
+
+
+def test_a_failed_train_removes_what_it_created(
+    server: ServerProcess, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client(server.url) as bp:
+        networks = [n.id for n in bp.list_networks()]
+        datasets = [d.id for d in bp.list_datasets()]
+    spec = str(workdir / "xor.json")
+    bad_run = cli(server, capsys, "train", spec, "--builtin", "xor", "--loss", "nonsense")
+    assert bad_run.code == 2 and "422" in bad_run.err and "body.loss" in bad_run.err
+    assert "removed network net_" in bad_run.err and " and dataset ds_" in bad_run.err
+    bad = workdir / "bad.json"
+    bad.write_text(json.dumps({**XOR_SPEC, "layers": [{"units": 1, "activation": "sigmoidal"}]}))
+    bad_network = cli(server, capsys, "train", str(bad), "--builtin", "xor")
+    assert bad_network.code == 2 and "removed dataset ds_" in bad_network.err
+    with Client(server.url) as bp:
+        assert [n.id for n in bp.list_networks()] == networks
+        assert [d.id for d in bp.list_datasets()] == datasets
+
+
+def test_train_shows_a_progress_bar_on_a_terminal(server: ServerProcess, workdir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BACKPROP_")}
+    terminal = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "TERM": "xterm", "COLUMNS": "150"}
+    result = subprocess.run(
+        [str(BACKPROP), "--server", server.url, "train", "xor.json", "--builtin", "xor",
+         *XOR_TRAIN],
+        cwd=workdir, env={**env, **terminal}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "━" in result.stderr and "3000/3000" in result.stderr  # rich's bar, epochs done
+    assert "succeeded (completed) after 3000/3000 epochs" in result.stdout

@@ -2,7 +2,7 @@
 
 ::
 
-    from app.client import Client
+    from backprop_client import Client
 
     with Client("http://127.0.0.1:8000") as bp:
         net = bp.create_network({"name": "xor", "input_size": 2, "layers": [
@@ -13,387 +13,104 @@
         run = bp.wait(run.id, on_progress=lambda r: print(r.epoch, r.loss))
         print(bp.predict(run.id, [[0, 1]]).predictions)
 
-Every response is a typed model (:class:`Network`, :class:`Dataset`,
-:class:`Run`, ...). Models keep fields they do not know (``extra="allow"``), so
-an older client keeps working against a newer server. An error answer raises a
-subclass of :class:`BackpropError` carrying the server's ``detail``; a server
-that cannot be reached raises :class:`BackpropConnectionError`.
+Every response is a typed model (:class:`Network`, :class:`Dataset`, :class:`Run`,
+...). An error answer raises a subclass of :class:`BackpropError` carrying the
+server's ``detail``; a server that cannot be reached raises
+:class:`BackpropConnectionError`.
 
-The client only needs ``httpx`` and ``pydantic``; it never imports the server.
+Retries: a request that meets a 503 (the server's database is unavailable for now)
+or a connection error is sent again, up to ``retries`` times, after the server's
+``Retry-After`` or an exponential backoff (each wait at most ``max_retry_wait``
+seconds). Every POST carries an ``Idempotency-Key`` header (a uuid4), the same one
+on each of its retries, so the server can answer a repeated POST with the first
+answer instead of doing the work twice. A 429 is not retried: it says the tenant is
+at a limit, and :attr:`RateLimited.retry_after` is for the caller to act on.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import httpx
-import numpy as np
-from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict
+from httpx_sse import connect_sse
+from pydantic import BaseModel
 
-__all__ = [
-    "BackpropConnectionError",
-    "BackpropError",
-    "Checkpoint",
-    "Client",
-    "Conflict",
-    "Dataset",
-    "DatasetData",
-    "History",
-    "InvalidRequest",
-    "LayerWeights",
-    "Network",
-    "NotFound",
-    "Page",
-    "PayloadTooLarge",
-    "Prediction",
-    "RateLimited",
-    "RetryLater",
-    "Run",
-    "ServerError",
-    "ServiceUnavailable",
-    "StorageQuotaExceeded",
-    "Unauthorized",
-    "WaitTimeout",
-    "Weights",
-]
+from backprop_client.errors import (
+    BackpropConnectionError,
+    RetryLater,
+    ServiceUnavailable,
+    WaitTimeout,
+    error_from_response,
+)
+from backprop_client.events import END, RunEvent, parse_event
+from backprop_client.models import (
+    Checkpoint,
+    CheckpointDetail,
+    Dataset,
+    DatasetData,
+    History,
+    Network,
+    Page,
+    Prediction,
+    Run,
+    Weights,
+)
 
 logger = logging.getLogger(__name__)
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 DEFAULT_URL = "http://127.0.0.1:8000"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+RETRY_STATUSES = frozenset({503})
+"""Statuses a request is retried on (with connection errors)."""
+STREAM_READ_TIMEOUT = 60.0
+"""Seconds an event stream may stay silent (the server sends a keep-alive every 15 s)."""
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-# --------------------------------------------------------------------------- errors
-
-
-class BackpropError(Exception):
-    """An error answer from the server (or no answer at all).
-
-    Attributes
-    ----------
-    status_code : int or None
-        The HTTP status; None when the server was not reached.
-    detail : Any
-        The server's ``detail``: a string, or for 422 a list of
-        ``{"loc", "msg", "type"}`` entries.
-    """
-
-    def __init__(self, message: str, *, status_code: int | None = None, detail: Any = None):
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-        self.detail = detail
-
-
-class NotFound(BackpropError):  # noqa: N818 (the names of the HTTP statuses)
-    """404: an id names nothing."""
-
-
-class Conflict(BackpropError):  # noqa: N818 (the names of the HTTP statuses)
-    """409: the request conflicts with the resource's state (e.g. deleting a busy dataset)."""
-
-
-class InvalidRequest(BackpropError):  # noqa: N818 (the names of the HTTP statuses)
-    """422: invalid input; :attr:`detail` is the list of errors, each naming its field."""
-
-    detail: list[dict[str, Any]]
-
-    @property
-    def fields(self) -> list[str]:
-        """Dotted locations of the errors, e.g. ``["body.layers.1.activation"]``."""
-        return [".".join(str(part) for part in error.get("loc", ())) for error in self.detail]
-
-
-class PayloadTooLarge(BackpropError):  # noqa: N818 (the names of the HTTP statuses)
-    """413: the request body is over the server's limit."""
-
-
-class Unauthorized(BackpropError):  # noqa: N818 (the names of the HTTP statuses)
-    """401: a missing or wrong API key."""
-
-
-class StorageQuotaExceeded(BackpropError):  # noqa: N818 (what happened)
-    """507: storing this would take the tenant over its storage quota (the detail says by how
-    much); delete datasets or networks, or wait for unfinished runs to end."""
-
-
-class RetryLater(BackpropError):  # noqa: N818 (what the caller should do)
-    """An answer that says when to try again: :attr:`retry_after` seconds (or None)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = None,
-        detail: Any = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message, status_code=status_code, detail=detail)
-        self.retry_after = retry_after
-
-
-class RateLimited(RetryLater):
-    """429: too many requests or active runs; retry after :attr:`retry_after` seconds."""
-
-
-class ServerError(BackpropError):
-    """5xx: the server failed."""
-
-
-class ServiceUnavailable(RetryLater, ServerError):  # noqa: N818 (the names of the HTTP statuses)
-    """503: the server's database is unavailable for now; retry after :attr:`retry_after` s."""
-
-
-class BackpropConnectionError(BackpropError):
-    """The server could not be reached (refused, timed out, DNS, ...)."""
-
-
-class WaitTimeout(BackpropError, TimeoutError):  # noqa: N818
-    """:meth:`Client.wait` gave up before the run ended; :attr:`run` is its last state."""
-
-    def __init__(self, message: str, run: Run):
-        super().__init__(message)
-        self.run = run
-
-
-_ERRORS: dict[int, type[BackpropError]] = {
-    401: Unauthorized,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    422: InvalidRequest,
-    429: RateLimited,
-    507: StorageQuotaExceeded,
+RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
+    ("POST", "/v1/networks"): Network,
+    ("GET", "/v1/networks/{network_id}"): Network,
+    ("GET", "/v1/networks"): Page[Network],
+    ("GET", "/v1/networks/{network_id}/weights"): Weights,
+    ("POST", "/v1/datasets"): Dataset,
+    ("POST", "/v1/datasets/csv"): Dataset,
+    ("GET", "/v1/datasets/{dataset_id}"): Dataset,
+    ("GET", "/v1/datasets"): Page[Dataset],
+    ("GET", "/v1/datasets/{dataset_id}/data"): DatasetData,
+    ("POST", "/v1/runs"): Run,
+    ("GET", "/v1/runs/{run_id}"): Run,
+    ("GET", "/v1/runs"): Page[Run],
+    ("GET", "/v1/runs/{run_id}/history"): History,
+    ("POST", "/v1/runs/{run_id}/cancel"): Run,
+    ("POST", "/v1/runs/{run_id}/pause"): Run,
+    ("POST", "/v1/runs/{run_id}/resume"): Run,
+    ("GET", "/v1/runs/{run_id}/checkpoints"): Page[Checkpoint],
+    ("GET", "/v1/checkpoints/{checkpoint_id}"): CheckpointDetail,
+    ("GET", "/v1/runs/{run_id}/weights"): Weights,
+    ("POST", "/v1/runs/{run_id}/predict"): Prediction,
 }
+"""The model the client reads each JSON answer into (checked against the server's
+``/openapi.json`` by the contract test)."""
 
 
-def describe_detail(detail: Any) -> str:
-    """The server's ``detail`` as one line for a human."""
-    if isinstance(detail, list):
-        parts = []
-        for error in detail:
-            if isinstance(error, dict):
-                loc = ".".join(str(part) for part in error.get("loc", ()))
-                parts.append(f"{loc}: {error.get('msg', '')}" if loc else str(error.get("msg")))
-            else:
-                parts.append(str(error))
-        return "; ".join(parts)
-    return str(detail)
+def _jsonable(value: Any) -> Any:
+    """Arrays and scalars with ``tolist`` (NumPy's) as JSON lists and numbers."""
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value
+
+
+def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _until(deadline: float | None, seconds: float) -> float:
     """``seconds``, cut short at ``deadline`` (a ``time.monotonic()`` value)."""
     return seconds if deadline is None else max(0.0, min(seconds, deadline - time.monotonic()))
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def error_from_response(response: httpx.Response) -> BackpropError:
-    """The typed error for a non-2xx response."""
-    try:
-        body = response.json()
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-    except ValueError:
-        detail = response.text[:500] or response.reason_phrase
-    status = response.status_code
-    message = f"{status} {response.reason_phrase}: {describe_detail(detail)}"
-    if status in (429, 503):
-        retry_later = RateLimited if status == 429 else ServiceUnavailable
-        return retry_later(
-            message,
-            status_code=status,
-            detail=detail,
-            retry_after=_retry_after(response.headers.get("retry-after")),
-        )
-    if status == 422 and not isinstance(detail, list):
-        detail = [{"loc": [], "msg": str(detail), "type": "value_error"}]
-    cls = _ERRORS.get(status, ServerError if status >= 500 else BackpropError)
-    return cls(message, status_code=status, detail=detail)
-
-
-# --------------------------------------------------------------------------- models
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Network(_Model):
-    """A network: its normalized spec plus ``id``, ``n_parameters``, ``created_at``."""
-
-    id: str
-    name: str
-    input_size: int
-    output_size: int
-    layers: list[dict[str, Any]]
-    init: dict[str, Any]
-    n_parameters: int
-    created_at: datetime
-
-
-class Dataset(_Model):
-    """A dataset's metadata."""
-
-    id: str
-    name: str
-    n_samples: int
-    n_features: int
-    n_targets: int
-    target_type: str
-    sha256: str
-    created_at: datetime
-    stored_bytes: int = 0
-
-
-class DatasetData(_Model):
-    """A dataset's arrays as JSON lists."""
-
-    X: list[list[float]]
-    y: list[Any]
-
-    def arrays(self) -> tuple[NDArray[np.float64], NDArray[Any]]:
-        """``X`` (float64) and ``y`` (int64 labels or float64 values) as NumPy arrays."""
-        y = np.asarray(self.y)
-        return np.asarray(self.X, dtype=np.float64), y
-
-
-class RunError(_Model):
-    """Why a run failed."""
-
-    code: str
-    message: str
-
-
-class Run(_Model):
-    """A run: config, progress and outcome."""
-
-    id: str
-    status: str
-    network_id: str | None
-    dataset_id: str | None
-    config: dict[str, Any]
-    epoch: int
-    epochs: int
-    loss: float | None
-    val_loss: float | None = None
-    best_loss: float | None = None
-    metrics: dict[str, float | None] = {}
-    stop_reason: str | None = None
-    error: RunError | None = None
-    cancel_requested: bool = False
-    pause_requested: bool = False
-    attempts: int = 0
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def terminal(self) -> bool:
-        """True once the run succeeded, failed or was cancelled."""
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def paused(self) -> bool:
-        """True while the run is paused (it continues after :meth:`Client.resume`)."""
-        return self.status == "paused"
-
-
-class History(_Model):
-    """Recorded epochs as equal-length columns; metrics are extra columns."""
-
-    epoch: list[int]
-    loss: list[float | None]
-    val_loss: list[float | None] = []
-
-    def columns(self) -> dict[str, list[Any]]:
-        """Every column, including metrics such as ``accuracy``."""
-        return self.model_dump()
-
-
-class LayerWeights(_Model):
-    """One layer: ``weights`` of shape (fan_in, units) and ``bias`` (units,) or None."""
-
-    weights: list[list[float | None]]
-    bias: list[float | None] | None = None
-
-
-def _array(values: Any) -> NDArray[np.float64]:
-    return np.array(values, dtype=np.float64)  # None (a non-finite value) becomes NaN
-
-
-class Weights(_Model):
-    """Weights at an epoch (0 = initial); non-finite values arrive as None."""
-
-    epoch: int
-    layers: list[LayerWeights]
-
-    def arrays(self) -> list[tuple[NDArray[np.float64], NDArray[np.float64] | None]]:
-        """``[(weights, bias or None), ...]`` as float64 arrays (None becomes NaN)."""
-        return [
-            (_array(layer.weights), None if layer.bias is None else _array(layer.bias))
-            for layer in self.layers
-        ]
-
-
-class Checkpoint(_Model):
-    """A checkpoint; ``layers`` is set by :meth:`Client.checkpoint` (not in lists)."""
-
-    id: str
-    run_id: str
-    epoch: int
-    kind: str
-    loss: float | None
-    val_loss: float | None = None
-    created_at: datetime
-    layers: list[LayerWeights] | None = None
-
-
-class Prediction(_Model):
-    """Network outputs, shape (n_samples, output_size), from the weights at ``epoch``."""
-
-    epoch: int
-    predictions: list[list[float | None]]
-
-    def array(self) -> NDArray[np.float64]:
-        """The predictions as a float64 array (None becomes NaN)."""
-        return _array(self.predictions)
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list; pass ``next_after`` as ``after`` for the next page."""
-
-    data: list[T]
-    has_more: bool
-    next_after: str | None
-
-
-# --------------------------------------------------------------------------- client
-
-
-def _jsonable(value: Any) -> Any:
-    """NumPy arrays and scalars as JSON lists and numbers."""
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    return value
-
-
-def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if value is not None}
 
 
 class Client:
@@ -407,6 +124,10 @@ class Client:
         Sent as ``Authorization: Bearer <api_key>``.
     timeout : float
         Seconds per request.
+    retries : int
+        How many times a request is sent again after a 503 or a connection error.
+    max_retry_wait : float
+        The longest wait before a retry, in seconds (``Retry-After`` is capped to it).
     http : httpx.Client, optional
         Use this client (e.g. FastAPI's ``TestClient``) instead of opening one; it
         is not closed by :meth:`close`.
@@ -420,14 +141,20 @@ class Client:
         api_key: str | None = None,
         timeout: float = 30.0,
         *,
+        retries: int = 3,
+        max_retry_wait: float = 10.0,
         http: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be at least 0, got {retries}")
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.timeout = timeout
+        self.retries = retries
+        self.max_retry_wait = max_retry_wait
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=timeout, transport=transport)
-        self.timeout = timeout
 
     # ------------------------------------------------------------------ plumbing
 
@@ -442,23 +169,58 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request to ``base_url + path``; raise the typed error for a non-2xx answer."""
-        headers = dict(kwargs.pop("headers", None) or {})
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        try:
-            response = self._http.request(method, self.base_url + path, headers=headers, **kwargs)
-        except httpx.TransportError as exc:
-            raise BackpropConnectionError(
-                f"cannot reach the Backprop server at {self.base_url}: {exc}"
-            ) from exc
-        if response.is_error:
-            raise error_from_response(response)
-        return response
+        return headers
 
-    def _get(self, path: str, model: type[M], **params: Any) -> M:
-        response = self.request("GET", path, params=_drop_none(params))
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before retry ``attempt`` (0-based): ``Retry-After``, else 0.5 s doubling."""
+        wait = retry_after if retry_after is not None else 0.5 * 2**attempt
+        return max(0.0, min(wait, self.max_retry_wait))
+
+    def _unreachable(self, exc: httpx.TransportError) -> BackpropConnectionError:
+        return BackpropConnectionError(
+            f"cannot reach the Backprop server at {self.base_url}: {exc}"
+        )
+
+    def request(
+        self, method: str, path: str, *, retries: int | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request to ``base_url + path``; raise the typed error for a non-2xx answer.
+
+        A POST gets an ``Idempotency-Key`` (unless ``headers`` has one), kept across
+        its retries. ``retries`` overrides the client's count for this request.
+        """
+        headers = self._headers(kwargs.pop("headers", None))
+        if method.upper() == "POST" and not any(
+            name.lower() == IDEMPOTENCY_HEADER.lower() for name in headers
+        ):
+            headers[IDEMPOTENCY_HEADER] = str(uuid.uuid4())
+        allowed = self.retries if retries is None else retries
+        url = self.base_url + path
+        for attempt in range(allowed + 1):
+            try:
+                response = self._http.request(method, url, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == allowed:
+                    raise self._unreachable(exc) from exc
+                reason, wait = str(exc) or type(exc).__name__, self._backoff(attempt, None)
+            else:
+                if not response.is_error:
+                    return response
+                error = error_from_response(response)
+                if response.status_code not in RETRY_STATUSES or attempt == allowed:
+                    raise error
+                retry_after = error.retry_after if isinstance(error, RetryLater) else None
+                reason, wait = error.message, self._backoff(attempt, retry_after)
+            logger.info("%s %s: %s; retrying in %.1f s", method, path, reason, wait)
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _get(self, path: str, model: type[M], *, retries: int | None = None, **params: Any) -> M:
+        response = self.request("GET", path, retries=retries, params=_drop_none(params))
         return model.model_validate(response.json())
 
     def _post(self, path: str, model: type[M], body: Any = None) -> M:
@@ -674,9 +436,9 @@ class Client:
         """The run's checkpoints, newest first (without weights)."""
         return list(self._iterate(f"/v1/runs/{run_id}/checkpoints", Checkpoint, page_size))
 
-    def checkpoint(self, checkpoint_id: str) -> Checkpoint:
+    def checkpoint(self, checkpoint_id: str) -> CheckpointDetail:
         """One checkpoint with its weights."""
-        return self._get(f"/v1/checkpoints/{checkpoint_id}", Checkpoint)
+        return self._get(f"/v1/checkpoints/{checkpoint_id}", CheckpointDetail)
 
     def run_weights(self, run_id: str) -> Weights:
         """Final weights of a finished run, else its latest checkpoint (:class:`Conflict`
@@ -687,13 +449,65 @@ class Client:
         """The run's weights as a file: ``onnx``, ``npz`` or ``json`` (``GET .../export``).
 
         The npz holds ``layer<i>.weights``, ``layer<i>.bias`` and ``spec`` (the
-        network, run and epoch as UTF-8 JSON bytes); see the README's "Export".
+        network, run and epoch as UTF-8 JSON bytes).
         """
         return self.request("GET", f"/v1/runs/{run_id}/export", params={"format": format}).content
 
     def predict(self, run_id: str, X: Any) -> Prediction:
         """Outputs of the run's network for ``X`` (rows of inputs, a list or an array)."""
         return self._post(f"/v1/runs/{run_id}/predict", Prediction, {"X": _jsonable(X)})
+
+    # ------------------------------------------------------------------ following a run
+
+    def events(self, run_id: str, *, after: int | None = None) -> Iterator[RunEvent]:
+        """The run's Server-Sent Events, from ``GET /v1/runs/{id}/events``, until ``end``.
+
+        ``after`` starts after that epoch (``0`` replays the whole history); without
+        it the server starts with the stored history. A dropped connection (or a
+        503, or a stream that closes before ``end``) is reopened with
+        ``Last-Event-ID`` set to the last epoch seen, so no epoch arrives twice; up
+        to ``retries`` times in a row, after the server's ``retry`` interval or the
+        backoff. Errors that are not transient (404, 401, 429) raise at once.
+        """
+        last_id, failures = after, 0
+        url = f"{self.base_url}/v1/runs/{run_id}/events"
+        timeout = httpx.Timeout(self.timeout, read=max(self.timeout, STREAM_READ_TIMEOUT))
+        reconnect_wait: float | None = None
+        while True:
+            extra = {} if last_id is None else {"Last-Event-ID": str(last_id)}
+            try:
+                with connect_sse(
+                    self._http, "GET", url, headers=self._headers(extra), timeout=timeout
+                ) as source:
+                    if source.response.is_error:
+                        source.response.read()
+                        raise error_from_response(source.response)
+                    for sse in source.iter_sse():
+                        if sse.retry is not None:
+                            reconnect_wait = sse.retry / 1000
+                        if not sse.data:  # a ``retry:`` line alone
+                            continue
+                        failures = 0
+                        event = parse_event(sse)
+                        last_id = int(sse.id) if sse.id.isdigit() else last_id
+                        yield event
+                        if event.event == END:
+                            return
+                reason = "the stream closed before its end event"
+            except httpx.TransportError as exc:
+                if failures >= self.retries:
+                    raise self._unreachable(exc) from exc
+                reason = str(exc) or type(exc).__name__
+            except ServiceUnavailable as exc:
+                if failures >= self.retries:
+                    raise
+                reason, reconnect_wait = exc.message, exc.retry_after or reconnect_wait
+            if failures >= self.retries:
+                raise BackpropConnectionError(f"run {run_id}: {reason}")
+            wait = self._backoff(failures, reconnect_wait)
+            failures += 1
+            logger.info("run %s events: %s; reconnecting in %.1f s", run_id, reason, wait)
+            time.sleep(wait)
 
     def wait(
         self,
@@ -719,7 +533,7 @@ class Client:
         last: Run | None = None
         while True:
             try:
-                run = last = self.get_run(run_id)
+                run = last = self._get(f"/v1/runs/{run_id}", Run, retries=0)
             except (ServiceUnavailable, BackpropConnectionError) as error:
                 if deadline is not None and time.monotonic() >= deadline:
                     if last is None:

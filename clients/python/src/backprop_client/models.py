@@ -1,0 +1,189 @@
+"""Typed responses of the Backprop API (pydantic models).
+
+Models keep fields they do not know (``extra="allow"``), so an older client keeps
+working against a newer server. NumPy is optional: the ``array``/``arrays``
+helpers import it when called (``pip install "backprop-client[numpy]"``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+RUN_STATUSES = ("queued", "running", "paused", "succeeded", "failed", "cancelled")
+
+T = TypeVar("T")
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError('this helper needs NumPy: pip install "backprop-client[numpy]"') from exc
+    return numpy
+
+
+def _array(values: Any) -> NDArray[np.float64]:
+    result: NDArray[np.float64] = _numpy().array(values, dtype="float64")
+    return result  # None (a non-finite value) becomes NaN
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Network(_Model):
+    """A network: its normalized spec plus ``id``, ``n_parameters``, ``created_at``."""
+
+    id: str
+    name: str
+    input_size: int
+    output_size: int
+    layers: list[dict[str, Any]]
+    init: dict[str, Any]
+    n_parameters: int
+    created_at: datetime
+
+
+class Dataset(_Model):
+    """A dataset's metadata."""
+
+    id: str
+    name: str
+    n_samples: int
+    n_features: int
+    n_targets: int
+    target_type: str
+    sha256: str
+    created_at: datetime
+    stored_bytes: int = 0
+
+
+class DatasetData(_Model):
+    """A dataset's arrays as JSON lists."""
+
+    X: list[list[float]]
+    y: list[Any]
+
+    def arrays(self) -> tuple[NDArray[np.float64], NDArray[Any]]:
+        """``X`` (float64) and ``y`` (int64 labels or float64 values) as NumPy arrays."""
+        numpy = _numpy()
+        return numpy.asarray(self.X, dtype="float64"), numpy.asarray(self.y)
+
+
+class RunError(_Model):
+    """Why a run failed."""
+
+    code: str
+    message: str
+
+
+class Run(_Model):
+    """A run: config, progress and outcome."""
+
+    id: str
+    status: str
+    network_id: str | None
+    dataset_id: str | None
+    config: dict[str, Any]
+    epoch: int
+    epochs: int
+    loss: float | None
+    val_loss: float | None = None
+    best_loss: float | None = None
+    metrics: dict[str, float | None] = {}
+    stop_reason: str | None = None
+    error: RunError | None = None
+    cancel_requested: bool = False
+    pause_requested: bool = False
+    attempts: int = 0
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the run succeeded, failed or was cancelled."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def paused(self) -> bool:
+        """True while the run is paused (it continues after :meth:`Client.resume`)."""
+        return self.status == "paused"
+
+
+class History(_Model):
+    """Recorded epochs as equal-length columns; metrics are extra columns."""
+
+    epoch: list[int]
+    loss: list[float | None]
+    val_loss: list[float | None] = []
+
+    def columns(self) -> dict[str, list[Any]]:
+        """Every column, including metrics such as ``accuracy``."""
+        return self.model_dump()
+
+
+class LayerWeights(_Model):
+    """One layer: ``weights`` of shape (fan_in, units) and ``bias`` (units,) or None."""
+
+    weights: list[list[float | None]]
+    bias: list[float | None] | None = None
+
+
+class Weights(_Model):
+    """Weights at an epoch (0 = initial); non-finite values arrive as None."""
+
+    epoch: int
+    layers: list[LayerWeights]
+
+    def arrays(self) -> list[tuple[NDArray[np.float64], NDArray[np.float64] | None]]:
+        """``[(weights, bias or None), ...]`` as float64 arrays (None becomes NaN)."""
+        return [
+            (_array(layer.weights), None if layer.bias is None else _array(layer.bias))
+            for layer in self.layers
+        ]
+
+
+class Checkpoint(_Model):
+    """A checkpoint as listed by :meth:`Client.checkpoints` (without its weights)."""
+
+    id: str
+    run_id: str
+    epoch: int
+    kind: str
+    loss: float | None
+    val_loss: float | None = None
+    created_at: datetime
+
+
+class CheckpointDetail(Checkpoint):
+    """A checkpoint with its weights (:meth:`Client.checkpoint`)."""
+
+    layers: list[LayerWeights]
+
+
+class Prediction(_Model):
+    """Network outputs, shape (n_samples, output_size), from the weights at ``epoch``."""
+
+    epoch: int
+    predictions: list[list[float | None]]
+
+    def array(self) -> NDArray[np.float64]:
+        """The predictions as a float64 array (None becomes NaN)."""
+        return _array(self.predictions)
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass ``next_after`` as ``after`` for the next page."""
+
+    data: list[T]
+    has_more: bool
+    next_after: str | None
