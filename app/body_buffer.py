@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.limits import spread_timeout
 from app.request_body import SCOPE_KEY, SPOOL_BYTES, BufferedBody
+from app.request_hash import IDEMPOTENCY_HEADER, BodyHasher, header
 
 REPLAY_CHUNK_BYTES = 64 * 1024
 """Largest ``http.request`` message the app receives from the replayed body."""
@@ -129,7 +130,11 @@ def _too_slow(limits: BodyLimits, size: int, declared: int | None, elapsed: floa
 
 
 async def _read_body(
-    receive: Receive, spool: BinaryIO, limits: BodyLimits, declared: int | None
+    receive: Receive,
+    spool: BinaryIO,
+    limits: BodyLimits,
+    declared: int | None,
+    hasher: BodyHasher | None = None,
 ) -> int | _Refusal | None:
     """Copy the body from ``receive`` into ``spool``.
 
@@ -163,6 +168,8 @@ async def _read_body(
             return _too_large(limits)
         if chunk:
             spool.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
         if not message.get("more_body", False):
             return size
 
@@ -216,14 +223,15 @@ class BodyBuffer:
         limits = replace(self.limits, timeout_seconds=timeout)
         with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
             file: BinaryIO = spool  # type: ignore[assignment]
-            outcome = await _read_body(receive, file, limits, declared)
+            hasher = BodyHasher(scope) if header(scope, IDEMPOTENCY_HEADER) else None
+            outcome = await _read_body(receive, file, limits, declared, hasher)
             if outcome is None:
                 return  # the client left; nobody to answer
             if isinstance(outcome, _Refusal):
                 await _send_refusal(send, outcome)
                 return
             spool.seek(0)
-            body = BufferedBody(file, outcome)
+            body = BufferedBody(file, outcome, hasher.hexdigest() if hasher else None)
             scope[SCOPE_KEY] = body
             try:
                 await self.app(scope, _Replay(body, receive), send)
