@@ -66,7 +66,7 @@ def test_same_key_other_body_is_422_naming_the_header(client: TestClient) -> Non
     [("", "empty"), ("x" * 256, "at most 255"), ("has space", "printable"), ("ключ", "ASCII")],
 )
 def test_malformed_keys_are_422(client: TestClient, key: str, reason: str) -> None:
-    headers = {"Idempotency-Key": key.encode()}
+    headers = {b"Idempotency-Key": key.encode()}
     response = client.post("/v1/networks", json=XOR_NETWORK, headers=headers)
     assert response.status_code == 422
     detail = response.json()["detail"][0]
@@ -196,7 +196,7 @@ def test_expired_key_is_forgotten_and_pruned(
         assert other.status_code == 201
         assert other.json()["id"] != first.json()["id"]
         time.sleep(0.6)
-        db = client.app.state.db  # type: ignore[attr-defined]
+        db = client.app.state.db
         with db.writing() as session:
             assert keys.prune(session=session) == 1
         with db.reading() as session:
