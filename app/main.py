@@ -37,6 +37,7 @@ from app.events import EventHub, StreamSettings
 from app.idempotency import Idempotency
 from app.idempotency import document as document_idempotency
 from app.jobs.dispatch import make_executor
+from app.jobs.notifier import Notifier
 from app.limits import MAX_CONCURRENT_REQUESTS, ConcurrencyLimit
 from app.observability import install_observability
 from app.openapi_bodies import install as install_body_schemas
@@ -51,6 +52,7 @@ from app.routers import (
     networks,
     plots,
     runs,
+    webhooks,
 )
 from app.security_headers import SecurityHeaders, with_security_headers
 from app.services.errors import invalid_from_config_error
@@ -169,13 +171,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.database_url)
         executor = make_executor(settings, db)
         executor.start()
+        notifier = Notifier(settings)  # webhooks go out from API servers, whatever the executor
+        notifier.start()
         app.state.db = db
         app.state.executor = executor
+        app.state.notifier = notifier
         app.state.event_hub = EventHub(db, StreamSettings.from_settings(settings))
         try:
             yield
         finally:
             await app.state.event_hub.aclose()
+            notifier.stop()
             executor.stop()
             db.dispose()
 
@@ -199,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports.router,
         plots.router,
         checkpoints.router,
+        webhooks.router,
     ):
         app.include_router(router, dependencies=secured, responses=errors(401, 503))
     # The event stream authenticates itself (header or ?access_token=, for EventSource).

@@ -328,8 +328,8 @@ class RunNotification(SQLModel, table=True):
     """A webhook owed for a run's terminal status (:mod:`app.jobs.notifier`).
 
     Written in the transaction that made the run terminal, so it is never lost;
-    ``pending`` until a 2xx answer (``delivered``) or until ``deadline_at``
-    passes (``failed``). ``body`` is the run object, frozen at the first attempt
+    ``pending`` until a 2xx answer (``delivered``) or until
+    ``BACKPROP_WEBHOOK_RETRY_SECONDS`` after ``created_at`` (``failed``). ``body`` is the run object, frozen at the first attempt
     so every retry sends the same bytes; ``attempt_log`` lists each attempt.
     """
 
@@ -347,5 +347,4 @@ class RunNotification(SQLModel, table=True):
     attempt_log: list[Any] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(sa_type=UTCDateTime)
     next_attempt_at: datetime = Field(sa_type=UTCDateTime)
-    deadline_at: datetime = Field(sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -59,7 +59,6 @@ def upgrade() -> None:
         sa.Column('attempt_log', sa.JSON(), nullable=False),
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.Column('next_attempt_at', sa.DateTime(), nullable=False),
-        sa.Column('deadline_at', sa.DateTime(), nullable=False),
         sa.Column('delivered_at', sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(['run_id'], ['run.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
