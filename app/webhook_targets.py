@@ -68,11 +68,11 @@ def address_problem(address: IPAddress) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     checks = (
+        ("is_unspecified", "the unspecified address"),
         ("is_loopback", "a loopback address"),
         ("is_link_local", "a link-local address (cloud metadata)"),
         ("is_private", "a private address"),
         ("is_multicast", "a multicast address"),
-        ("is_unspecified", "the unspecified address"),
         ("is_reserved", "a reserved address"),
     )
     for attribute, reason in checks:
@@ -148,8 +148,9 @@ def check_target(url: str, *, allow_private: bool) -> Target:
         for address in addresses:
             problem = address_problem(address)
             if problem is not None:
+                where = str(address) if host == str(address) else f"{host} resolves to {address},"
                 raise TargetRefusedError(
-                    f"{host} resolves to {address}, {problem}: webhooks go to public "
-                    "addresses only (BACKPROP_WEBHOOK_ALLOW_PRIVATE)"
+                    f"{where} {problem}: webhooks go to public addresses only "
+                    "(BACKPROP_WEBHOOK_ALLOW_PRIVATE)"
                 )
     return Target(url=url, scheme=scheme, host=host, port=port, address=str(addresses[0]))

@@ -477,7 +477,7 @@ def finish(
         update(Run)
         .where(_owned(run_id, owner))
         .values(**_progress_values(batch.progress), **values)
-        .returning(col(Run.status), col(Run.config))
+        .returning(col(Run.status), col(Run.owner), col(Run.config))
     ).first()
     if row is None:
         session.rollback()
@@ -485,8 +485,8 @@ def finish(
     status = Status(row[0])
     ended = status in lifecycle.TERMINAL
     _write_batch(session, run_id, batch, keep_auto, replace, ended=ended)
-    if ended:
-        notifications.enqueue(session, [Ended(run_id, owner, status, row[1])])
+    if ended:  # owner is the lease holder; the run's owner is its tenant
+        notifications.enqueue(session, [Ended(run_id, row[1], status, row[2])])
     if ended and final_weights is not None:
         arrays = session.get(RunArrays, run_id) or RunArrays(run_id=run_id)
         arrays.final_weights = final_weights()
@@ -503,12 +503,12 @@ def fail(*, session: Session, run_id: str, owner: str, code: str, message: str) 
         update(Run)
         .where(_owned(run_id, owner))
         .values(**values, error={"code": code, "message": message})
-        .returning(col(Run.status), col(Run.config))
+        .returning(col(Run.status), col(Run.owner), col(Run.config))
     )
     row = result.first()
     failed = row is not None
     if row is not None:
-        notifications.enqueue(session, [Ended(run_id, owner, row[0], row[1])])
+        notifications.enqueue(session, [Ended(run_id, row[1], row[0], row[2])])
     session.commit()
     return failed
 

@@ -1,0 +1,69 @@
+"""A real HTTP server in a thread that receives webhooks and answers from a script."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    """One request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """The receiver's script (statuses to answer, then 200) and what it received."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answer(self, request: Received) -> int:
+        with self.lock:
+            self.received.append(request)
+            return self.statuses.pop(0) if self.statuses else 200
+
+
+def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            status = receiver.answer(Received(self.path, headers, body))
+            self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            del format, args
+
+    return Handler
+
+
+@contextmanager
+def webhook_receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
+    """Serve on 127.0.0.1 (a free port) until the block ends."""
+    receiver = Receiver(statuses=list(statuses or []))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/backprop?source=test"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
