@@ -15,6 +15,8 @@ spool file, never one of the app's request slots. It
 - spools the body into a :class:`tempfile.SpooledTemporaryFile` (memory up to
   :data:`app.request_body.SPOOL_BYTES`, a temporary file beyond), published to the
   app as :class:`app.request_body.BufferedBody`;
+- hashes it while it streams in when the request carries an ``Idempotency-Key``
+  (:class:`app.request_hash.BodyHasher`, published as ``BufferedBody.sha256``);
 - replays it to the app's ``receive`` in chunks of at most :data:`REPLAY_CHUNK_BYTES`,
   then passes ``receive`` through to the server's own (so ``http.disconnect`` still
   reaches streaming responses), and closes the spool when the app returns.

@@ -222,7 +222,7 @@ class Settings(BaseSettings):
         "over.",
     )
     idempotency_max_response_bytes: int = Field(
-        default=1024 * 1024,
+        default=256 * 1024,
         ge=0,
         description="Largest response stored for an Idempotency-Key replay; a larger one is "
         "not stored (the key is released, so a retry runs the request again).",
