@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,6 +40,7 @@ from app.db_errors import RETRY_AFTER_SECONDS, unavailable_reason
 from app.deps import bearer_token, tenant_for_token
 from app.request_body import SCOPE_KEY, BufferedBody
 from app.request_hash import IDEMPOTENCY_HEADER, header, request_fingerprint
+from app.responses import ErrorMessage, ValidationErrorBody
 from app.services import idempotency as keys
 
 logger = logging.getLogger(__name__)
@@ -241,8 +243,38 @@ HEADER_DOC = {
 }
 
 
+def _component(schema: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
+    """A ``$ref`` to ``model`` in ``schema``'s components (added when missing)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if model.__name__ not in components:
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in body.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[model.__name__] = body
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _document_operation(schema: dict[str, Any], operation: dict[str, Any]) -> None:
+    operation.setdefault("parameters", []).append(dict(HEADER_DOC))
+    responses = operation.setdefault("responses", {})
+    if "422" not in responses:
+        responses["422"] = {
+            "description": "Invalid input (here: a malformed Idempotency-Key, or one used for "
+            "another request).",
+            "content": {"application/json": {"schema": _component(schema, ValidationErrorBody)}},
+        }
+    if "409" not in responses:
+        responses["409"] = {
+            "description": "A request with this Idempotency-Key is still being processed; "
+            "retry after Retry-After seconds.",
+            "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+            "content": {"application/json": {"schema": _component(schema, ErrorMessage)}},
+        }
+
+
 def document(app: FastAPI) -> None:
-    """Add the ``Idempotency-Key`` header to every ``POST`` operation of ``app.openapi()``."""
+    """Document the ``Idempotency-Key`` header, and the 409/422 it can cause, on every
+    ``POST`` operation of ``app.openapi()``."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -251,7 +283,7 @@ def document(app: FastAPI) -> None:
             for path in schema.get("paths", {}).values():
                 operation = path.get("post")
                 if operation is not None:
-                    operation.setdefault("parameters", []).append(dict(HEADER_DOC))
+                    _document_operation(schema, operation)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

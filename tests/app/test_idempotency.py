@@ -291,6 +291,9 @@ def test_openapi_documents_the_header(client: TestClient) -> None:
     for operation in posts:
         names = [param["name"] for param in operation.get("parameters", [])]
         assert "Idempotency-Key" in names
+        assert {"409", "422"} <= set(operation["responses"])
+    for name in ("ValidationErrorBody", "ValidationIssue", "ErrorMessage"):
+        assert name in schema["components"]["schemas"]
     gets = [path["get"] for path in schema["paths"].values() if "get" in path]
     for operation in gets:
         assert "Idempotency-Key" not in [p["name"] for p in operation.get("parameters", [])]
