@@ -29,6 +29,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
@@ -193,7 +194,8 @@ class Idempotency:
         try:
             await self.app(scope, receive, capture)
         finally:
-            await run_in_threadpool(_settle, db, tenant, key, capture)
+            with anyio.CancelScope(shield=True):  # a client that left still settles the key
+                await run_in_threadpool(_settle, db, tenant, key, capture)
 
 
 def _settle(db: Database, tenant: str, key: str, capture: _Capture) -> None:

@@ -36,7 +36,7 @@ import httpx
 from app.config import Settings
 from app.db import Database
 from app.json_out import model_dumps
-from app.models import Run, RunNotification, utcnow
+from app.models import Run, RunNotification, WebhookSecret, utcnow
 from app.presenters import run_public
 from app.services import idempotency, notifications
 from app.webhook_signing import SIGNATURE_HEADER, sign
@@ -159,8 +159,12 @@ class Notifier:
         body = self._body(row)
         if body is None:
             return  # the run is gone (its notifications go with it)
-        with self.db.writing() as session:
-            secret = notifications.get_secret(session=session, owner=row.owner).secret
+        with self.db.reading() as session:
+            known = session.get(WebhookSecret, row.owner)
+        if known is None:
+            with self.db.writing() as session:
+                known = notifications.get_secret(session=session, owner=row.owner)
+        secret = known.secret
         started = utcnow()
         clock = time.monotonic()
         status_code, error = self._post(row, body, secret)

@@ -297,3 +297,17 @@ def test_openapi_documents_the_header(client: TestClient) -> None:
     gets = [path["get"] for path in schema["paths"].values() if "get" in path]
     for operation in gets:
         assert "Idempotency-Key" not in [p["name"] for p in operation.get("parameters", [])]
+
+
+def test_bodyless_posts_replay_too(client: TestClient) -> None:
+    network_id, dataset_id = create_xor(client)
+    run_id = client.post("/v1/runs", json=run_body(network_id, dataset_id)).json()["id"]
+    paused = client.post(f"/v1/runs/{run_id}/pause", headers=KEY)
+    assert paused.status_code == 200 and paused.json()["status"] == "paused"
+    assert client.post(f"/v1/runs/{run_id}/resume").json()["status"] == "queued"
+    again = client.post(f"/v1/runs/{run_id}/pause", headers=KEY)  # replayed, not re-run
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == paused.json()
+    assert client.get(f"/v1/runs/{run_id}").json()["status"] == "queued"
+    other = client.post(f"/v1/runs/{run_id}/cancel", headers=KEY)  # another path
+    assert other.status_code == 422
