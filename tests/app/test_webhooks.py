@@ -249,3 +249,29 @@ def test_notifications_of_unknown_or_foreign_runs_are_404(make_client: Callable[
         unknown = client.get("/v1/runs/run_0123/notifications", headers=alpha)
         assert other.status_code == unknown.status_code == 404
         assert other.json()["detail"].replace(run["id"], "run_0123") == unknown.json()["detail"]
+
+
+def test_slow_receiver_times_out_and_does_not_block_the_api(
+    make_client: Callable[..., Any],
+) -> None:
+    settings = {**FAST, "webhook_timeout_seconds": 2.0, "webhook_retry_seconds": 0.5}
+    with webhook_receiver(delay=4.0) as receiver, make_client(**settings) as client:
+        network_id, dataset_id = create_xor(client)
+        body = run_body(network_id, dataset_id, notify_url=receiver.url)
+        run_id = client.post("/v1/runs", json=body).json()["id"]
+        client.post(f"/v1/runs/{run_id}/cancel")
+        deadline = time.monotonic() + 10
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.received, "the webhook was never sent"
+        # The attempt is now waiting for the receiver; the API answers meanwhile.
+        for _ in range(3):
+            assert client.get(f"/v1/runs/{run_id}").status_code == 200
+            assert client.post("/v1/networks", json=XOR_NETWORK).status_code == 201
+        (waiting,) = _notifications(client, run_id)
+        assert waiting["status"] == "pending" and waiting["attempts"] == 0
+        notification = _wait_settled(client, run_id)
+    (attempt,) = notification["attempt_log"]
+    assert notification["status"] == "failed"
+    assert attempt["status_code"] is None and "Timeout" in attempt["error"]
+    assert 1900 <= attempt["duration_ms"] < 3900

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ class Receiver:
     """The receiver's script (statuses to answer, then 200) and what it received."""
 
     statuses: list[int] = field(default_factory=list)
+    delay: float = 0.0
+    """Seconds to wait before answering each request."""
     received: list[Received] = field(default_factory=list)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -40,6 +43,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             headers = {name.lower(): value for name, value in self.headers.items()}
             status = receiver.answer(Received(self.path, headers, body))
+            time.sleep(receiver.delay)
             self.send_response(status)
             if 300 <= status < 400:
                 self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
@@ -53,11 +57,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        del request, client_address  # a sender that gave up (timed out) closed the socket
+
+
 @contextmanager
-def webhook_receiver(statuses: list[int] | None = None) -> Iterator[Receiver]:
+def webhook_receiver(statuses: list[int] | None = None, delay: float = 0.0) -> Iterator[Receiver]:
     """Serve on 127.0.0.1 (a free port) until the block ends."""
-    receiver = Receiver(statuses=list(statuses or []))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(receiver))
+    receiver = Receiver(statuses=list(statuses or []), delay=delay)
+    server = _Server(("127.0.0.1", 0), _handler(receiver))
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/backprop?source=test"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
