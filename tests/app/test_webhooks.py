@@ -275,3 +275,16 @@ def test_slow_receiver_times_out_and_does_not_block_the_api(
     assert notification["status"] == "failed"
     assert attempt["status_code"] is None and "Timeout" in attempt["error"]
     assert 1900 <= attempt["duration_ms"] < 3900
+
+
+def test_a_huge_answer_is_not_read(make_client: Callable[..., Any]) -> None:
+    with webhook_receiver() as receiver, make_client(**FAST) as client:
+        receiver.answer_bytes = 256 * 1024 * 1024
+        network_id, dataset_id = create_xor(client)
+        body = run_body(network_id, dataset_id, notify_url=receiver.url)
+        run_id = client.post("/v1/runs", json=body).json()["id"]
+        client.post(f"/v1/runs/{run_id}/cancel")
+        notification = _wait_settled(client, run_id)
+        time.sleep(0.2)
+    assert notification["status"] == "delivered"
+    assert receiver.sent_bytes < 64 * 1024 * 1024  # the connection was dropped early

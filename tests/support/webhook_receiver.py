@@ -26,6 +26,10 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     delay: float = 0.0
     """Seconds to wait before answering each request."""
+    answer_bytes: int = 2
+    """Length of each answer's body."""
+    sent_bytes: int = 0
+    """Body bytes the last answer got out before the sender hung up."""
     received: list[Received] = field(default_factory=list)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -47,9 +51,17 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             if 300 <= status < 400:
                 self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(receiver.answer_bytes))
             self.end_headers()
-            self.wfile.write(b"ok")
+            receiver.sent_bytes = 0
+            chunk = b"o" * min(receiver.answer_bytes, 65536)
+            try:
+                while receiver.sent_bytes < receiver.answer_bytes:
+                    part = chunk[: receiver.answer_bytes - receiver.sent_bytes]
+                    self.wfile.write(part)
+                    receiver.sent_bytes += len(part)
+            except OSError:  # the sender stopped reading and closed the connection
+                return
 
         def log_message(self, format: str, *args: object) -> None:
             del format, args
