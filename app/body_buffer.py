@@ -15,6 +15,8 @@ spool file, never one of the app's request slots. It
 - spools the body into a :class:`tempfile.SpooledTemporaryFile` (memory up to
   :data:`app.request_body.SPOOL_BYTES`, a temporary file beyond), published to the
   app as :class:`app.request_body.BufferedBody`;
+- hashes it while it streams in when the request carries an ``Idempotency-Key``
+  (:class:`app.request_hash.BodyHasher`, published as ``BufferedBody.sha256``);
 - replays it to the app's ``receive`` in chunks of at most :data:`REPLAY_CHUNK_BYTES`,
   then passes ``receive`` through to the server's own (so ``http.disconnect`` still
   reaches streaming responses), and closes the spool when the app returns.
@@ -36,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.limits import spread_timeout
 from app.request_body import SCOPE_KEY, SPOOL_BYTES, BufferedBody
+from app.request_hash import IDEMPOTENCY_HEADER, BodyHasher, header
 
 REPLAY_CHUNK_BYTES = 64 * 1024
 """Largest ``http.request`` message the app receives from the replayed body."""
@@ -129,7 +132,11 @@ def _too_slow(limits: BodyLimits, size: int, declared: int | None, elapsed: floa
 
 
 async def _read_body(
-    receive: Receive, spool: BinaryIO, limits: BodyLimits, declared: int | None
+    receive: Receive,
+    spool: BinaryIO,
+    limits: BodyLimits,
+    declared: int | None,
+    hasher: BodyHasher | None = None,
 ) -> int | _Refusal | None:
     """Copy the body from ``receive`` into ``spool``.
 
@@ -163,6 +170,8 @@ async def _read_body(
             return _too_large(limits)
         if chunk:
             spool.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
         if not message.get("more_body", False):
             return size
 
@@ -216,14 +225,15 @@ class BodyBuffer:
         limits = replace(self.limits, timeout_seconds=timeout)
         with SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
             file: BinaryIO = spool  # type: ignore[assignment]
-            outcome = await _read_body(receive, file, limits, declared)
+            hasher = BodyHasher(scope) if header(scope, IDEMPOTENCY_HEADER) else None
+            outcome = await _read_body(receive, file, limits, declared, hasher)
             if outcome is None:
                 return  # the client left; nobody to answer
             if isinstance(outcome, _Refusal):
                 await _send_refusal(send, outcome)
                 return
             spool.seek(0)
-            body = BufferedBody(file, outcome)
+            body = BufferedBody(file, outcome, hasher.hexdigest() if hasher else None)
             scope[SCOPE_KEY] = body
             try:
                 await self.app(scope, _Replay(body, receive), send)

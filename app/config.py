@@ -208,6 +208,55 @@ class Settings(BaseSettings):
         "streams to finish before it closes them.",
     )
 
+    idempotency_ttl_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long a POST's Idempotency-Key is remembered: within it, the same key "
+        "with the same request replays the first response.",
+    )
+    idempotency_lock_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a request holding an Idempotency-Key keeps it: a repeat in that "
+        "time is answered 409; after it (the first request's server died) the key is taken "
+        "over.",
+    )
+    idempotency_max_response_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        description="Largest response stored for an Idempotency-Key replay; a larger one is "
+        "not stored (the key is released, so a retry runs the request again).",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow notify_url targets on loopback, private, link-local (cloud "
+        "metadata) and other non-public addresses. Off: such URLs are refused with a 422.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one webhook delivery (connect and read)."
+    )
+    webhook_retry_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long a failing webhook is retried (exponential backoff) before the "
+        "notification is given up as failed.",
+    )
+    webhook_backoff_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Wait before the first webhook retry; each further retry doubles it "
+        "(capped at BACKPROP_WEBHOOK_BACKOFF_MAX_SECONDS).",
+    )
+    webhook_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two webhook attempts."
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the API server looks for due webhooks."
+    )
+    webhook_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Webhook deliveries in flight at once per API server."
+    )
+
     @property
     def api_key_list(self) -> list[str]:
         """The configured bearer tokens (empty when the API is open)."""

@@ -96,30 +96,45 @@ def api_key_digests(settings: Settings) -> list[bytes]:
     return [key_digest(key) for key in settings.api_key_list]
 
 
+def tenant_for_token(digests: list[bytes], token: str | None) -> str | None:
+    """The tenant of bearer ``token``, or None when it matches no configured key.
+
+    With no keys configured every request belongs to the default tenant.
+    Otherwise the token's digest is compared with every key's digest in constant
+    time (fixed-length digests, no early exit).
+    """
+    if not digests:
+        return DEFAULT_OWNER
+    presented = key_digest(token or "")
+    matched = False
+    for digest in digests:
+        matched |= hmac.compare_digest(presented, digest)
+    return tenant_id(presented) if matched else None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value, else None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 async def require_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """Authenticate the request and return its tenant.
-
-    With ``BACKPROP_API_KEYS`` unset every request belongs to the default tenant.
-    Otherwise the bearer token's digest is compared with every key's digest in
-    constant time (fixed-length digests, no early exit), and a miss answers 401.
-    """
+    """Authenticate the request and return its tenant (:func:`tenant_for_token`);
+    a miss answers 401."""
     digests: list[bytes] = request.app.state.api_key_digests
-    if not digests:
-        return DEFAULT_OWNER
-    presented = key_digest(credentials.credentials if credentials is not None else "")
-    matched = False
-    for digest in digests:
-        matched |= hmac.compare_digest(presented, digest)
-    if not matched:
+    tenant = tenant_for_token(digests, credentials.credentials if credentials else None)
+    if tenant is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
             detail="missing or invalid bearer token (Authorization: Bearer <api key>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return tenant_id(presented)
+    return tenant
 
 
 def _dependant_query_names(dependant: Dependant) -> set[str]:

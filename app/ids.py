@@ -10,7 +10,13 @@ from __future__ import annotations
 import secrets
 import time
 
-PREFIXES = {"network": "net", "dataset": "ds", "run": "run", "checkpoint": "ckpt"}
+PREFIXES = {
+    "network": "net",
+    "dataset": "ds",
+    "run": "run",
+    "checkpoint": "ckpt",
+    "notification": "ntf",
+}
 
 
 def new_id(kind: str) -> str:

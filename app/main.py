@@ -34,7 +34,10 @@ from app.errors import (
     TooManyRunsError,
 )
 from app.events import EventHub, StreamSettings
+from app.idempotency import Idempotency
+from app.idempotency import document as document_idempotency
 from app.jobs.dispatch import make_executor
+from app.jobs.notifier import Notifier
 from app.limits import MAX_CONCURRENT_REQUESTS, ConcurrencyLimit
 from app.observability import install_observability
 from app.openapi_bodies import install as install_body_schemas
@@ -49,9 +52,11 @@ from app.routers import (
     networks,
     plots,
     runs,
+    webhooks,
 )
 from app.security_headers import SecurityHeaders, with_security_headers
 from app.services.errors import invalid_from_config_error
+from app.services.idempotency import KeyTimes
 
 logger = logging.getLogger(__name__)
 
@@ -166,13 +171,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.database_url)
         executor = make_executor(settings, db)
         executor.start()
+        notifier = Notifier(settings)  # webhooks go out from API servers, whatever the executor
+        notifier.start()
         app.state.db = db
         app.state.executor = executor
+        app.state.notifier = notifier
         app.state.event_hub = EventHub(db, StreamSettings.from_settings(settings))
         try:
             yield
         finally:
             await app.state.event_hub.aclose()
+            notifier.stop()
             executor.stop()
             db.dispose()
 
@@ -187,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.api_key_digests = api_key_digests(settings)
     _install_error_handlers(app)
     install_body_schemas(app)  # routes that stream their JSON body still document it
+    document_idempotency(app)  # the Idempotency-Key header on every POST
     secured = [Depends(require_api_key), Depends(reject_unknown_query)]
     for router in (
         networks.router,
@@ -195,6 +205,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports.router,
         plots.router,
         checkpoints.router,
+        webhooks.router,
     ):
         app.include_router(router, dependencies=secured, responses=errors(401, 503))
     # The event stream authenticates itself (header or ?access_token=, for EventSource).
@@ -206,6 +217,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, dependencies=[Depends(reject_unknown_query)])
     app.include_router(dashboard.router)  # the page is public; its API calls carry the key
     app.mount("/static", dashboard.static_files(), name="static")
+    # Inside admission: a key's database work holds one of the request slots.
+    app.add_middleware(
+        Idempotency,
+        times=KeyTimes(settings.idempotency_ttl_seconds, settings.idempotency_lock_seconds),
+        max_response_bytes=settings.idempotency_max_response_bytes,
+    )
     app.add_middleware(ConcurrencyLimit, limit=MAX_CONCURRENT_REQUESTS)
     # Outside admission: a request takes a slot only once its whole body has arrived.
     app.add_middleware(BodyBuffer, limits=_body_limits(settings))
@@ -215,8 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-            expose_headers=["Location", "Retry-After", "X-Has-More"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After", "X-Has-More", "Idempotent-Replayed"],
             max_age=600,
         )
     # Outside CORS: preflights, 401s and 413s carry the security headers too.

@@ -289,3 +289,62 @@ class RunHistoryChunk(SQLModel, table=True):
     last_epoch: int
     n_points: int
     data: bytes = Field(sa_type=LargeBinary)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """A POST's ``Idempotency-Key`` and the response to replay for it (:mod:`app.idempotency`).
+
+    ``state`` is ``in_flight`` while the first request runs (``locked_until`` bounds
+    how long), then ``done`` with the stored response. ``request_hash`` is the
+    SHA-256 of the method, path, query, media type and body
+    (:mod:`app.request_hash`).
+    """
+
+    __tablename__ = "idempotency_key"
+
+    owner: str = Field(primary_key=True, max_length=64, description=OWNER_DOC)
+    key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    state: str = Field(max_length=16)
+    status_code: int | None = None
+    response_headers: list[Any] | None = Field(default=None, sa_type=JSON)
+    response_body: bytes | None = Field(default=None, sa_type=LargeBinary)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    locked_until: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class WebhookSecret(SQLModel, table=True):
+    """A tenant's webhook signing secret (made on first use; rotated on request)."""
+
+    __tablename__ = "webhook_secret"
+
+    owner: str = Field(primary_key=True, max_length=64, description=OWNER_DOC)
+    secret: str = Field(max_length=128)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RunNotification(SQLModel, table=True):
+    """A webhook owed for a run's terminal status (:mod:`app.jobs.notifier`).
+
+    Written in the transaction that made the run terminal, so it is never lost;
+    ``pending`` until a 2xx answer (``delivered``) or until
+    ``BACKPROP_WEBHOOK_RETRY_SECONDS`` after ``created_at`` (``failed``). ``body`` is the run object, frozen at the first attempt
+    so every retry sends the same bytes; ``attempt_log`` lists each attempt.
+    """
+
+    __tablename__ = "run_notification"
+    __table_args__ = (Index("ix_run_notification_status_next", "status", "next_attempt_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    run_id: str = Field(foreign_key="run.id", ondelete="CASCADE", index=True, max_length=64)
+    owner: str = Field(max_length=64, description=OWNER_DOC)
+    event: str = Field(max_length=32)
+    url: str = Field(max_length=2048)
+    status: str = Field(max_length=16)
+    body: bytes | None = Field(default=None, sa_type=LargeBinary)
+    attempts: int = 0
+    attempt_log: list[Any] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

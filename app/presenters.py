@@ -7,12 +7,14 @@ from typing import Any
 
 from app.arrays import finite_or_none, weights_to_json
 from app.json_out import Dumps, api_dumps, array_json, extend_object, model_dumps, object_json
-from app.models import Checkpoint, Dataset, Network, Run
+from app.models import Checkpoint, Dataset, Network, Run, RunNotification
 from app.schemas import (
     CheckpointDetail,
     CheckpointPublic,
     DatasetPublic,
     NetworkPublic,
+    NotificationAttempt,
+    NotificationPublic,
     Page,
     RunError,
     RunPublic,
@@ -116,4 +118,20 @@ def page(result: PageResult[Any], convert: Any) -> Page[Any]:
         data=[convert(row) for row in result.data],
         has_more=result.has_more,
         next_after=result.next_after,
+    )
+
+
+def notification_public(row: RunNotification) -> NotificationPublic:
+    """A webhook notification's response body."""
+    return NotificationPublic(
+        id=row.id,
+        run_id=row.run_id,
+        event=row.event,
+        url=row.url,
+        status=row.status,
+        attempts=row.attempts,
+        attempt_log=[NotificationAttempt(**attempt) for attempt in row.attempt_log],
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+        delivered_at=row.delivered_at,
     )

@@ -38,10 +38,14 @@ class BufferedBody:
         worker thread when it may be large; never close it (the middleware does).
     size : int
         Its length in bytes.
+    sha256 : str or None
+        :meth:`app.request_hash.BodyHasher.hexdigest` of the body, computed while it
+        streamed in; only for requests that carry an ``Idempotency-Key``.
     """
 
     file: BinaryIO
     size: int
+    sha256: str | None = None
 
 
 def buffered_body(request: Request) -> BufferedBody | None:

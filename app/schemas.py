@@ -479,6 +479,14 @@ class RunCreate(RequestModel):
     dtype: Literal["float64", "float32"] | None = Field(
         default=None, description="Floating point precision of training (default float64)."
     )
+    notify_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="An http(s) URL to POST the run object to when the run succeeds, fails or "
+        "is cancelled, signed with your webhook secret (header Backprop-Signature; see GET "
+        "/v1/webhooks/secret). Public addresses only, unless the server allows private ones.",
+        examples=["https://example.com/hooks/backprop"],
+    )
 
 
 class RunError(BaseModel):
@@ -522,6 +530,40 @@ class RunPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class NotificationAttempt(BaseModel):
+    """One delivery attempt of a webhook."""
+
+    at: datetime = Field(description="When the attempt started.")
+    status_code: int | None = Field(description="The receiver's HTTP status; null: no answer.")
+    error: str | None = Field(description="Why it failed, when it did.")
+    duration_ms: float
+
+
+class NotificationPublic(BaseModel):
+    """A webhook owed for a run's terminal status, and its delivery."""
+
+    id: str = Field(description="Also sent as the Backprop-Notification-Id header (dedupe on it).")
+    run_id: str
+    event: str = Field(description="run.succeeded, run.failed or run.cancelled.")
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    attempt_log: list[NotificationAttempt] = Field(description="The latest attempts, oldest first.")
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(description="null once delivered or failed.")
+    delivered_at: datetime | None
+
+
+class WebhookSecretPublic(BaseModel):
+    """The key your webhooks are signed with."""
+
+    secret: str = Field(
+        description="HMAC-SHA256 key: Backprop-Signature is t=<unix>,v1=hex(HMAC(secret, "
+        "f'{t}.' + raw body))."
+    )
+    created_at: datetime
 
 
 class PredictRequest(RequestModel):

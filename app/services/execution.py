@@ -40,7 +40,9 @@ from app.models import (
     UTCDateTime,
     utcnow,
 )
+from app.services import notifications
 from app.services.history import truncate_after
+from app.services.notifications import Ended
 
 
 @dataclass
@@ -475,7 +477,7 @@ def finish(
         update(Run)
         .where(_owned(run_id, owner))
         .values(**_progress_values(batch.progress), **values)
-        .returning(col(Run.status))
+        .returning(col(Run.status), col(Run.owner), col(Run.config))
     ).first()
     if row is None:
         session.rollback()
@@ -483,6 +485,8 @@ def finish(
     status = Status(row[0])
     ended = status in lifecycle.TERMINAL
     _write_batch(session, run_id, batch, keep_auto, replace, ended=ended)
+    if ended:  # owner is the lease holder; the run's owner is its tenant
+        notifications.enqueue(session, [Ended(run_id, row[1], status, row[2])])
     if ended and final_weights is not None:
         arrays = session.get(RunArrays, run_id) or RunArrays(run_id=run_id)
         arrays.final_weights = final_weights()
@@ -499,9 +503,12 @@ def fail(*, session: Session, run_id: str, owner: str, code: str, message: str) 
         update(Run)
         .where(_owned(run_id, owner))
         .values(**values, error={"code": code, "message": message})
-        .returning(col(Run.id))
+        .returning(col(Run.status), col(Run.owner), col(Run.config))
     )
-    failed = result.first() is not None
+    row = result.first()
+    failed = row is not None
+    if row is not None:
+        notifications.enqueue(session, [Ended(run_id, row[1], row[0], row[2])])
     session.commit()
     return failed
 
@@ -534,9 +541,16 @@ def _sweep(session: Session, action: Action, where: Any, attempts: Any) -> list[
     values = _departure(action, "error", literal(utcnow(), UTCDateTime()))
     values["attempts"] = attempts
     rows = session.execute(
-        update(Run).where(where).values(**values).returning(col(Run.id), col(Run.status))
+        update(Run)
+        .where(where)
+        .values(**values)
+        .returning(col(Run.id), col(Run.status), col(Run.owner), col(Run.config))
     ).all()
-    return [(str(run_id), str(status)) for run_id, status in rows]
+    notifications.enqueue(
+        session,
+        [Ended(str(run_id), owner, status, config) for run_id, status, owner, config in rows],
+    )
+    return [(str(run_id), str(status)) for run_id, status, _, _ in rows]
 
 
 def sweep_expired(*, session: Session, max_attempts: int) -> list[Swept]:

@@ -32,9 +32,11 @@ from app.models import (
 from app.schemas import RunCreate
 from app.services import datasets as dataset_service
 from app.services import networks as network_service
-from app.services import storage
+from app.services import notifications, storage
 from app.services.errors import invalid_from_config_error
+from app.services.notifications import Ended
 from app.services.pagination import PageResult, paginate
+from app.webhook_targets import TargetRefusedError, check_target
 
 SEED_BITS = 32
 
@@ -52,6 +54,7 @@ class RunLimits:
     keep_auto_checkpoints: int = 3
     max_scheduled_checkpoints: int = 1000
     history_max_points: int = 100_000
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunLimits:
@@ -63,6 +66,7 @@ class RunLimits:
             keep_auto_checkpoints=settings.keep_auto_checkpoints,
             max_scheduled_checkpoints=settings.max_scheduled_checkpoints,
             history_max_points=settings.history_max_points,
+            webhook_allow_private=settings.webhook_allow_private,
         )
 
     @property
@@ -112,6 +116,17 @@ def _fit_dict(run_in: RunCreate, limits: RunLimits) -> dict[str, Any]:
     if run_in.metrics is not None:
         config["metrics"] = run_in.metrics
     return config
+
+
+def _notify_url(run_in: RunCreate, limits: RunLimits) -> dict[str, str]:
+    """``{"notify_url": url}`` for the run's config once the target is checked, else ``{}``."""
+    if run_in.notify_url is None:
+        return {}
+    try:
+        check_target(run_in.notify_url, allow_private=limits.webhook_allow_private)
+    except TargetRefusedError as exc:
+        raise InvalidInputError(("body", "notify_url"), str(exc)) from exc
+    return {"notify_url": run_in.notify_url}
 
 
 def _validation_dataset_id(run_in: RunCreate) -> str | None:
@@ -382,6 +397,7 @@ def _plan_run(session: Session, owner: str, run_in: RunCreate, limits: RunLimits
             **normalized,
             "checkpoint_every": run_in.checkpoint_every,
             "init_from": run_in.init_from,
+            **_notify_url(run_in, limits),
         },
         epochs=int(normalized["epochs"]),
         init_weights=init_weights,
@@ -492,6 +508,7 @@ def _move(session: Session, run: Run, current: State, target: State) -> None:
         run.finished_at = utcnow()
         if target.status == Status.CANCELLED:
             run.stop_reason = lifecycle.CANCELLED_STOP_REASON
+        notifications.enqueue(session, [Ended(run.id, run.owner, target.status, run.config)])
     session.add(run)
     session.commit()
     if target.status != current.status:
