@@ -169,6 +169,23 @@ class DatasetCreate(RequestModel):
         description="2-D (n_samples, n_targets), 1-D numbers (one target), "
         "or 1-D integer class labels (for cross_entropy)."
     )
+    feature_names: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="One name per column of X (default x0, x1, ...).",
+        examples=[["a", "b"]],
+    )
+    target_names: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="One name per target column (default y0, y1, ...).",
+        examples=[["xor"]],
+    )
+    standardize: bool = Field(
+        default=False,
+        description="Scale every feature to mean 0, std 1 over these rows (zero-variance "
+        "features are left as they are); predict applies the same scaling to raw rows.",
+    )
 
 
 BuiltinName = Literal["xor", "and", "or", "moons", "circles", "spirals", "iris", "digits"]
@@ -270,6 +287,20 @@ class DatasetPublic(BaseModel):
         default=0,
         description="What it is charged against the tenant's BACKPROP_STORAGE_QUOTA_BYTES: "
         "its stored arrays and label records.",
+    )
+    feature_names: list[str] = Field(
+        default_factory=list,
+        description="One per column of X as stored (a categorical column's one-hot "
+        "features are named column=value).",
+    )
+    target_names: list[str] = Field(default_factory=list, description="One per target column.")
+    classes: list[str] | None = Field(
+        default=None, description="Class names of a categorical target: label i is classes[i]."
+    )
+    transform: dict[str, Any] | None = Field(
+        default=None,
+        description="Preprocessing predict applies to raw rows: one-hot encoding of "
+        "categorical columns and, with standardize, per-feature mean and scale.",
     )
 
 
@@ -539,6 +570,11 @@ class PredictResponse(BaseModel):
 
     epoch: int
     predictions: list[list[float | None]]
+    labels: list[Any] | None = Field(
+        default=None,
+        description="cross_entropy runs: the predicted class of each row (its name when the "
+        "dataset's target was categorical, else its index).",
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Request, Response, UploadFile, status
 from starlette.concurrency import run_in_threadpool
 
 from app.builtin_datasets import DATASET_EXAMPLES
+from app.config import Settings
+from app.dataset_files import read_dataset_file
+from app.dataset_options import finish
 from app.deps import ReadSession, SettingsDep, Tenant, WriteSession
 from app.errors import InvalidInputError
 from app.json_out import array_json, object_json, streamed_response
@@ -88,6 +91,49 @@ async def create_dataset(
     return dataset
 
 
+TargetForm = Annotated[
+    str, Form(description="Target column name(s), comma-separated, e.g. `y` or `y1,y2`.")
+]
+NameForm = Annotated[str | None, Form(max_length=200)]
+StandardizeForm = Annotated[
+    bool,
+    Form(
+        description="Scale every numeric feature to mean 0, std 1 over these rows; predict "
+        "applies the same scaling (and the one-hot encoding) to raw rows."
+    ),
+]
+MissingForm = Annotated[
+    Literal["error", "drop", "mean", "most_frequent"],
+    Form(
+        description="Empty cells: `error` (422 naming line and column), `drop` the row, or "
+        "fill features with the column's `mean` (numeric) / `most_frequent` value."
+    ),
+]
+
+
+def _store_upload(
+    reads: ReadSession,
+    session: WriteSession,
+    tenant: str,
+    settings: Settings,
+    response: Response,
+    parsed: ParsedDataset,
+    standardize: bool,
+    name: str | None,
+    filename: str | None,
+) -> DatasetPublic:
+    finished = packed(finish(parsed, standardize=standardize))
+    del parsed
+    check_cells(finished, settings.max_dataset_cells)
+    stem = PurePath(filename or "dataset").name.split(".")[0]
+    dataset_name = name or stem or "dataset"
+    if len(dataset_name) > 200:
+        raise InvalidInputError(("body", "name"), "at most 200 characters")
+    dataset = _store(session, reads, tenant, dataset_name, finished, settings.storage_quota_bytes)
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return dataset
+
+
 @router.post(
     "/csv",
     status_code=status.HTTP_201_CREATED,
@@ -102,23 +148,71 @@ def upload_csv(
     response: Response,
     background: BackgroundTasks,
     file: Annotated[UploadFile, File(description="CSV with a header row.")],
-    target: Annotated[
-        str, Form(description="Target column name(s), comma-separated, e.g. `y` or `y1,y2`.")
-    ],
-    name: Annotated[str | None, Form(max_length=200)] = None,
+    target: TargetForm,
+    name: NameForm = None,
+    standardize: StandardizeForm = False,
+    missing: MissingForm = "error",
 ) -> DatasetPublic:
-    """Upload a dataset as a CSV file; every non-target column is a feature."""
+    """Upload a dataset as a CSV file; every non-target column is a feature.
+
+    A column of text is categorical: a feature is one-hot encoded (`column=value`), a
+    target becomes class labels with `classes`."""
     background.add_task(release_freed_memory)
     content = file.file.read()
-    parsed = packed(parse_csv(content, target.split(","), settings.max_dataset_cells))
+    parsed = parse_csv(content, target.split(","), settings.max_dataset_cells, missing)
     del content
-    check_cells(parsed, settings.max_dataset_cells)
-    dataset_name = name or PurePath(file.filename or "dataset.csv").stem or "dataset"
-    if len(dataset_name) > 200:
-        raise InvalidInputError(("body", "name"), "at most 200 characters")
-    dataset = _store(session, reads, tenant, dataset_name, parsed, settings.storage_quota_bytes)
-    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
-    return dataset
+    return _store_upload(
+        reads, session, tenant, settings, response, parsed, standardize, name, file.filename
+    )
+
+
+@router.post(
+    "/file",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetPublic,
+    responses={201: {"links": DATASET_LINKS}, **errors(400, 401, 413, 422, 507)},
+)
+def upload_file(
+    reads: ReadSession,
+    session: WriteSession,
+    tenant: Tenant,
+    settings: SettingsDep,
+    response: Response,
+    background: BackgroundTasks,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="`.npy` (2-D; target = column indices), `.npz` (arrays X and y), "
+            "`.parquet`, `.arrow`/`.feather` (columns by name), `.csv` or `.csv.gz`; "
+            "the format comes from the file name."
+        ),
+    ],
+    target: Annotated[
+        str | None,
+        Form(
+            description="Target column(s), comma-separated: names, or indices for .npy; "
+            "not used for .npz."
+        ),
+    ] = None,
+    name: NameForm = None,
+    standardize: StandardizeForm = False,
+    missing: MissingForm = "error",
+) -> DatasetPublic:
+    """Upload a dataset file in a binary or compressed format, parsed straight into
+    arrays (NumPy files are read with `allow_pickle=False`; object arrays are refused
+    from their header, before any data is read)."""
+    background.add_task(release_freed_memory)
+    parsed = read_dataset_file(
+        file.file,
+        file.filename,
+        target=target,
+        max_cells=settings.max_dataset_cells,
+        max_bytes=settings.max_body_bytes,
+        missing=missing,
+    )
+    return _store_upload(
+        reads, session, tenant, settings, response, parsed, standardize, name, file.filename
+    )
 
 
 @router.get("", response_model=Page[DatasetPublic], responses=errors(401, 422))

@@ -86,6 +86,10 @@ def create_dataset(
         sha256=hashlib.sha256(blob).hexdigest(),
         created_at=utcnow(),
         stored_bytes=computed.stored_bytes,
+        feature_names=None if parsed.feature_names is None else list(parsed.feature_names),
+        target_names=None if parsed.target_names is None else list(parsed.target_names),
+        classes=None if parsed.classes is None else list(parsed.classes),
+        transform=parsed.transform,
     )
     if storage_quota:
         from app.services.runs import lock_active_runs  # runs imports this module
