@@ -269,7 +269,7 @@ def read_arrow_table(
 
 def _gunzip(file: BinaryIO, max_bytes: int) -> bytes:
     try:
-        with gzip.GzipFile(fileobj=file) as unzipped:
+        with gzip.GzipFile(fileobj=file, mode="rb") as unzipped:
             content = unzipped.read(max_bytes + 1)
     except (OSError, EOFError) as exc:
         raise _file_error(f"not a readable .gz file: {exc}") from None

@@ -311,6 +311,31 @@ class DatasetData(BaseModel):
     y: list[Any]
 
 
+class ColumnStats(BaseModel):
+    """Moments of one stored column."""
+
+    name: str
+    count: int
+    missing: int = Field(description="Always 0: empty cells were refused, dropped or imputed.")
+    min: float | None
+    max: float | None
+    mean: float | None
+    std: float | None = Field(description="Population standard deviation (ddof 0).")
+
+
+class DatasetStats(BaseModel):
+    """``GET /v1/datasets/{id}/stats``."""
+
+    n_samples: int
+    features: list[ColumnStats]
+    targets: list[ColumnStats]
+    class_counts: dict[str, int] | None = Field(
+        default=None,
+        description="labels target: samples per class (by class name when the dataset has "
+        "classes, else by label).",
+    )
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -562,7 +587,11 @@ class PredictRequest(RequestModel):
         extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [{"X": XOR_X}]}
     )
 
-    X: list[list[Number]] = Field(min_length=1, description="Shape (n_samples, input_size).")
+    X: list[list[Number | str]] = Field(
+        min_length=1,
+        description="Shape (n_samples, input_size); for a run on a dataset with a transform, "
+        "raw rows: one value per original column (category names for categorical ones).",
+    )
 
 
 class PredictResponse(BaseModel):

@@ -5,13 +5,24 @@ from __future__ import annotations
 from pathlib import PurePath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, File, Form, Request, Response, UploadFile, status
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    File,
+    Form,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    status,
+)
 from starlette.concurrency import run_in_threadpool
 
 from app.builtin_datasets import DATASET_EXAMPLES
 from app.config import Settings
 from app.dataset_files import read_dataset_file
 from app.dataset_options import finish
+from app.dataset_stats import dataset_stats
 from app.deps import ReadSession, SettingsDep, Tenant, WriteSession
 from app.errors import InvalidInputError
 from app.json_out import array_json, object_json, streamed_response
@@ -21,7 +32,7 @@ from app.presenters import dataset_public, page
 from app.request_files import parse_body
 from app.responses import errors, resource_links
 from app.routers.common import DEFAULT, After, Limit
-from app.schemas import DatasetCreateBody, DatasetData, DatasetPublic, Page
+from app.schemas import DatasetCreateBody, DatasetData, DatasetPublic, DatasetStats, Page
 from app.services import datasets as service
 from app.services.dataset_bodies import read_dataset_body
 from app.services.dataset_parsing import ParsedDataset, check_cells, packed, parse_csv
@@ -230,13 +241,52 @@ def get_dataset(dataset_id: str, session: ReadSession, tenant: Tenant) -> Datase
     return dataset_public(service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id))
 
 
-@router.get("/{dataset_id}/data", response_model=DatasetData, responses=errors(401, 404))
-def get_dataset_data(dataset_id: str, session: ReadSession, tenant: Tenant) -> Response:
-    """The dataset's ``X`` and ``y`` (a large dataset is streamed, row by row)."""
-    service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id)
+MAX_DATA_LIMIT = 50_000
+"""Rows a ``GET /data`` page may have."""
+HAS_MORE = {
+    "X-Has-More": {"description": "true when rows follow this page", "schema": {"type": "string"}},
+    "X-Total-Count": {"description": "rows in the dataset", "schema": {"type": "integer"}},
+}
+
+
+@router.get(
+    "/{dataset_id}/data",
+    response_model=DatasetData,
+    responses={200: {"headers": HAS_MORE}, **errors(401, 404, 422)},
+)
+def get_dataset_data(
+    dataset_id: str,
+    session: ReadSession,
+    tenant: Tenant,
+    offset: Annotated[int, Query(ge=0, description="First row of the page.")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_DATA_LIMIT, description=f"Rows, at most {MAX_DATA_LIMIT}.")
+    ] = 100,
+) -> Response:
+    """One page of the dataset's ``X`` and ``y`` as stored (encoded, standardized),
+    ``limit`` rows from ``offset``; ``X-Has-More`` says whether rows follow and
+    ``X-Total-Count`` how many there are. A large page is streamed, row by row."""
+    dataset = service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id)
     X, y = service.load_arrays(session=session, dataset_id=dataset_id)
     session.close()  # nothing more to read: the connection goes back before streaming
-    return streamed_response(object_json([("X", array_json(X)), ("y", array_json(y))]))
+    page_X, page_y = X[offset : offset + limit], y[offset : offset + limit]
+    response = streamed_response(
+        object_json([("X", array_json(page_X)), ("y", array_json(page_y))])
+    )
+    response.headers["X-Has-More"] = "true" if offset + limit < dataset.n_samples else "false"
+    response.headers["X-Total-Count"] = str(dataset.n_samples)
+    return response
+
+
+@router.get("/{dataset_id}/stats", response_model=DatasetStats, responses=errors(401, 404, 422))
+def get_dataset_stats(dataset_id: str, session: ReadSession, tenant: Tenant) -> DatasetStats:
+    """Per column (features, then targets) of the stored arrays: count, missing (0: empty
+    cells were refused, dropped or imputed at upload), min, max, mean and std
+    (population); class counts for a labels target (by class name when it has them)."""
+    dataset = service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id)
+    X, y = service.load_arrays(session=session, dataset_id=dataset_id)
+    session.close()
+    return dataset_stats(dataset_public(dataset), X, y)
 
 
 @router.delete(
