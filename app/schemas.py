@@ -599,10 +599,11 @@ class PredictResponse(BaseModel):
 
     epoch: int
     predictions: list[list[float | None]]
-    labels: list[Any] | None = Field(
+    labels: list[str] | None = Field(
         default=None,
-        description="cross_entropy runs: the predicted class of each row (its name when the "
-        "dataset's target was categorical, else its index).",
+        exclude_if=lambda value: value is None,
+        description="cross_entropy runs on a dataset with class names (a categorical "
+        "target): the predicted class of each row, by name. Absent otherwise.",
     )
 
 

@@ -205,11 +205,9 @@ def apply_transform(transform: Mapping[str, Any] | None, raw_rows: Any) -> NDArr
     return X
 
 
-def labels_of(transform: Mapping[str, Any] | None, outputs: NDArray[Any]) -> list[Any]:
-    """Class names of the argmax of each row of ``outputs`` (class indices when the
-    dataset had no names)."""
-    indices = np.argmax(outputs, axis=1) if outputs.shape[1] > 1 else (outputs[:, 0] > 0.5)
-    classes = None if transform is None else transform.get("classes")
-    if classes is None:
-        return [int(i) for i in indices]
-    return [classes[int(i)] if int(i) < len(classes) else int(i) for i in indices]
+def labels_of(transform: Mapping[str, Any], outputs: NDArray[Any]) -> list[str]:
+    """Class names of the argmax of each row of ``outputs`` (n, n_classes); a network
+    with more outputs than named classes answers ``"<index>"`` for the extra ones."""
+    classes = transform["classes"]
+    indices = np.argmax(outputs, axis=1)
+    return [classes[i] if i < len(classes) else str(i) for i in indices.tolist()]

@@ -128,7 +128,8 @@ class Predictor:
     transform: dict[str, Any] | None = None
     """The run's input transform (:mod:`app.transforms`)."""
     classify: bool = False
-    """Whether the run trains with ``cross_entropy`` (predictions carry ``labels``)."""
+    """Whether the run trains with ``cross_entropy`` on named classes (predictions
+    carry ``labels``)."""
 
 
 def load_predictor(*, session: Session, owner: str, run_id: str) -> Predictor:
@@ -150,7 +151,8 @@ def load_predictor(*, session: Session, owner: str, run_id: str) -> Predictor:
         epoch=epoch,
         network=net,
         transform=run.transform,
-        classify=run.config.get("loss") == "cross_entropy",
+        classify=run.config.get("loss") == "cross_entropy"
+        and bool(run.transform and run.transform.get("classes")),
     )
 
 
@@ -217,7 +219,7 @@ def prediction_json(predictor: Predictor, X: NDArray[Any], max_bytes: int) -> It
         for index, chunk in enumerate(output_chunks(net, X, rows)):
             rows_json = b"".join(array_json(np.asarray(chunk, dtype=np.float64)))
             if predictor.classify:
-                labels.extend(labels_of(predictor.transform, chunk))
+                labels.extend(labels_of(predictor.transform or {}, chunk))
             yield (b"," if index else b"") + rows_json[1:-1]
         yield b"]"
 
