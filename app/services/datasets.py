@@ -238,6 +238,20 @@ def load_arrays(*, session: Session, dataset_id: str) -> tuple[NDArray[Any], NDA
     return decoded["X"], decoded["y"]
 
 
+def dataset_sha256(*, session: Session, dataset_id: str) -> str:
+    """The ``sha256`` of a dataset's arrays (no tenant check, as :func:`load_arrays`).
+
+    Raises
+    ------
+    NotFoundError
+        When the dataset does not exist (any more).
+    """
+    found = session.exec(select(Dataset.sha256).where(Dataset.id == dataset_id)).first()
+    if found is None:
+        raise NotFoundError("dataset", dataset_id)
+    return found
+
+
 def delete_dataset(*, session: Session, owner: str, dataset_id: str) -> None:
     """Delete a dataset; runs that used it keep their results (dataset_id becomes null).
 
