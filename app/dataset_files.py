@@ -176,6 +176,14 @@ def _column_indices(target: str, width: int) -> list[int]:
     return indices
 
 
+def _take_columns(table: NDArray[Any], columns: list[int]) -> NDArray[np.float64]:
+    """``table[:, columns]`` as contiguous float64: a slice when the columns are a run
+    (the usual targets-last layout), one copy either way."""
+    if columns == list(range(columns[0], columns[-1] + 1)):
+        return np.ascontiguousarray(table[:, columns[0] : columns[-1] + 1], dtype=np.float64)
+    return np.ascontiguousarray(table[:, columns], dtype=np.float64)
+
+
 def read_npy(file: BinaryIO, target: str, max_cells: int) -> ParsedDataset:
     """A 2-D ``.npy`` array split into features and the ``target`` columns (indices)."""
     table = _npy_array(file, "the array", max_cells)
@@ -183,9 +191,11 @@ def read_npy(file: BinaryIO, target: str, max_cells: int) -> ParsedDataset:
         raise _file_error(f"a .npy dataset must be 2-D (rows x columns), got shape {table.shape}")
     targets = _column_indices(target, table.shape[1])
     features = [i for i in range(table.shape[1]) if i not in set(targets)]
-    y = table[:, targets[0]] if len(targets) == 1 else table[:, targets]
-    parsed = _from_xy(table[:, features], y)
-    names = [f"c{i}" for i in range(table.shape[1])]
+    y = (table[:, targets[0]] if len(targets) == 1 else table[:, targets]).copy()
+    width = table.shape[1]
+    parsed = _from_xy(_take_columns(table, features), y)
+    del table
+    names = [f"c{i}" for i in range(width)]
     return ParsedDataset(
         X=parsed.X,
         y=parsed.y,

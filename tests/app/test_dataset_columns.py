@@ -219,7 +219,7 @@ def _forward(weights: list[dict[str, Any]], X: np.ndarray) -> np.ndarray:
 def test_standardize_predicts_raw_rows_and_onnx_agrees(live_client: Any) -> None:
     rng = np.random.default_rng(0)
     X = np.column_stack([rng.normal(100, 15, 64), rng.normal(-3, 0.01, 64), np.full(64, 7.0)])
-    y = (0.02 * X[:, 0] - 40 * X[:, 1]).reshape(-1, 1)
+    y = ((X[:, 0] - 100) / 15 - (X[:, 1] + 3) / 0.01).reshape(-1, 1)  # order 1
     dataset = live_client.post(
         "/v1/datasets",
         json={"name": "s", "X": X.tolist(), "y": y.tolist(), "standardize": True},
