@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import zipfile
+import zlib
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -145,8 +146,11 @@ def read_npz(file: BinaryIO, max_cells: int) -> ParsedDataset:
         arrays = {}
         budget = max_cells
         for name in ("X", "y"):
-            with archive.open(f"{name}.npy") as member:
-                arrays[name] = _npy_array(member, name, budget)  # type: ignore[arg-type]
+            try:
+                with archive.open(f"{name}.npy") as member:
+                    arrays[name] = _npy_array(member, name, budget)  # type: ignore[arg-type]
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as exc:
+                raise _file_error(f"{name}.npy in the .npz file cannot be read: {exc}") from None
             budget -= int(arrays[name].size)
     return _from_xy(arrays["X"], arrays["y"])
 

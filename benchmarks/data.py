@@ -50,7 +50,6 @@ FEATURES = 784
 NETWORK = {
     "name": "mnist-mlp",
     "input_size": FEATURES,
-    "dtype": "float32",
     "layers": [
         {"units": 256, "activation": "relu"},
         {"units": 128, "activation": "relu"},
@@ -64,6 +63,7 @@ FIT = {
     "epochs": 2,
     "batch_size": 128,
     "seed": 0,
+    "dtype": "float32",
 }
 
 

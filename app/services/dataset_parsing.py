@@ -294,7 +294,9 @@ def parse_csv(
         raise InvalidInputError(("body", "target"), "name at least one target column")
     header = _read_header(content)
     target_idx, feature_idx = _columns(header.names, targets)
-    fast = _fast_parse(content, header, target_idx, feature_idx, max_cells)
+    fast = _arrow_parse(content, header, target_idx, feature_idx, max_cells)
+    if fast is None:
+        fast = _fast_parse(content, header, target_idx, feature_idx, max_cells)
     if fast is None:
         return _exact_parse(content, header, target_idx, feature_idx, max_cells, missing)
     return replace(
@@ -302,6 +304,65 @@ def parse_csv(
         feature_names=tuple(header.names[i] for i in feature_idx),
         target_names=tuple(header.names[i] for i in target_idx),
     )
+
+
+_DIGITS = r"^[0-9]+$"
+
+
+def _arrow_parse(
+    content: bytes,
+    header: _Header,
+    target_idx: list[int],
+    feature_idx: list[int],
+    max_cells: int | None,
+) -> ParsedDataset | None:
+    """The dataset by pyarrow's CSV reader (C++, without the GIL) for the common file:
+    unquoted numbers only. None whenever anything is unusual (quotes, whitespace
+    around a number, an empty or malformed cell, a ragged row, a value that is not
+    finite, more than ``max_cells`` values): :func:`_fast_parse` and the exact path
+    then decide, with their line-numbered errors."""
+    start = header.data_offset
+    if _NOT_NUMERIC.search(content, start) is not None or content.find(b'"', start) >= 0:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    names = [f"c{i}" for i in range(len(header.names))]
+    types = {name: pa.float64() for name in names}
+    labels = len(target_idx) == 1
+    if labels:
+        types[names[target_idx[0]]] = pa.string()
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(memoryview(content)[start:]),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            parse_options=pa_csv.ParseOptions(delimiter=",", quote_char=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, null_values=[], strings_can_be_null=False
+            ),
+        )
+        rows = table.num_rows
+        if rows == 0 or (max_cells is not None and rows * len(names) > max_cells):
+            return None
+        target = table.column(target_idx[0]) if labels else None
+        whole = labels and bool(pc.all(pc.match_substring_regex(target, _DIGITS)).as_py())
+        if target is not None:
+            table = table.set_column(target_idx[0], names[target_idx[0]], target.cast(pa.float64()))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    X = np.empty((rows, len(feature_idx)))
+    for j, index in enumerate(feature_idx):
+        X[:, j] = table.column(index).to_numpy()
+    y = np.empty((rows, len(target_idx)))
+    for j, index in enumerate(target_idx):
+        y[:, j] = table.column(index).to_numpy()
+    del table
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        return None
+    if whole and float(y.max()) <= MAX_LABEL:
+        return ParsedDataset(X=X, y=y[:, 0].astype(np.int64), target_type="labels")
+    return ParsedDataset(X=X, y=y, target_type="values")
 
 
 BLOCK_BYTES = 1 << 20

@@ -319,6 +319,12 @@ def test_pickles_and_object_arrays_are_refused_unloaded(client: Any) -> None:
         ("d.txt", b"1,2", {"target": "y"}, "cannot tell the format"),
         ("d.npy", _npy(np.ones((3, 2))), {"target": "5"}, "out of range"),
         ("d.npy", _npy(np.ones((3, 2))), {}, "needs target"),
+        ("d.npy", _npy(np.ones((3, 2)))[:-8], {"target": "0"}, "truncated"),
+        ("d.npy", _npy(np.ones(3)), {"target": "0"}, "must be 2-D"),
+        ("c.npz", _corrupt(_npz(X=np.ones((2, 2)), y=np.array([0, 1]))), {}, "cannot be read"),
+        ("z.npz", b"PK not a zip", {}, "not an .npz file"),
+        ("q.parquet", b"PAR1 nonsense", {"target": "y"}, "not a readable parquet file"),
+        ("a.arrow", b"ARROW1 nonsense", {"target": "y"}, "not a readable arrow file"),
     ]
     for filename, content, form, message in cases:
         response = _file(client, filename, content, **form)
@@ -331,6 +337,12 @@ def _npz(**arrays: Any) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
+
+
+def _corrupt(npz: bytes) -> bytes:
+    """An .npz whose first member's data bytes are changed (its CRC no longer matches)."""
+    start = npz.index(b"\x93NUMPY") + 200
+    return npz[:start] + bytes(b ^ 0xFF for b in npz[start : start + 16]) + npz[start + 16 :]
 
 
 def _npy(array: np.ndarray) -> bytes:
