@@ -333,36 +333,52 @@ def _arrow_parse(
     labels = len(target_idx) == 1
     if labels:
         types[names[target_idx[0]]] = pa.string()
+    capacity = content.count(b"\n", start) + 1  # at least the data rows
+    if max_cells is not None:
+        capacity = min(capacity, max_cells // len(names) + 1)
+    X = np.empty((capacity, len(feature_idx)))
+    y = np.empty((capacity, len(target_idx)))
+    rows = 0
+    whole = labels
     try:
-        table = pa_csv.read_csv(
+        reader = pa_csv.open_csv(
             pa.py_buffer(memoryview(content)[start:]),
-            read_options=pa_csv.ReadOptions(column_names=names),
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=ARROW_BLOCK_BYTES),
             parse_options=pa_csv.ParseOptions(delimiter=",", quote_char=False),
             convert_options=pa_csv.ConvertOptions(
                 column_types=types, null_values=[], strings_can_be_null=False
             ),
+            memory_pool=pa.system_memory_pool(),
         )
-        rows = table.num_rows
-        if rows == 0 or (max_cells is not None and rows * len(names) > max_cells):
-            return None
-        target = table.column(target_idx[0]) if labels else None
-        whole = labels and bool(pc.all(pc.match_substring_regex(target, _DIGITS)).as_py())
-        if target is not None:
-            table = table.set_column(target_idx[0], names[target_idx[0]], target.cast(pa.float64()))
+        for batch in reader:
+            n = batch.num_rows
+            if rows + n > capacity:
+                return None  # past the cell limit: the other paths name the line
+            for j, index in enumerate(feature_idx):
+                X[rows : rows + n, j] = batch.column(index).to_numpy()
+            for j, index in enumerate(target_idx):
+                column = batch.column(index)
+                if labels:
+                    whole = whole and bool(
+                        pc.all(pc.match_substring_regex(column, _DIGITS)).as_py()
+                    )
+                    column = column.cast(pa.float64())
+                y[rows : rows + n, j] = column.to_numpy()
+            rows += n
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    X = np.empty((rows, len(feature_idx)))
-    for j, index in enumerate(feature_idx):
-        X[:, j] = table.column(index).to_numpy()
-    y = np.empty((rows, len(target_idx)))
-    for j, index in enumerate(target_idx):
-        y[:, j] = table.column(index).to_numpy()
-    del table
+    if rows == 0 or (max_cells is not None and rows * len(names) > max_cells):
+        return None
+    X, y = X[:rows], y[:rows]
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         return None
     if whole and float(y.max()) <= MAX_LABEL:
         return ParsedDataset(X=X, y=y[:, 0].astype(np.int64), target_type="labels")
     return ParsedDataset(X=X, y=y, target_type="values")
+
+
+ARROW_BLOCK_BYTES = 4 << 20
+"""Bytes of CSV per pyarrow batch: the parsed batch is copied into ``X`` and dropped."""
 
 
 BLOCK_BYTES = 1 << 20

@@ -371,3 +371,26 @@ def test_parquet_nested_column_is_refused_and_strings_are_categorical(client: An
     # The dropped row's class stays a class: categories are those of the file.
     assert created["feature_names"] == ["c=a", "c=b"] and created["classes"] == ["no", "yes"]
     assert _data(client, created["id"]) == {"X": [[0.0, 1.0], [1.0, 0.0]], "y": [0, 0]}
+
+
+def test_large_numeric_csv_over_several_arrow_blocks() -> None:
+    """The pyarrow path (batches of ARROW_BLOCK_BYTES) gives the exact values and labels,
+    and a bad cell near the end still gets its line number from the exact path."""
+    from app.services.dataset_parsing import ARROW_BLOCK_BYTES, parse_csv
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(80_000, 9)).round(4)
+    y = rng.integers(0, 7, 80_000)
+    buffer = io.StringIO()
+    np.savetxt(buffer, np.column_stack([X, y]), fmt=["%.4f"] * 9 + ["%d"], delimiter=",")
+    text = ",".join([*(f"f{i}" for i in range(9)), "y"]) + "\n" + buffer.getvalue()
+    assert len(text) > ARROW_BLOCK_BYTES  # two batches at least
+    parsed = parse_csv(text.encode(), ["y"])
+    assert parsed.target_type == "labels" and parsed.feature_names == tuple(
+        f"f{i}" for i in range(9)
+    )
+    assert np.array_equal(parsed.X, X) and parsed.y.tolist() == y.tolist()
+    lines = text.splitlines()
+    lines[79_990] = lines[79_990].replace(",", ",x", 1)
+    with pytest.raises(Exception, match="line 79991, column 'f1': 'x"):
+        parse_csv("\n".join(lines).encode(), ["y"])
