@@ -254,6 +254,9 @@ def read_arrow_table(
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
 
+    # malloc, not mimalloc: what the request freed goes back to the system with
+    # release_freed_memory, instead of staying in Arrow's pool (the server's RSS).
+    pa.set_memory_pool(pa.system_memory_pool())
     try:
         if fmt == "parquet":
             parquet = pq.ParquetFile(file)
@@ -271,7 +274,10 @@ def read_arrow_table(
     targets = [t.strip() for t in targets if t.strip()]
     if not targets:
         raise InvalidInputError(("body", "target"), "name at least one target column")
-    columns = [_arrow_column(name, table.column(i)) for i, name in enumerate(table.column_names)]
+    columns = []
+    while table.num_columns:  # each Arrow column is released once converted
+        columns.append(_arrow_column(table.column_names[0], table.column(0)))
+        table = table.remove_column(0)
     del table
     return encode_table(
         columns, targets, missing=missing, locate=lambda row: f"row {row}", max_cells=max_cells
