@@ -10,8 +10,13 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LARGE_BODY_BYTES = 1024 * 1024 * 1024
+"""BACKPROP_LARGE_DATASETS: bodies up to 1 GiB (60,000 x 785 float64 .npy is 377 MB)."""
+LARGE_DATASET_CELLS = 64_000_000
+"""BACKPROP_LARGE_DATASETS: 60,000 x (784 + 1) is 47.1M values."""
 
 
 def _default_workers() -> int:
@@ -201,6 +206,21 @@ class Settings(BaseSettings):
         "one second per this many bytes received (408 otherwise), so a trickle cannot hold "
         "a connection for long.",
     )
+    large_datasets: bool = Field(
+        default=False,
+        description="Raise the limits that stop MNIST-sized data (60,000 x 784): "
+        f"BACKPROP_MAX_BODY_BYTES to at least {LARGE_BODY_BYTES // 2**20} MiB and "
+        f"BACKPROP_MAX_DATASET_CELLS to at least {LARGE_DATASET_CELLS:,} values (either "
+        "set explicitly and higher wins). Upload such data as .npy or Parquet "
+        "(POST /v1/datasets/file); JSON of that size is slow and memory-hungry.",
+    )
+    dataset_cache_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=0,
+        description="Each worker process keeps the most recently used decoded datasets "
+        "(keyed by their sha256) up to this many bytes, so a sweep of runs on one dataset "
+        "decodes it once per worker (0 = no cache).",
+    )
     shutdown_seconds: int = Field(
         default=10,
         ge=1,
@@ -256,6 +276,13 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(
         default=4, ge=1, le=64, description="Webhook deliveries in flight at once per API server."
     )
+
+    @model_validator(mode="after")
+    def _large_datasets(self) -> Settings:
+        if self.large_datasets:
+            self.max_body_bytes = max(self.max_body_bytes, LARGE_BODY_BYTES)
+            self.max_dataset_cells = max(self.max_dataset_cells, LARGE_DATASET_CELLS)
+        return self
 
     @property
     def api_key_list(self) -> list[str]:

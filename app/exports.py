@@ -19,7 +19,9 @@ dtype, with the network spec and where they come from (run, network, epoch):
   :mod:`app.onnx_activations`); output ``Y`` of shape (N, output_size). Dropout
   is a training-time operation and is not in the graph. Tensors are float32 or
   float64 (ONNX ``DOUBLE``) as the run trained. The JSON document without
-  ``layers`` is in the model's metadata (``backprop.spec`` and friends).
+  ``layers`` is in the model's metadata (``backprop.spec`` and friends). A run on a
+  standardized dataset starts with ``Sub`` of the features' means and ``Div`` by their
+  scales (``backprop.transform`` in the metadata), so the model takes raw numeric rows.
 """
 
 from __future__ import annotations
@@ -136,14 +138,32 @@ def _write_npz(model: TrainedModel, file: Any) -> None:
     savez(file, **arrays)  # numeric arrays only: nothing is pickled
 
 
+def _standardize_nodes(
+    transform: dict[str, Any] | None, dtype: type[np.floating[Any]]
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], str]:
+    """``(X - mean) / scale`` of the run's transform (nothing without standardize): the
+    nodes, their constants and the name of the network's input."""
+    if not transform or transform.get("mean") is None:
+        return [], [], "X"
+    initializers = [
+        numpy_helper.from_array(np.asarray(transform["mean"], dtype=dtype), name="input.mean"),
+        numpy_helper.from_array(np.asarray(transform["scale"], dtype=dtype), name="input.scale"),
+    ]
+    nodes = [
+        helper.make_node("Sub", ["X", "input.mean"], ["input.centered"], name="input/Sub"),
+        helper.make_node(
+            "Div", ["input.centered", "input.scale"], ["input.scaled"], name="input/Div"
+        ),
+    ]
+    return nodes, initializers, "input.scaled"
+
+
 def to_onnx(model: TrainedModel) -> onnx.ModelProto:
     """The ONNX model: ``Y = act_n(... act_1(X @ W_1 + b_1) ... @ W_n + b_n)``."""
     dtype = _np_dtype(model)
     elem_type = TensorProto.FLOAT if dtype is np.float32 else TensorProto.DOUBLE
     layer_specs = model.spec["layers"]
-    nodes: list[onnx.NodeProto] = []
-    initializers: list[onnx.TensorProto] = []
-    current = "X"
+    nodes, initializers, current = _standardize_nodes(model.transform, dtype)
     for index, (layer_spec, layer) in enumerate(zip(layer_specs, model.layers, strict=True)):
         prefix = f"layer{index}"
         initializers.append(
@@ -200,6 +220,7 @@ def to_onnx(model: TrainedModel) -> onnx.ModelProto:
             "backprop.epoch": str(model.epoch),
             "backprop.dtype": model.dtype,
             "backprop.spec": json.dumps(props["spec"]),
+            "backprop.transform": json.dumps(model.transform),
         },
     )
     return onnx_model

@@ -103,6 +103,18 @@ class Dataset(SQLModel, table=True):
         sa_column_kwargs={"server_default": "0"},
         description="Bytes of its stored arrays and summary (the storage quota's charge).",
     )
+    feature_names: list[str] | None = Field(
+        default=None, sa_type=JSON, description="None (datasets before 0006): x0, x1, ..."
+    )
+    target_names: list[str] | None = Field(
+        default=None, sa_type=JSON, description="None (datasets before 0006): y0, y1, ..."
+    )
+    classes: list[str] | None = Field(
+        default=None, sa_type=JSON, description="Class names of a categorical target."
+    )
+    transform: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON, description="app.transforms document, None = identity."
+    )
 
 
 class DatasetArrays(SQLModel, table=True):
@@ -142,6 +154,9 @@ class Run(SQLModel, table=True):
         default=None, foreign_key="dataset.id", ondelete="SET NULL", index=True, max_length=64
     )
     config: dict[str, Any] = Field(sa_type=JSON)
+    transform: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON, description="Its dataset's transform when it was created."
+    )
     epochs: int
     epoch: int = 0
     loss: float | None = None

@@ -21,6 +21,7 @@ from app.schemas import (
     WeightsPublic,
 )
 from app.services.pagination import PageResult
+from app.transforms import default_feature_names, default_target_names
 
 
 def network_public(network: Network) -> NetworkPublic:
@@ -40,7 +41,14 @@ def network_public(network: Network) -> NetworkPublic:
 
 def dataset_public(dataset: Dataset) -> DatasetPublic:
     """A dataset's response body."""
-    return DatasetPublic.model_validate(dataset, from_attributes=True)
+    public = DatasetPublic.model_validate(
+        {
+            **dataset.model_dump(exclude={"feature_names", "target_names"}),
+            "feature_names": dataset.feature_names or default_feature_names(dataset.n_features),
+            "target_names": dataset.target_names or default_target_names(dataset.n_targets),
+        }
+    )
+    return public
 
 
 def run_public(run: Run) -> RunPublic:

@@ -169,6 +169,23 @@ class DatasetCreate(RequestModel):
         description="2-D (n_samples, n_targets), 1-D numbers (one target), "
         "or 1-D integer class labels (for cross_entropy)."
     )
+    feature_names: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="One name per column of X (default x0, x1, ...).",
+        examples=[["a", "b"]],
+    )
+    target_names: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="One name per target column (default y0, y1, ...).",
+        examples=[["xor"]],
+    )
+    standardize: bool = Field(
+        default=False,
+        description="Scale every feature to mean 0, std 1 over these rows (zero-variance "
+        "features are left as they are); predict applies the same scaling to raw rows.",
+    )
 
 
 BuiltinName = Literal["xor", "and", "or", "moons", "circles", "spirals", "iris", "digits"]
@@ -271,6 +288,20 @@ class DatasetPublic(BaseModel):
         description="What it is charged against the tenant's BACKPROP_STORAGE_QUOTA_BYTES: "
         "its stored arrays and label records.",
     )
+    feature_names: list[str] = Field(
+        default_factory=list,
+        description="One per column of X as stored (a categorical column's one-hot "
+        "features are named column=value).",
+    )
+    target_names: list[str] = Field(default_factory=list, description="One per target column.")
+    classes: list[str] | None = Field(
+        default=None, description="Class names of a categorical target: label i is classes[i]."
+    )
+    transform: dict[str, Any] | None = Field(
+        default=None,
+        description="Preprocessing predict applies to raw rows: one-hot encoding of "
+        "categorical columns and, with standardize, per-feature mean and scale.",
+    )
 
 
 class DatasetData(BaseModel):
@@ -278,6 +309,31 @@ class DatasetData(BaseModel):
 
     X: list[list[float]]
     y: list[Any]
+
+
+class ColumnStats(BaseModel):
+    """Moments of one stored column."""
+
+    name: str
+    count: int
+    missing: int = Field(description="Always 0: empty cells were refused, dropped or imputed.")
+    min: float | None
+    max: float | None
+    mean: float | None
+    std: float | None = Field(description="Population standard deviation (ddof 0).")
+
+
+class DatasetStats(BaseModel):
+    """``GET /v1/datasets/{id}/stats``."""
+
+    n_samples: int
+    features: list[ColumnStats]
+    targets: list[ColumnStats]
+    class_counts: dict[str, int] | None = Field(
+        default=None,
+        description="labels target: samples per class (by class name when the dataset has "
+        "classes, else by label).",
+    )
 
 
 # --------------------------------------------------------------------------- runs
@@ -573,7 +629,11 @@ class PredictRequest(RequestModel):
         extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [{"X": XOR_X}]}
     )
 
-    X: list[list[Number]] = Field(min_length=1, description="Shape (n_samples, input_size).")
+    X: list[list[Number | str]] = Field(
+        min_length=1,
+        description="Shape (n_samples, input_size); for a run on a dataset with a transform, "
+        "raw rows: one value per original column (category names for categorical ones).",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -581,6 +641,12 @@ class PredictResponse(BaseModel):
 
     epoch: int
     predictions: list[list[float | None]]
+    labels: list[str] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="cross_entropy runs on a dataset with class names (a categorical "
+        "target): the predicted class of each row, by name. Absent otherwise.",
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from sqlmodel import Session
+
 import engine
 from app.arrays import decode_weights
 from app.config import Settings, get_settings
 from app.db import Database
 from app.db_errors import is_unavailable, unavailable_reason
+from app.jobs.dataset_cache import Arrays, DatasetCache, process_cache
 from app.jobs.lease import RunLease, StopFlag, abandon, fail_run
 from app.jobs.progress import ProgressCallback
 from app.lifecycle import Status
@@ -118,7 +121,8 @@ def execute_run(
     )
     try:
         lease = _lease(db, settings, context, owner, claim_sent)
-        return Outcome(run_id, _train(lease, context, shutdown))
+        cache = process_cache(settings.dataset_cache_bytes)
+        return Outcome(run_id, _train(lease, context, shutdown, cache))
     except Exception as exc:
         if is_unavailable(exc):
             return Outcome(run_id, abandon(run_id, owner, exc))
@@ -188,18 +192,33 @@ def _lease(
     )
 
 
-def _train(lease: RunLease, context: execution.RunContext, shutdown: StopFlag | None) -> str:
+def _arrays(session: Session, cache: DatasetCache, dataset_id: str) -> Arrays:
+    """A dataset's decoded arrays, from this worker's cache when it has them."""
+    sha256 = dataset_service.dataset_sha256(session=session, dataset_id=dataset_id)
+    hits = cache.hits
+    arrays = cache.get(
+        sha256, lambda: dataset_service.load_arrays(session=session, dataset_id=dataset_id)
+    )
+    how = "from the worker's cache" if cache.hits > hits else "decoded"
+    logger.info("dataset %s (%s): %s", dataset_id, sha256[:12], how)
+    return arrays
+
+
+def _train(
+    lease: RunLease,
+    context: execution.RunContext,
+    shutdown: StopFlag | None,
+    cache: DatasetCache,
+) -> str:
     """Train the claimed run under ``lease`` and write how it ended."""
     config = {key: context.config[key] for key in ENGINE_KEYS if key in context.config}
     if context.dataset_id is None:
         raise RuntimeError("the run's dataset was deleted")
     with lease.db.reading() as session:
-        X, y = dataset_service.load_arrays(session=session, dataset_id=context.dataset_id)
+        X, y = _arrays(session, cache, context.dataset_id)
         validation_data = None
         if context.validation_dataset_id is not None:
-            validation_data = dataset_service.load_arrays(
-                session=session, dataset_id=context.validation_dataset_id
-            )
+            validation_data = _arrays(session, cache, context.validation_dataset_id)
     loss = str(config["loss"])
     y = targets_for_loss(loss, y)
     if validation_data is not None:

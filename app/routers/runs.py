@@ -29,6 +29,7 @@ from app.schemas import (
 from app.services import history as history_service
 from app.services import inference
 from app.services import runs as service
+from app.transforms import apply_transform, is_categorical
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -234,6 +235,8 @@ def get_weights(run_id: str, session: ReadSession, tenant: Tenant) -> Response:
 def _prediction(session: ReadSession, owner: str, run_id: str, X: Any, max_bytes: int) -> Response:
     predictor = inference.load_predictor(session=session, owner=owner, run_id=run_id)
     session.close()
+    if predictor.transform is not None:
+        X = apply_transform(predictor.transform, X)
     checked = inference.checked_input(predictor.network, X)
     return streamed_response(inference.prediction_json(predictor, checked, max_bytes))
 
@@ -252,8 +255,20 @@ async def predict(
     The body is read as a stream in a worker thread (more than
     ``BACKPROP_MAX_PREDICT_ROWS`` rows are refused at once); the network runs in
     chunks of rows bounded by ``BACKPROP_MAX_REQUEST_MEMORY``, and a large answer
-    is streamed."""
-    X = await parse_body(request, inference.read_predict_body, settings.max_predict_rows)
+    is streamed.
+
+    A run on a dataset with a transform takes raw rows (category names for categorical
+    columns, unscaled numbers) and applies it; a `cross_entropy` run's answer has
+    `labels`, the predicted class of each row."""
+    transform = await run_in_threadpool(
+        inference.run_transform, session=session, owner=tenant, run_id=run_id
+    )
+    read = (
+        inference.read_raw_predict_body
+        if is_categorical(transform)
+        else inference.read_predict_body
+    )
+    X = await parse_body(request, read, settings.max_predict_rows)
     return await run_in_threadpool(
         _prediction, session, tenant, run_id, X, settings.max_request_memory
     )

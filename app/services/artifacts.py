@@ -37,6 +37,8 @@ class TrainedModel:
     dtype: str
     spec: dict[str, Any]
     layers: list[dict[str, Any]]
+    transform: dict[str, Any] | None = None
+    """The run's input transform (:mod:`app.transforms`), None = identity."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def trained_model(*, session: Session, owner: str, run_id: str) -> TrainedModel:
         dtype=str(run.config.get("dtype") or "float64"),
         spec=dict(network.spec),
         layers=layers,
+        transform=run.transform,
     )
 
 

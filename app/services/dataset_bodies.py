@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from app.builtin_datasets import dataset_from_body
+from app.dataset_options import finish
 from app.json_arrays import ArraySpec, CellBudget, parse_object, refuse_early, validate_fields
 from app.schemas import DatasetCreate, DatasetCreateBody
 from app.services.dataset_parsing import (
@@ -44,9 +45,18 @@ def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[str, ParsedDatase
     body = parse_object(file, DATASET_ARRAYS, budget)
     model = validate_fields(DatasetCreateBody, body, DATASET_ARRAYS)
     if isinstance(model.root, DatasetCreate):
+        form = model.root
         arrays = body.arrays
         del body  # the packed copy replaces the parser's buffers
-        return model.root.name, packed(dataset_from_arrays(arrays.pop("X"), arrays.pop("y")))
+        parsed = dataset_from_arrays(arrays.pop("X"), arrays.pop("y"))
+        finished = finish(
+            parsed,
+            feature_names=form.feature_names,
+            target_names=form.target_names,
+            standardize=form.standardize,
+        )
+        del parsed
+        return form.name, packed(finished)
     name, parsed = dataset_from_body(model)
     check_cells(parsed, max_cells)
-    return name, parsed
+    return name, finish(parsed)

@@ -23,7 +23,7 @@ import warnings
 from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from app.blobs import pack
 from app.errors import InvalidInputError
 from app.json_arrays import MAX_LABEL, NumericArray
+from app.tabular import MAX_CATEGORIES, Column, Missing, encode_table
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 """A CSV cell that is a number: plain decimal or exponent notation, nothing a
@@ -61,6 +62,16 @@ class ParsedDataset:
     y: NDArray[Any]
     target_type: str
     blob: bytearray | None = None
+    feature_names: tuple[str, ...] | None = None
+    """Names of the (encoded) features; None: ``x0, x1, ...``."""
+    target_names: tuple[str, ...] | None = None
+    """Names of the target columns; None: ``y0, y1, ...``."""
+    classes: tuple[str, ...] | None = None
+    """Class names of a categorical target (label ``i`` is ``classes[i]``)."""
+    columns: tuple[dict[str, Any], ...] | None = None
+    """The raw feature columns (:mod:`app.transforms`); None: all numeric."""
+    transform: dict[str, Any] | None = None
+    """Set by :func:`app.dataset_options.finish`."""
 
     @property
     def n_targets(self) -> int:
@@ -73,7 +84,7 @@ def packed(parsed: ParsedDataset) -> ParsedDataset:
     caller drops ``parsed``, the arrays exist once (a large upload's peak is the blob
     plus what the database driver copies, not the arrays besides)."""
     blob, views = pack({"X": parsed.X, "y": parsed.y})
-    return ParsedDataset(X=views["X"], y=views["y"], target_type=parsed.target_type, blob=blob)
+    return replace(parsed, X=views["X"], y=views["y"], blob=blob)
 
 
 def check_cells(parsed: ParsedDataset, max_cells: int) -> None:
@@ -258,13 +269,18 @@ def _columns(header: list[str], targets: Sequence[str]) -> tuple[list[int], list
 
 
 def parse_csv(
-    content: bytes, targets: Sequence[str], max_cells: int | None = None
+    content: bytes,
+    targets: Sequence[str],
+    max_cells: int | None = None,
+    missing: Missing = "error",
 ) -> ParsedDataset:
     """Parse a CSV file with a header row; ``targets`` name the y column(s).
 
     A single target column of non-negative integers (digits only) becomes class
     labels. A UTF-8 byte order mark is skipped, blank lines are skipped, fields may
     be quoted. Cells are parsed as numbers by :data:`NUMBER`, never evaluated.
+    A column of text cells is categorical (:mod:`app.tabular`); empty cells are
+    missing, handled as ``missing`` says.
 
     Raises
     ------
@@ -278,10 +294,91 @@ def parse_csv(
         raise InvalidInputError(("body", "target"), "name at least one target column")
     header = _read_header(content)
     target_idx, feature_idx = _columns(header.names, targets)
-    fast = _fast_parse(content, header, target_idx, feature_idx, max_cells)
+    fast = _arrow_parse(content, header, target_idx, feature_idx, max_cells)
     if fast is None:
-        return _exact_parse(content, header, target_idx, feature_idx, max_cells)
-    return fast
+        fast = _fast_parse(content, header, target_idx, feature_idx, max_cells)
+    if fast is None:
+        return _exact_parse(content, header, target_idx, feature_idx, max_cells, missing)
+    return replace(
+        fast,
+        feature_names=tuple(header.names[i] for i in feature_idx),
+        target_names=tuple(header.names[i] for i in target_idx),
+    )
+
+
+_DIGITS = r"^[0-9]+$"
+
+
+def _arrow_parse(
+    content: bytes,
+    header: _Header,
+    target_idx: list[int],
+    feature_idx: list[int],
+    max_cells: int | None,
+) -> ParsedDataset | None:
+    """The dataset by pyarrow's CSV reader (C++, without the GIL) for the common file:
+    unquoted numbers only. None whenever anything is unusual (quotes, whitespace
+    around a number, an empty or malformed cell, a ragged row, a value that is not
+    finite, more than ``max_cells`` values): :func:`_fast_parse` and the exact path
+    then decide, with their line-numbered errors."""
+    start = header.data_offset
+    if _NOT_NUMERIC.search(content, start) is not None or content.find(b'"', start) >= 0:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    names = [f"c{i}" for i in range(len(header.names))]
+    types = {name: pa.float64() for name in names}
+    labels = len(target_idx) == 1
+    if labels:
+        types[names[target_idx[0]]] = pa.string()
+    capacity = content.count(b"\n", start) + 1  # at least the data rows
+    if max_cells is not None:
+        capacity = min(capacity, max_cells // len(names) + 1)
+    X = np.empty((capacity, len(feature_idx)))
+    y = np.empty((capacity, len(target_idx)))
+    rows = 0
+    whole = labels
+    try:
+        reader = pa_csv.open_csv(
+            pa.py_buffer(memoryview(content)[start:]),
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=ARROW_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(delimiter=",", quote_char=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, null_values=[], strings_can_be_null=False
+            ),
+            memory_pool=pa.system_memory_pool(),
+        )
+        for batch in reader:
+            n = batch.num_rows
+            if rows + n > capacity:
+                return None  # past the cell limit: the other paths name the line
+            for j, index in enumerate(feature_idx):
+                X[rows : rows + n, j] = batch.column(index).to_numpy()
+            for j, index in enumerate(target_idx):
+                column = batch.column(index)
+                if labels:
+                    whole = whole and bool(
+                        pc.all(pc.match_substring_regex(column, _DIGITS)).as_py()
+                    )
+                    column = column.cast(pa.float64())
+                y[rows : rows + n, j] = column.to_numpy()
+            rows += n
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if rows == 0 or (max_cells is not None and rows * len(names) > max_cells):
+        return None
+    X, y = X[:rows], y[:rows]
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        return None
+    if whole and float(y.max()) <= MAX_LABEL:
+        return ParsedDataset(X=X, y=y[:, 0].astype(np.int64), target_type="labels")
+    return ParsedDataset(X=X, y=y, target_type="values")
+
+
+ARROW_BLOCK_BYTES = 4 << 20
+"""Bytes of CSV per pyarrow batch: the parsed batch is copied into ``X`` and dropped."""
 
 
 BLOCK_BYTES = 1 << 20
@@ -414,25 +511,108 @@ def _parse_cell(text: str, line: int, column: str) -> float:
     return number
 
 
+_NUMBER_LIKE = re.compile(r"[0-9eE+\-.,_]+|[+-]?0[xXoObB][0-9a-fA-F_]+")
+
+
+def _looks_numeric(cell: str) -> bool:
+    """A cell meant as a number though :data:`NUMBER` refuses it (``1_000``, ``0x10``,
+    ``1..2``, ``inf``): an error, never a category."""
+    if _NUMBER_LIKE.fullmatch(cell) is not None:
+        return True
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+class _CellColumn:
+    """One CSV column as the exact path reads it: numbers (NaN when not a number) and
+    category codes (-1 when not text), so it can still become either kind."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.values = array("d")
+        self.codes = array("q")
+        self.categories: dict[str, int] = {}
+        self.first_text: tuple[int, str] | None = None
+        self.has_number = False
+        self.whole = True
+
+    def add(self, text: str, line: int) -> None:
+        cell = text.strip()
+        if not cell:
+            self.values.append(math.nan)
+            self.codes.append(-1)
+            return
+        if NUMBER.fullmatch(cell) is not None:
+            self.values.append(_parse_cell(text, line, self.name))
+            self.codes.append(-1)
+            self.has_number = True
+            self.whole = self.whole and cell.isdigit() and int(cell) <= MAX_LABEL
+            return
+        if _looks_numeric(cell):
+            _parse_cell(text, line, self.name)  # raises: a malformed number, not a category
+        if self.first_text is None:
+            self.first_text = (line, text)
+        if cell[0] in "=@":
+            raise _file_error(
+                f"line {line}, column {self.name!r}: {text!r} is not a number, and a "
+                "category may not start with = or @ (a spreadsheet formula)"
+            )
+        code = self.categories.setdefault(cell, len(self.categories))
+        if len(self.categories) > MAX_CATEGORIES:
+            raise _file_error(
+                f"line {line}, column {self.name!r}: more than {MAX_CATEGORIES} distinct "
+                "non-numeric values; a categorical column may have at most "
+                f"{MAX_CATEGORIES} (an id column? leave it out)"
+            )
+        self.values.append(math.nan)
+        self.codes.append(code)
+
+    def mixed_error(self) -> tuple[int, InvalidInputError] | None:
+        """A column of numbers with text in it: the first text cell is the error."""
+        if self.first_text is None or not self.has_number:
+            return None
+        line, text = self.first_text
+        try:
+            _parse_cell(text, line, self.name)
+        except InvalidInputError as error:
+            return line, error
+        raise AssertionError("unreachable: a text cell parsed as a number")  # pragma: no cover
+
+    def column(self) -> Column:
+        if self.first_text is not None:
+            codes = np.frombuffer(self.codes, dtype=np.int64)
+            return Column(name=self.name, codes=codes, categories=list(self.categories))
+        values = np.frombuffer(self.values, dtype=np.float64)
+        return Column(name=self.name, values=values, whole=self.whole)
+
+
 def _exact_parse(
     content: bytes,
     header: _Header,
     target_idx: list[int],
     feature_idx: list[int],
     max_cells: int | None,
+    missing: Missing = "error",
 ) -> ParsedDataset:
-    """Cell by cell with :mod:`csv`: parses what the fast path left, or raises the exact
-    error (line, column, reason). Values go into flat arrays, never lists of lists."""
+    """Cell by cell with :mod:`csv`: parses what the fast path left (text columns, empty
+    cells), or raises the exact error (line, column, reason). Values go into flat
+    arrays, never lists of lists.
+
+    A column whose non-empty cells are all text is categorical; a column mixing numbers
+    and text is an error at its first text cell."""
     try:
         text = content[header.data_offset :].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _decode_error(content, exc, header.data_offset) from None
     names = header.names
     width = len(names)
+    used = sorted(target_idx + feature_idx)
+    cells = [_CellColumn(names[i]) for i in used]
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    X_values, y_values = array("d"), array("d")
-    labels = len(target_idx) == 1
-    rows = 0
+    lines = array("q")
     line = header.lines
     try:
         for row in reader:
@@ -441,20 +621,23 @@ def _exact_parse(
                 continue
             if len(row) != width:
                 raise _file_error(f"line {line}: expected {width} fields, got {len(row)}")
-            if max_cells is not None and (rows + 1) * width > max_cells:
+            if max_cells is not None and (len(lines) + 1) * width > max_cells:
                 raise _file_error(f"line {line}: {CELLS_MESSAGE.format(max_cells=max_cells)}")
-            X_values.extend(_parse_cell(row[i], line, names[i]) for i in feature_idx)
-            y_values.extend(_parse_cell(row[i], line, names[i]) for i in target_idx)
-            if labels:
-                label = row[target_idx[0]].strip()
-                labels = label.isdigit() and int(label) <= MAX_LABEL
-            rows += 1
+            for column, index in zip(cells, used, strict=True):
+                column.add(row[index], line)
+            lines.append(line)
     except csv.Error as exc:
         raise _file_error(f"line {header.lines + reader.line_num}: {exc}") from None
-    if rows == 0:
+    if not lines:
         raise _file_error("no data rows after the header")
-    X = np.frombuffer(X_values, dtype=np.float64).reshape(rows, len(feature_idx))
-    y = np.frombuffer(y_values, dtype=np.float64).reshape(rows, len(target_idx))
-    if labels:
-        return ParsedDataset(X=X, y=y[:, 0].astype(np.int64), target_type="labels")
-    return ParsedDataset(X=X, y=y, target_type="values")
+    mixed = [found for column in cells if (found := column.mixed_error()) is not None]
+    if mixed:
+        raise min(mixed, key=lambda found: found[0])[1]
+    row_lines = np.frombuffer(lines, dtype=np.int64)
+    return encode_table(
+        [column.column() for column in cells],
+        [names[i] for i in target_idx],
+        missing=missing,
+        locate=lambda row: f"line {int(row_lines[row])}",
+        max_cells=max_cells,
+    )

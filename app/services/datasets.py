@@ -86,6 +86,10 @@ def create_dataset(
         sha256=hashlib.sha256(blob).hexdigest(),
         created_at=utcnow(),
         stored_bytes=computed.stored_bytes,
+        feature_names=None if parsed.feature_names is None else list(parsed.feature_names),
+        target_names=None if parsed.target_names is None else list(parsed.target_names),
+        classes=None if parsed.classes is None else list(parsed.classes),
+        transform=parsed.transform,
     )
     if storage_quota:
         from app.services.runs import lock_active_runs  # runs imports this module
@@ -232,6 +236,20 @@ def load_arrays(*, session: Session, dataset_id: str) -> tuple[NDArray[Any], NDA
     decoded = serialization.decode_arrays(data)
     del data
     return decoded["X"], decoded["y"]
+
+
+def dataset_sha256(*, session: Session, dataset_id: str) -> str:
+    """The ``sha256`` of a dataset's arrays (no tenant check, as :func:`load_arrays`).
+
+    Raises
+    ------
+    NotFoundError
+        When the dataset does not exist (any more).
+    """
+    found = session.exec(select(Dataset.sha256).where(Dataset.id == dataset_id)).first()
+    if found is None:
+        raise NotFoundError("dataset", dataset_id)
+    return found
 
 
 def delete_dataset(*, session: Session, owner: str, dataset_id: str) -> None:

@@ -16,6 +16,7 @@ depend on the shape of the product, and what the tests check).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -25,13 +26,14 @@ from numpy.typing import NDArray
 from sqlmodel import Session
 
 import engine
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, NotFoundError
 from app.json_arrays import ArraySpec, parse_object, refuse_early, validate_fields
 from app.json_out import api_dumps, array_json, object_json
 from app.schemas import PredictRequest
 from app.services import networks as network_service
 from app.services import runs as run_service
 from app.services.errors import invalid_from_config_error
+from app.transforms import labels_of
 from engine.network import PREDICT_CHUNK
 
 JSON_BYTES_PER_OUTPUT = 64
@@ -71,12 +73,63 @@ def read_predict_body(file: BinaryIO, max_rows: int) -> NDArray[np.float64]:
     return X.values
 
 
+def read_raw_predict_body(file: BinaryIO, max_rows: int) -> list[Any]:
+    """``X`` of a predict body whose rows may hold category names (a run on a dataset
+    with categorical columns), as lists; the body size is bounded by the body limit.
+
+    Raises
+    ------
+    InvalidInputError
+        A body that is not a JSON object with a list of rows ``X``, no rows, or more
+        than ``max_rows`` rows.
+    """
+    try:
+        body = json.load(file, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(("body",), f"not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidInputError(("body",), "must be a JSON object with X")
+    unknown = sorted(set(body) - {"X"})
+    if unknown:
+        raise InvalidInputError(("body", unknown[0]), "extra fields are not permitted")
+    rows = body.get("X")
+    if not isinstance(rows, list):
+        raise InvalidInputError(("body", "X"), "must be a list of rows")
+    if not rows:
+        raise InvalidInputError(("body", "X"), "must contain at least one row")
+    if len(rows) > max_rows:
+        raise InvalidInputError(
+            ("body", "X"),
+            f"more than {max_rows} rows; at most {max_rows} per request "
+            "(BACKPROP_MAX_PREDICT_ROWS)",
+        )
+    return rows
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def run_transform(*, session: Session, owner: str, run_id: str) -> dict[str, Any] | None:
+    """The transform of ``owner``'s run, None when it has none or is unknown (the
+    predict call that follows reports the unknown run)."""
+    try:
+        return run_service.get_run(session=session, owner=owner, run_id=run_id).transform
+    except NotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class Predictor:
     """A run's network with the weights ``GET /v1/runs/{id}/weights`` returns."""
 
     epoch: int
     network: engine.Network
+    transform: dict[str, Any] | None = None
+    """The run's input transform (:mod:`app.transforms`)."""
+    classify: bool = False
+    """Whether the run trains with ``cross_entropy`` on named classes (predictions
+    carry ``labels``)."""
 
 
 def load_predictor(*, session: Session, owner: str, run_id: str) -> Predictor:
@@ -94,7 +147,13 @@ def load_predictor(*, session: Session, owner: str, run_id: str) -> Predictor:
     network = network_service.get_network(session=session, owner=owner, network_id=run.network_id)
     net = network_service.build_network(network.spec)
     net.set_weights(layers)
-    return Predictor(epoch=epoch, network=net)
+    return Predictor(
+        epoch=epoch,
+        network=net,
+        transform=run.transform,
+        classify=run.config.get("loss") == "cross_entropy"
+        and bool(run.transform and run.transform.get("classes")),
+    )
 
 
 def bytes_per_row(net: engine.Network) -> int:
@@ -153,12 +212,25 @@ def prediction_json(predictor: Predictor, X: NDArray[Any], max_bytes: int) -> It
     computed and written one chunk at a time."""
     net = predictor.network
     rows = rows_per_chunk(net, max_bytes)
+    labels: list[Any] = []
 
     def predictions() -> Iterator[bytes]:
         yield b"["
         for index, chunk in enumerate(output_chunks(net, X, rows)):
             rows_json = b"".join(array_json(np.asarray(chunk, dtype=np.float64)))
+            if predictor.classify:
+                labels.extend(labels_of(predictor.transform or {}, chunk))
             yield (b"," if index else b"") + rows_json[1:-1]
         yield b"]"
 
-    return object_json([("epoch", api_dumps(predictor.epoch)), ("predictions", predictions())])
+    members: list[tuple[str, bytes | Iterator[bytes]]] = [
+        ("epoch", api_dumps(predictor.epoch)),
+        ("predictions", predictions()),
+    ]
+    if predictor.classify:
+
+        def labels_json() -> Iterator[bytes]:
+            yield api_dumps(labels)  # filled while the predictions were written
+
+        members.append(("labels", labels_json()))
+    return object_json(members)

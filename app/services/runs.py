@@ -269,6 +269,8 @@ class _RunPlan:
     reservation: storage.Reservation
     settlement: storage.Settlement
     new_summaries: tuple[dataset_service.ComputedSummary, ...]
+    transform: dict[str, Any] | None = None
+    """The training dataset's transform (:mod:`app.transforms`), kept with the run."""
 
 
 def create_run(
@@ -404,6 +406,7 @@ def _plan_run(session: Session, owner: str, run_in: RunCreate, limits: RunLimits
         reservation=reservation,
         settlement=settlement,
         new_summaries=tuple(summary for summary in computed if summary is not None),
+        transform=dataset.transform,
     )
 
 
@@ -439,6 +442,7 @@ def _store_run(session: Session, owner: str, plan: _RunPlan, limits: RunLimits) 
         dataset_id=plan.dataset_id,
         validation_dataset_id=plan.validation_id,
         config=plan.config,
+        transform=plan.transform,
         epochs=plan.epochs,
         created_at=utcnow(),
     )

@@ -39,7 +39,7 @@ def test_each_builtin_has_its_documented_shape(client: Any, name: str) -> None:
     assert body["name"] == name
     assert (body["n_samples"], body["n_features"], body["n_targets"]) == (n_samples, n_features, 1)
     assert body["target_type"] == "labels"
-    data = client.get(f"/v1/datasets/{body['id']}/data").json()
+    data = client.get(f"/v1/datasets/{body['id']}/data", params={"limit": n_samples}).json()
     X, y = np.asarray(data["X"]), np.asarray(data["y"])
     assert X.shape == (n_samples, n_features) and y.shape == (n_samples,)
     assert sorted(set(y.tolist())) == list(range(n_classes))

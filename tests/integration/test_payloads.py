@@ -140,7 +140,9 @@ def test_healthz_answers_while_a_large_body_is_parsed_and_read_back(
     dataset_id = json.loads(answer.read_text())["id"]
 
     data = tmp_path / "data.json"
-    reader = _in_another_process("GET", f"{server.url}/v1/datasets/{dataset_id}/data", "-", data)
+    reader = _in_another_process(
+        "GET", f"{server.url}/v1/datasets/{dataset_id}/data?limit=12000", "-", data
+    )
     try:
         worst, count = _healthz_max_while(server, lambda: reader.poll() is not None)
     finally:
