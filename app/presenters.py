@@ -33,18 +33,25 @@ def network_public(network: Network) -> NetworkPublic:
         init=dict(spec.get("init", {})),
         n_parameters=network.n_parameters,
         created_at=network.created_at,
+        tags=list(network.tags or []),
+        metadata=dict(network.meta or {}),
     )
 
 
 def dataset_public(dataset: Dataset) -> DatasetPublic:
     """A dataset's response body."""
-    return DatasetPublic.model_validate(dataset, from_attributes=True)
+    fields = dataset.model_dump(exclude={"owner", "meta"})
+    return DatasetPublic.model_validate({**fields, "metadata": dict(dataset.meta or {})})
 
 
 def run_public(run: Run) -> RunPublic:
     """A run's response body."""
     return RunPublic(
         id=run.id,
+        name=run.name,
+        tags=list(run.tags or []),
+        metadata=dict(run.meta or {}),
+        sweep_id=run.sweep_id,
         status=run.status,
         network_id=run.network_id,
         dataset_id=run.dataset_id,
@@ -54,6 +61,7 @@ def run_public(run: Run) -> RunPublic:
         loss=finite_or_none(run.loss),
         val_loss=finite_or_none(run.val_loss),
         best_loss=finite_or_none(run.best_loss),
+        best_epoch=run.best_epoch,
         metrics={key: finite_or_none(value) for key, value in (run.metrics or {}).items()},
         stop_reason=run.stop_reason,
         error=RunError(**run.error) if run.error else None,

@@ -9,15 +9,18 @@ shapes) are left to the engine so that there is one source of truth; its
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     RootModel,
+    StringConstraints,
     Tag,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -43,6 +46,88 @@ class RequestModel(BaseModel):
     """Base of request bodies: unknown fields and non-finite numbers are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------- labels
+
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+MAX_METADATA_BYTES = 16_384
+TAG_PATTERN = r"^[^\s,\x00-\x1f\x7f](?:[^,\x00-\x1f\x7f]*[^\s,\x00-\x1f\x7f])?$"
+"""A tag: no commas, no control characters, no leading or trailing whitespace."""
+
+
+def _unique_tags(tags: list[str]) -> list[str]:
+    repeated = sorted({tag for tag in tags if tags.count(tag) > 1})
+    if repeated:
+        raise ValueError(f"tags must be distinct; repeated: {', '.join(repeated)}")
+    return tags
+
+
+def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise ValueError("metadata must not contain NaN or infinite numbers") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {len(encoded)} bytes as compact JSON; at most {MAX_METADATA_BYTES}"
+        )
+    return value
+
+
+TagName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_PATTERN)
+]
+Tags = Annotated[
+    list[TagName],
+    Field(
+        max_length=MAX_TAGS,
+        description=f"At most {MAX_TAGS} distinct tags of 1-{MAX_TAG_LENGTH} characters "
+        "(no commas, control characters or surrounding spaces). Lists filter on them "
+        "with ?tag= (repeatable: all must match).",
+    ),
+    AfterValidator(_unique_tags),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    Field(
+        description=f"Any JSON object, at most {MAX_METADATA_BYTES} bytes as compact JSON; "
+        "stored and returned as given."
+    ),
+    AfterValidator(_bounded_metadata),
+]
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class LabelsPatch(RequestModel):
+    """``PATCH`` of a run, network or dataset: only these fields, each optional.
+
+    A field that is given replaces the stored value (``tags`` the whole list,
+    ``metadata`` the whole object); one that is left out is kept. Any other field is
+    a 422 naming it.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "xor-baseline",
+                    "tags": ["baseline", "xor"],
+                    "metadata": {"owner": "ana", "ticket": 42},
+                }
+            ]
+        },
+    )
+
+    name: ObjectName | None = Field(
+        default=None,
+        description="A new name (null clears a run's name; networks and datasets must keep one).",
+    )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- networks
@@ -129,6 +214,8 @@ class NetworkCreate(RequestModel):
     weights: list[LayerWeights] | None = Field(
         default=None, description="Optional explicit initial weights, one entry per layer."
     )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class NetworkPublic(BaseModel):
@@ -142,6 +229,8 @@ class NetworkPublic(BaseModel):
     init: dict[str, Any]
     n_parameters: int
     created_at: datetime
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class WeightsPublic(BaseModel):
@@ -169,6 +258,8 @@ class DatasetCreate(RequestModel):
         description="2-D (n_samples, n_targets), 1-D numbers (one target), "
         "or 1-D integer class labels (for cross_entropy)."
     )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 BuiltinName = Literal["xor", "and", "or", "moons", "circles", "spirals", "iris", "digits"]
@@ -211,6 +302,8 @@ class BuiltinDatasetCreate(RequestModel):
         le=MAX_SEED,
         description="moons, circles, spirals only; the same seed gives the same data (default 0).",
     )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 def _dataset_form(value: Any) -> str:
@@ -271,6 +364,8 @@ class DatasetPublic(BaseModel):
         description="What it is charged against the tenant's BACKPROP_STORAGE_QUOTA_BYTES: "
         "its stored arrays and label records.",
     )
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class DatasetData(BaseModel):
@@ -479,6 +574,11 @@ class RunCreate(RequestModel):
     dtype: Literal["float64", "float32"] | None = Field(
         default=None, description="Floating point precision of training (default float64)."
     )
+    name: ObjectName | None = Field(
+        default=None, description="A name for people (not unique; lists filter by prefix)."
+    )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class RunError(BaseModel):
@@ -492,6 +592,10 @@ class RunPublic(BaseModel):
     """A run: its config, progress and outcome."""
 
     id: str
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    sweep_id: str | None = Field(default=None, description="The sweep it is a trial of.")
     status: RunStatus
     network_id: str | None
     dataset_id: str | None
@@ -503,6 +607,9 @@ class RunPublic(BaseModel):
     loss: float | None
     val_loss: float | None
     best_loss: float | None
+    best_epoch: int | None = Field(
+        default=None, description="The epoch of best_loss (null before the first epoch)."
+    )
     metrics: dict[str, float | None]
     stop_reason: str | None
     error: RunError | None

@@ -7,7 +7,8 @@ parameters) are validated by :class:`app.schemas.DatasetCreateBody`, as before.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from app.builtin_datasets import dataset_from_body
 from app.json_arrays import ArraySpec, CellBudget, parse_object, refuse_early, validate_fields
@@ -29,8 +30,17 @@ CELLS_MESSAGE = (
 )
 
 
-def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[str, ParsedDataset]:
-    """The name and validated arrays of a ``POST /v1/datasets`` body, in either form.
+@dataclass(frozen=True)
+class DatasetLabels:
+    """The name, tags and metadata a dataset is created with."""
+
+    name: str
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[DatasetLabels, ParsedDataset]:
+    """The labels and validated arrays of a ``POST /v1/datasets`` body, in either form.
 
     Raises
     ------
@@ -43,10 +53,12 @@ def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[str, ParsedDatase
     refuse_early(file, DATASET_ARRAYS, budget)
     body = parse_object(file, DATASET_ARRAYS, budget)
     model = validate_fields(DatasetCreateBody, body, DATASET_ARRAYS)
+    tags, metadata = list(model.root.tags), dict(model.root.metadata)
     if isinstance(model.root, DatasetCreate):
         arrays = body.arrays
         del body  # the packed copy replaces the parser's buffers
-        return model.root.name, packed(dataset_from_arrays(arrays.pop("X"), arrays.pop("y")))
+        parsed = packed(dataset_from_arrays(arrays.pop("X"), arrays.pop("y")))
+        return DatasetLabels(model.root.name, tags, metadata), parsed
     name, parsed = dataset_from_body(model)
     check_cells(parsed, max_cells)
-    return name, parsed
+    return DatasetLabels(name, tags, metadata), parsed
