@@ -259,13 +259,13 @@ def delete_dataset(*, session: Session, owner: str, dataset_id: str, cascade: bo
     dataset = get_dataset(session=session, owner=owner, dataset_id=dataset_id)
     session.refresh(dataset, with_for_update=True)
     uses = or_(Run.dataset_id == dataset_id, Run.validation_dataset_id == dataset_id)
-    runs, unfinished = count_runs(session, uses)
+    using = count_runs(session, uses)
     try:
-        refuse_unless_cascade(f"dataset {dataset_id!r}", runs, unfinished, cascade)
+        refuse_unless_cascade(f"dataset {dataset_id!r}", using, cascade)
     except ConflictError:
         session.rollback()
         raise
     session.exec(delete(Run).where(uses))
     session.delete(dataset)
     session.commit()
-    return runs
+    return using.total

@@ -3,6 +3,7 @@ use it, unless ``?cascade=true``; never while one of those runs is unfinished.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case
@@ -13,14 +14,28 @@ from app.lifecycle import UNFINISHED
 from app.models import Run
 
 
-def count_runs(session: Session, *conditions: Any) -> tuple[int, int]:
-    """``(runs, unfinished runs)`` matching ``conditions``."""
-    unfinished = func.sum(case((col(Run.status).in_(UNFINISHED), 1), else_=0))
+@dataclass(frozen=True)
+class RunsUsing:
+    """The runs that use a network or dataset: how many, how many unfinished, and one
+    of those (the oldest) to name."""
+
+    total: int
+    unfinished: int
+    example: str | None
+
+
+def count_runs(session: Session, *conditions: Any) -> RunsUsing:
+    """The runs matching ``conditions``."""
+    is_unfinished = col(Run.status).in_(UNFINISHED)
+    unfinished = func.sum(case((is_unfinished, 1), else_=0))
     row = session.exec(select(func.count(), unfinished).select_from(Run).where(*conditions)).one()
-    return int(row[0]), int(row[1] or 0)
+    example = None
+    if row[1]:
+        example = session.exec(select(func.min(Run.id)).where(*conditions, is_unfinished)).one()
+    return RunsUsing(total=int(row[0]), unfinished=int(row[1] or 0), example=example)
 
 
-def refuse_unless_cascade(what: str, runs: int, unfinished: int, cascade: bool) -> None:
+def refuse_unless_cascade(what: str, using: RunsUsing, cascade: bool) -> None:
     """The shared delete rule of networks and datasets (the transaction is the caller's).
 
     Raises
@@ -29,6 +44,7 @@ def refuse_unless_cascade(what: str, runs: int, unfinished: int, cascade: bool) 
         Runs use it and ``cascade`` is false; or ``cascade`` and some of them are
         queued, running or paused.
     """
+    runs, unfinished = using.total, using.unfinished
     if runs and not cascade:
         raise ConflictError(
             f"{what} is used by {runs} run{'s' if runs != 1 else ''}; delete them first, "
@@ -37,6 +53,6 @@ def refuse_unless_cascade(what: str, runs: int, unfinished: int, cascade: bool) 
     if unfinished:
         raise ConflictError(
             f"{what} is used by {unfinished} queued, running or paused "
-            f"run{'s' if unfinished != 1 else ''}; cancel them first "
-            "(or DELETE /v1/runs/{id}?force=true)"
+            f"run{'s' if unfinished != 1 else ''} (such as {using.example!r}); cancel them "
+            "first (or DELETE /v1/runs/{id}?force=true)"
         )

@@ -140,13 +140,13 @@ def delete_network(*, session: Session, owner: str, network_id: str, cascade: bo
     """
     network = get_network(session=session, owner=owner, network_id=network_id)
     session.refresh(network, with_for_update=True)
-    runs, unfinished = count_runs(session, Run.network_id == network_id)
+    using = count_runs(session, Run.network_id == network_id)
     try:
-        refuse_unless_cascade(f"network {network_id!r}", runs, unfinished, cascade)
+        refuse_unless_cascade(f"network {network_id!r}", using, cascade)
     except ConflictError:
         session.rollback()
         raise
     session.exec(delete(Run).where(col(Run.network_id) == network_id))
     session.delete(network)
     session.commit()
-    return runs
+    return using.total
