@@ -108,6 +108,14 @@ def render_loss(curve: LossCurve, *, width: int, height: int, log: bool) -> byte
         axes.plot(
             curve.epoch, shown, label=label, color=color, linewidth=1.5, marker=marker, markersize=3
         )
+    if curve.best_epoch is not None:
+        axes.axvline(
+            curve.best_epoch,
+            color="#666666",
+            linestyle="--",
+            linewidth=1,
+            label=f"best epoch {curve.best_epoch}",
+        )
     if log:
         axes.set_yscale("log")
     axes.set_xlabel("epoch")
@@ -234,5 +242,6 @@ def render_decision_boundary(
     axes.set_ylim(float(yy.min()), float(yy.max()))
     axes.set_xlabel("x1")
     axes.set_ylabel("x2")
-    axes.set_title(f"{model.run_id}, epoch {model.epoch}", fontsize=9)
+    best = " (best epoch, restored)" if model.restored_best else ""
+    axes.set_title(f"{model.run_id}, epoch {model.epoch}{best}", fontsize=9)
     return _png(figure)

@@ -37,6 +37,8 @@ class TrainedModel:
     dtype: str
     spec: dict[str, Any]
     layers: list[dict[str, Any]]
+    restored_best: bool = False
+    """The weights are the best epoch's, restored at the end (``restore_best``)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class LossCurve:
     epoch: NDArray[np.int64]
     loss: NDArray[np.float64]
     val_loss: NDArray[np.float64]
+    best_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ def trained_model(*, session: Session, owner: str, run_id: str) -> TrainedModel:
         dtype=str(run.config.get("dtype") or "float64"),
         spec=dict(network.spec),
         layers=layers,
+        restored_best=run.best_epoch == epoch != run.epoch,
     )
 
 
@@ -107,6 +111,7 @@ def loss_curve(*, session: Session, owner: str, run_id: str, max_points: int) ->
         epoch=np.asarray(columns["epoch"], dtype=np.int64),
         loss=_floats(columns["loss"]),
         val_loss=_floats(columns["val_loss"]),
+        best_epoch=run.best_epoch,
     )
 
 
