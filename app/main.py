@@ -43,6 +43,7 @@ from app.routers import (
     checkpoints,
     dashboard,
     datasets,
+    evaluate,
     events,
     exports,
     health,
@@ -195,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports.router,
         plots.router,
         checkpoints.router,
+        evaluate.router,
     ):
         app.include_router(router, dependencies=secured, responses=errors(401, 503))
     # The event stream authenticates itself (header or ?access_token=, for EventSource).

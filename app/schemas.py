@@ -648,6 +648,91 @@ class PredictResponse(BaseModel):
     predictions: list[list[float | None]]
 
 
+# --------------------------------------------------------------------------- evaluate
+
+
+class RunEvaluateRequest(RequestModel):
+    """Data to evaluate a run's weights on: a stored dataset, or ``X`` and ``y``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"X": XOR_X, "y": XOR_Y},
+                {"dataset_id": "paste the id returned by POST /v1/datasets"},
+            ]
+        },
+    )
+
+    dataset_id: str | None = Field(default=None, max_length=64)
+    X: list[list[Number]] | None = Field(default=None, description="Shape (n_samples, n_features).")
+    y: list[Any] | None = Field(
+        default=None, description="Targets, as in POST /v1/datasets (labels or values)."
+    )
+    checkpoint_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="One of the run's checkpoints; default: the weights GET /weights serves.",
+    )
+
+
+class NetworkEvaluateRequest(RequestModel):
+    """Data (and the loss) to evaluate a network's initial weights on."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [{"X": XOR_X, "y": XOR_Y, "loss": "mse"}]},
+    )
+
+    dataset_id: str | None = Field(default=None, max_length=64)
+    X: list[list[Number]] | None = Field(default=None, description="Shape (n_samples, n_features).")
+    y: list[Any] | None = None
+    loss: str | None = Field(
+        default=None,
+        description="As in a run; default: the loss that fits the output activation "
+        "(binary_cross_entropy for sigmoid, cross_entropy for softmax, else mse).",
+    )
+    loss_options: LossOptionsSpec | None = None
+    reduction: str = Field(default="mean", description="mean or sum.")
+
+
+class ClassScores(BaseModel):
+    """Precision, recall and F1 of one class (or output, for binary_cross_entropy)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: int = Field(alias="class", serialization_alias="class")
+    precision: float
+    recall: float
+    f1: float
+    support: int = Field(description="Samples whose true class (or output) this is.")
+
+
+class EvaluationPublic(BaseModel):
+    """The loss and metrics of some weights on some data."""
+
+    network_id: str
+    run_id: str | None = None
+    checkpoint_id: str | None = None
+    dataset_id: str | None = None
+    epoch: int = Field(description="The epoch of the weights (0: the network's initial ones).")
+    n_samples: int
+    loss_name: str = Field(description="The loss computed (the run's).")
+    loss: float | None
+    metrics: dict[str, float | None] = Field(
+        description="accuracy, precision, recall, f1 (macro; classification losses) or "
+        "mae, rmse, r2 (the others)."
+    )
+    confusion_matrix: list[Any] | None = Field(
+        default=None,
+        description="cross_entropy: k x k counts, rows the true class, columns the "
+        "predicted one; binary_cross_entropy: [[tn, fp], [fn, tp]] per output; else null.",
+    )
+    per_class: list[ClassScores] | None = None
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 

@@ -191,7 +191,7 @@ def test_plot_errors(client: Any) -> None:
     # run whose dataset was deleted before: its dataset_id is null.
     client.post(f"/v1/runs/{run_id}/cancel")
     assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 409
-    with client.app.state.db.writer.begin() as conn:  # type: ignore[attr-defined]
+    with client.app.state.db.writer.begin() as conn:
         conn.execute(text("UPDATE run SET dataset_id = NULL WHERE id = :id"), {"id": run_id})
     assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
     response = client.get(f"/v1/runs/{run_id}/plots/decision-boundary.png")
