@@ -41,6 +41,7 @@ from app.openapi_bodies import install as install_body_schemas
 from app.responses import errors
 from app.routers import (
     checkpoints,
+    compare,
     dashboard,
     datasets,
     evaluate,
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_body_schemas(app)  # routes that stream their JSON body still document it
     secured = [Depends(require_api_key), Depends(reject_unknown_query)]
     for router in (
+        compare.router,  # before runs: /v1/runs/compare is not a run id
         networks.router,
         datasets.router,
         runs.router,

@@ -733,6 +733,42 @@ class EvaluationPublic(BaseModel):
     per_class: list[ClassScores] | None = None
 
 
+# --------------------------------------------------------------------------- compare
+
+
+class ComparedField(BaseModel):
+    """One config field across the compared runs (null where a run does not have it)."""
+
+    field: str = Field(description="Dotted path, e.g. optimizer.learning_rate.")
+    values: list[Any] = Field(description="One value per run, in the order of ids.")
+    differs: bool
+
+
+class ComparedRun(BaseModel):
+    """One compared run's outcome."""
+
+    id: str
+    name: str | None
+    tags: list[str]
+    status: RunStatus
+    network_id: str | None
+    dataset_id: str | None
+    epoch: int
+    final: dict[str, Any] = Field(description="epoch, loss, val_loss, metrics of the last epoch.")
+    best: dict[str, Any] = Field(
+        description="epoch (best_epoch), best_loss, and the loss, val_loss and metrics "
+        "recorded at that epoch (when it is in the history)."
+    )
+
+
+class RunComparison(BaseModel):
+    """Runs side by side."""
+
+    runs: list[ComparedRun]
+    fields: list[ComparedField]
+    differing: list[str] = Field(description="The fields whose values differ.")
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
