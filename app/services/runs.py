@@ -403,11 +403,17 @@ def _store_run(session: Session, owner: str, plan: _RunPlan, limits: RunLimits) 
     lock_active_runs(session=session, owner=owner)
     check_active_cap(session=session, owner=owner, max_active_runs=limits.max_active_runs)
     # What the plan read may have been deleted since (404, not an integrity error).
-    if session.get(Network, plan.network_id) is None:
+    # FOR KEY SHARE (PostgreSQL): a concurrent delete, which locks the row FOR UPDATE
+    # before counting its runs, either waits for this insert (and counts it) or has
+    # deleted the row before this read (404 here).
+    key_share = {"key_share": True}
+    if session.get(Network, plan.network_id, with_for_update=key_share) is None:
         session.rollback()
         raise NotFoundError("network", plan.network_id)
     for dataset_id in (plan.dataset_id, plan.validation_id):
-        if dataset_id is not None and session.get(Dataset, dataset_id) is None:
+        if dataset_id is None:
+            continue
+        if session.get(Dataset, dataset_id, with_for_update=key_share) is None:
             session.rollback()
             raise NotFoundError("dataset", dataset_id)
     for computed in plan.new_summaries:

@@ -168,3 +168,33 @@ def test_dataset_delete_409_with_count_unless_cascade(make_client: Callable[...,
         assert client.get(f"/v1/runs/{trains}").status_code == 404
         assert _usage(client).total == 0
         assert client.get(f"/v1/networks/{network_id}").status_code == 200
+
+
+def test_deletes_racing_run_creates_never_fail_or_orphan(client: TestClient) -> None:
+    """A create and a cascade delete at once: the run is created and the delete is a
+    409, or the network/dataset is deleted and the create a 404; never a 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for round_ in range(8):
+            network_id, dataset_id = create_xor(client)
+            target = f"/v1/networks/{network_id}" if round_ % 2 else f"/v1/datasets/{dataset_id}"
+            body = run_body(network_id, dataset_id)
+            creates = [pool.submit(client.post, "/v1/runs", json=body) for _ in range(2)]
+            deleted = pool.submit(client.delete, f"{target}?cascade=true").result()
+            statuses = sorted(future.result().status_code for future in creates)
+            assert deleted.status_code in (204, 409), deleted.text
+            if deleted.status_code == 204:
+                assert 202 not in statuses and set(statuses) <= {404}, statuses
+                assert client.get(target).status_code == 404
+            else:
+                assert 202 in statuses and set(statuses) <= {202, 404}, statuses
+                assert "queued, running or paused" in deleted.json()["detail"]
+            with _db(client).reader.connect() as conn:
+                orphans = conn.execute(
+                    text(
+                        "SELECT count(*) FROM run WHERE network_id NOT IN (SELECT id FROM network)"
+                        " OR dataset_id NOT IN (SELECT id FROM dataset)"
+                    )
+                ).scalar_one()
+            assert orphans == 0
