@@ -70,6 +70,9 @@ def patch(*, session: Session, row: Labelled, patch_in: LabelsPatch) -> Labelled
         ``name: null`` for a network or dataset (they always have a name).
     """
     given = patch_in.model_fields_set
+    # Row lock first (PostgreSQL; SQLite writers are serialized already): two PATCHes of
+    # one object would otherwise both delete the old tag rows and insert the same new ones.
+    session.refresh(row, with_for_update=True)
     if "name" in given:
         if patch_in.name is None and not isinstance(row, Run):
             raise InvalidInputError(("body", "name"), "a network or dataset needs a name")

@@ -343,3 +343,21 @@ def _all_runs(client: TestClient) -> list[dict[str, Any]]:
         if not body["has_more"]:
             return runs
         after = body["next_after"]
+
+
+def test_concurrent_patches_of_one_object_all_succeed(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    network_id, _ = create_xor(client)
+    bodies = [{"tags": ["same", f"t{i}"], "metadata": {"i": i}} for i in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(
+            pool.map(lambda body: client.patch(f"/v1/networks/{network_id}", json=body), bodies)
+        )
+    assert [response.status_code for response in responses] == [200] * 12
+    final = client.get(f"/v1/networks/{network_id}").json()
+    assert final["tags"] == ["same", f"t{final['metadata']['i']}"]
+    assert _ids(client, f"/v1/networks?tag={final['tags'][1]}") == [network_id]
+    assert _ids(client, "/v1/networks?tag=same") == [network_id]
+    others = [f"t{i}" for i in range(12) if f"t{i}" != final["tags"][1]]
+    assert all(_ids(client, f"/v1/networks?tag={tag}") == [] for tag in others)
