@@ -44,8 +44,10 @@ from app.openapi_bodies import install as install_body_schemas
 from app.responses import errors
 from app.routers import (
     checkpoints,
+    compare,
     dashboard,
     datasets,
+    evaluate,
     events,
     exports,
     health,
@@ -199,6 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_idempotency(app)  # the Idempotency-Key header on every POST
     secured = [Depends(require_api_key), Depends(reject_unknown_query)]
     for router in (
+        compare.router,  # before runs: /v1/runs/compare is not a run id
         networks.router,
         datasets.router,
         runs.router,
@@ -206,6 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plots.router,
         checkpoints.router,
         webhooks.router,
+        evaluate.router,
     ):
         app.include_router(router, dependencies=secured, responses=errors(401, 503))
     # The event stream authenticates itself (header or ?access_token=, for EventSource).

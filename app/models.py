@@ -51,6 +51,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _tags_field() -> Any:
+    return Field(
+        default_factory=list,
+        sa_type=JSON,
+        sa_column_kwargs={"server_default": "[]"},
+        description="The object's tags (also in its *_tag table, which the list filters use).",
+    )
+
+
+def _meta_field() -> Any:
+    return Field(
+        default_factory=dict,
+        sa_type=JSON,
+        sa_column_kwargs={"server_default": "{}"},
+        description="The user's metadata object (the API's ``metadata``).",
+    )
+
+
 class Network(SQLModel, table=True):
     """A network specification (the normalized engine spec) and its metadata."""
 
@@ -67,6 +85,8 @@ class Network(SQLModel, table=True):
     output_size: int
     n_parameters: int
     created_at: datetime = Field(sa_type=UTCDateTime)
+    tags: list[str] = _tags_field()
+    meta: dict[str, Any] = _meta_field()
 
 
 class NetworkArrays(SQLModel, table=True):
@@ -115,6 +135,8 @@ class Dataset(SQLModel, table=True):
     transform: dict[str, Any] | None = Field(
         default=None, sa_type=JSON, description="app.transforms document, None = identity."
     )
+    tags: list[str] = _tags_field()
+    meta: dict[str, Any] = _meta_field()
 
 
 class DatasetArrays(SQLModel, table=True):
@@ -139,6 +161,7 @@ class Run(SQLModel, table=True):
         # run, and each tenant's latest start.
         Index("ix_run_status_owner_id", "status", "owner", "id"),
         Index("ix_run_owner_started_at", "owner", "started_at"),
+        Index("ix_run_owner_sweep_id", "owner", "sweep_id"),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -180,6 +203,15 @@ class Run(SQLModel, table=True):
         default=None,
         max_length=16,
         description="The pending request of a running run (app.lifecycle.Request), else null.",
+    )
+    name: str | None = Field(default=None, max_length=200)
+    tags: list[str] = _tags_field()
+    meta: dict[str, Any] = _meta_field()
+    sweep_id: str | None = Field(
+        default=None, max_length=64, description="The sweep the run is a trial of (reserved)."
+    )
+    best_epoch: int | None = Field(
+        default=None, description="The epoch of best_loss (the monitored value's best)."
     )
 
     @property
@@ -363,3 +395,40 @@ class RunNotification(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
     next_attempt_at: datetime = Field(sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class NetworkTag(SQLModel, table=True):
+    """One tag of a network: what ``GET /v1/networks?tag=`` filters on."""
+
+    __tablename__ = "network_tag"
+    __table_args__ = (Index("ix_network_tag_owner_tag", "owner", "tag", "network_id"),)
+
+    network_id: str = Field(
+        primary_key=True, foreign_key="network.id", ondelete="CASCADE", max_length=64
+    )
+    tag: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=64, description=OWNER_DOC)
+
+
+class DatasetTag(SQLModel, table=True):
+    """One tag of a dataset: what ``GET /v1/datasets?tag=`` filters on."""
+
+    __tablename__ = "dataset_tag"
+    __table_args__ = (Index("ix_dataset_tag_owner_tag", "owner", "tag", "dataset_id"),)
+
+    dataset_id: str = Field(
+        primary_key=True, foreign_key="dataset.id", ondelete="CASCADE", max_length=64
+    )
+    tag: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=64, description=OWNER_DOC)
+
+
+class RunTag(SQLModel, table=True):
+    """One tag of a run: what ``GET /v1/runs?tag=`` filters on."""
+
+    __tablename__ = "run_tag"
+    __table_args__ = (Index("ix_run_tag_owner_tag", "owner", "tag", "run_id"),)
+
+    run_id: str = Field(primary_key=True, foreign_key="run.id", ondelete="CASCADE", max_length=64)
+    tag: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=64, description=OWNER_DOC)

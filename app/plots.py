@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 import engine
 from app.services.artifacts import BoundaryData, LossCurve
+from app.services.compare import Curve
 from app.services.inference import reduced_outputs
 
 matplotlib.use("Agg")  # no display on a server; figures below use the Agg canvas explicitly
@@ -107,6 +108,14 @@ def render_loss(curve: LossCurve, *, width: int, height: int, log: bool) -> byte
         marker = "o" if curve.epoch.size <= MARKER_POINTS else None
         axes.plot(
             curve.epoch, shown, label=label, color=color, linewidth=1.5, marker=marker, markersize=3
+        )
+    if curve.best_epoch is not None:
+        axes.axvline(
+            curve.best_epoch,
+            color="#666666",
+            linestyle="--",
+            linewidth=1,
+            label=f"best epoch {curve.best_epoch}",
         )
     if log:
         axes.set_yscale("log")
@@ -234,5 +243,39 @@ def render_decision_boundary(
     axes.set_ylim(float(yy.min()), float(yy.max()))
     axes.set_xlabel("x1")
     axes.set_ylabel("x2")
-    axes.set_title(f"{model.run_id}, epoch {model.epoch}", fontsize=9)
+    best = " (best epoch, restored)" if model.restored_best else ""
+    axes.set_title(f"{model.run_id}, epoch {model.epoch}{best}", fontsize=9)
+    return _png(figure)
+
+
+def render_compare(
+    curves: list[Curve], *, metric: str, width: int, height: int, log: bool
+) -> bytes:
+    """One column of several runs against the epoch, overlaid (a legend names each run).
+
+    Parameters
+    ----------
+    curves : list of Curve
+        One per run, already downsampled.
+    metric : str
+        The column drawn (the y label).
+    width, height : int
+        Image size in pixels.
+    log : bool
+        Logarithmic y axis; non-positive values are left out.
+    """
+    figure = _figure(width, height)
+    axes = figure.add_subplot()
+    for index, curve in enumerate(curves):
+        shown = np.where(curve.values > 0, curve.values, np.nan) if log else curve.values
+        color = CLASS_COLORS[index % len(CLASS_COLORS)]
+        axes.plot(curve.epoch, shown, label=curve.label, color=color, linewidth=1.5)
+    if log:
+        axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(metric)
+    axes.grid(True, alpha=0.3)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend(loc="best", fontsize=8)
+    axes.set_title(f"{metric} of {len(curves)} runs", fontsize=9)
     return _png(figure)

@@ -36,25 +36,32 @@ def network_public(network: Network) -> NetworkPublic:
         init=dict(spec.get("init", {})),
         n_parameters=network.n_parameters,
         created_at=network.created_at,
+        tags=list(network.tags or []),
+        metadata=dict(network.meta or {}),
     )
 
 
 def dataset_public(dataset: Dataset) -> DatasetPublic:
     """A dataset's response body."""
-    public = DatasetPublic.model_validate(
+    fields = dataset.model_dump(exclude={"owner", "meta", "feature_names", "target_names"})
+    return DatasetPublic.model_validate(
         {
-            **dataset.model_dump(exclude={"feature_names", "target_names"}),
+            **fields,
+            "metadata": dict(dataset.meta or {}),
             "feature_names": dataset.feature_names or default_feature_names(dataset.n_features),
             "target_names": dataset.target_names or default_target_names(dataset.n_targets),
         }
     )
-    return public
 
 
 def run_public(run: Run) -> RunPublic:
     """A run's response body."""
     return RunPublic(
         id=run.id,
+        name=run.name,
+        tags=list(run.tags or []),
+        metadata=dict(run.meta or {}),
+        sweep_id=run.sweep_id,
         status=run.status,
         network_id=run.network_id,
         dataset_id=run.dataset_id,
@@ -64,6 +71,7 @@ def run_public(run: Run) -> RunPublic:
         loss=finite_or_none(run.loss),
         val_loss=finite_or_none(run.val_loss),
         best_loss=finite_or_none(run.best_loss),
+        best_epoch=run.best_epoch,
         metrics={key: finite_or_none(value) for key, value in (run.metrics or {}).items()},
         stop_reason=run.stop_reason,
         error=RunError(**run.error) if run.error else None,

@@ -9,15 +9,18 @@ shapes) are left to the engine so that there is one source of truth; its
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     RootModel,
+    StringConstraints,
     Tag,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -43,6 +46,88 @@ class RequestModel(BaseModel):
     """Base of request bodies: unknown fields and non-finite numbers are errors."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------- labels
+
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+MAX_METADATA_BYTES = 16_384
+TAG_PATTERN = r"^[^\s,\x00-\x1f\x7f](?:[^,\x00-\x1f\x7f]*[^\s,\x00-\x1f\x7f])?$"
+"""A tag: no commas, no control characters, no leading or trailing whitespace."""
+
+
+def _unique_tags(tags: list[str]) -> list[str]:
+    repeated = sorted({tag for tag in tags if tags.count(tag) > 1})
+    if repeated:
+        raise ValueError(f"tags must be distinct; repeated: {', '.join(repeated)}")
+    return tags
+
+
+def _bounded_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise ValueError("metadata must not contain NaN or infinite numbers") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise ValueError(
+            f"metadata is {len(encoded)} bytes as compact JSON; at most {MAX_METADATA_BYTES}"
+        )
+    return value
+
+
+TagName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TAG_LENGTH, pattern=TAG_PATTERN)
+]
+Tags = Annotated[
+    list[TagName],
+    Field(
+        max_length=MAX_TAGS,
+        description=f"At most {MAX_TAGS} distinct tags of 1-{MAX_TAG_LENGTH} characters "
+        "(no commas, control characters or surrounding spaces). Lists filter on them "
+        "with ?tag= (repeatable: all must match).",
+    ),
+    AfterValidator(_unique_tags),
+]
+Metadata = Annotated[
+    dict[str, Any],
+    Field(
+        description=f"Any JSON object, at most {MAX_METADATA_BYTES} bytes as compact JSON; "
+        "stored and returned as given."
+    ),
+    AfterValidator(_bounded_metadata),
+]
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class LabelsPatch(RequestModel):
+    """``PATCH`` of a run, network or dataset: only these fields, each optional.
+
+    A field that is given replaces the stored value (``tags`` the whole list,
+    ``metadata`` the whole object); one that is left out is kept. Any other field is
+    a 422 naming it.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "xor-baseline",
+                    "tags": ["baseline", "xor"],
+                    "metadata": {"owner": "ana", "ticket": 42},
+                }
+            ]
+        },
+    )
+
+    name: ObjectName | None = Field(
+        default=None,
+        description="A new name (null clears a run's name; networks and datasets must keep one).",
+    )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- networks
@@ -129,6 +214,8 @@ class NetworkCreate(RequestModel):
     weights: list[LayerWeights] | None = Field(
         default=None, description="Optional explicit initial weights, one entry per layer."
     )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class NetworkPublic(BaseModel):
@@ -142,6 +229,8 @@ class NetworkPublic(BaseModel):
     init: dict[str, Any]
     n_parameters: int
     created_at: datetime
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class WeightsPublic(BaseModel):
@@ -186,6 +275,8 @@ class DatasetCreate(RequestModel):
         description="Scale every feature to mean 0, std 1 over these rows (zero-variance "
         "features are left as they are); predict applies the same scaling to raw rows.",
     )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 BuiltinName = Literal["xor", "and", "or", "moons", "circles", "spirals", "iris", "digits"]
@@ -228,6 +319,8 @@ class BuiltinDatasetCreate(RequestModel):
         le=MAX_SEED,
         description="moons, circles, spirals only; the same seed gives the same data (default 0).",
     )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 def _dataset_form(value: Any) -> str:
@@ -302,6 +395,8 @@ class DatasetPublic(BaseModel):
         description="Preprocessing predict applies to raw rows: one-hot encoding of "
         "categorical columns and, with standardize, per-feature mean and scale.",
     )
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class DatasetData(BaseModel):
@@ -543,6 +638,11 @@ class RunCreate(RequestModel):
         "/v1/webhooks/secret). Public addresses only, unless the server allows private ones.",
         examples=["https://example.com/hooks/backprop"],
     )
+    name: ObjectName | None = Field(
+        default=None, description="A name for people (not unique; lists filter by prefix)."
+    )
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class RunError(BaseModel):
@@ -556,6 +656,10 @@ class RunPublic(BaseModel):
     """A run: its config, progress and outcome."""
 
     id: str
+    name: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    sweep_id: str | None = Field(default=None, description="The sweep it is a trial of.")
     status: RunStatus
     network_id: str | None
     dataset_id: str | None
@@ -567,6 +671,9 @@ class RunPublic(BaseModel):
     loss: float | None
     val_loss: float | None
     best_loss: float | None
+    best_epoch: int | None = Field(
+        default=None, description="The epoch of best_loss (null before the first epoch)."
+    )
     metrics: dict[str, float | None]
     stop_reason: str | None
     error: RunError | None
@@ -647,6 +754,127 @@ class PredictResponse(BaseModel):
         description="cross_entropy runs on a dataset with class names (a categorical "
         "target): the predicted class of each row, by name. Absent otherwise.",
     )
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+class RunEvaluateRequest(RequestModel):
+    """Data to evaluate a run's weights on: a stored dataset, or ``X`` and ``y``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {"X": XOR_X, "y": XOR_Y},
+                {"dataset_id": "paste the id returned by POST /v1/datasets"},
+            ]
+        },
+    )
+
+    dataset_id: str | None = Field(default=None, max_length=64)
+    X: list[list[Number]] | None = Field(default=None, description="Shape (n_samples, n_features).")
+    y: list[Any] | None = Field(
+        default=None, description="Targets, as in POST /v1/datasets (labels or values)."
+    )
+    checkpoint_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="One of the run's checkpoints; default: the weights GET /weights serves.",
+    )
+
+
+class NetworkEvaluateRequest(RequestModel):
+    """Data (and the loss) to evaluate a network's initial weights on."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [{"X": XOR_X, "y": XOR_Y, "loss": "mse"}]},
+    )
+
+    dataset_id: str | None = Field(default=None, max_length=64)
+    X: list[list[Number]] | None = Field(default=None, description="Shape (n_samples, n_features).")
+    y: list[Any] | None = None
+    loss: str | None = Field(
+        default=None,
+        description="As in a run; default: the loss that fits the output activation "
+        "(binary_cross_entropy for sigmoid, cross_entropy for softmax, else mse).",
+    )
+    loss_options: LossOptionsSpec | None = None
+    reduction: str = Field(default="mean", description="mean or sum.")
+
+
+class ClassScores(BaseModel):
+    """Precision, recall and F1 of one class (or output, for binary_cross_entropy)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: int = Field(alias="class", serialization_alias="class")
+    precision: float
+    recall: float
+    f1: float
+    support: int = Field(description="Samples whose true class (or output) this is.")
+
+
+class EvaluationPublic(BaseModel):
+    """The loss and metrics of some weights on some data."""
+
+    network_id: str
+    run_id: str | None = None
+    checkpoint_id: str | None = None
+    dataset_id: str | None = None
+    epoch: int = Field(description="The epoch of the weights (0: the network's initial ones).")
+    n_samples: int
+    loss_name: str = Field(description="The loss computed (the run's).")
+    loss: float | None
+    metrics: dict[str, float | None] = Field(
+        description="accuracy, precision, recall, f1 (macro; classification losses) or "
+        "mae, rmse, r2 (the others)."
+    )
+    confusion_matrix: list[Any] | None = Field(
+        default=None,
+        description="cross_entropy: k x k counts, rows the true class, columns the "
+        "predicted one; binary_cross_entropy: [[tn, fp], [fn, tp]] per output; else null.",
+    )
+    per_class: list[ClassScores] | None = None
+
+
+# --------------------------------------------------------------------------- compare
+
+
+class ComparedField(BaseModel):
+    """One config field across the compared runs (null where a run does not have it)."""
+
+    field: str = Field(description="Dotted path, e.g. optimizer.learning_rate.")
+    values: list[Any] = Field(description="One value per run, in the order of ids.")
+    differs: bool
+
+
+class ComparedRun(BaseModel):
+    """One compared run's outcome."""
+
+    id: str
+    name: str | None
+    tags: list[str]
+    status: RunStatus
+    network_id: str | None
+    dataset_id: str | None
+    epoch: int
+    final: dict[str, Any] = Field(description="epoch, loss, val_loss, metrics of the last epoch.")
+    best: dict[str, Any] = Field(
+        description="epoch (best_epoch), best_loss, and the loss, val_loss and metrics "
+        "recorded at that epoch (when it is in the history)."
+    )
+
+
+class RunComparison(BaseModel):
+    """Runs side by side."""
+
+    runs: list[ComparedRun]
+    fields: list[ComparedField]
+    differing: list[str] = Field(description="The fields whose values differ.")
 
 
 # --------------------------------------------------------------------------- checkpoints

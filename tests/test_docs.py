@@ -202,7 +202,7 @@ def test_the_settings_table_is_settings() -> None:
 def test_the_api_doc_names_every_route() -> None:
     schema = create_app(Settings()).openapi()
     text = (ROOT / "docs" / "api.md").read_text()
-    table = set(re.findall(r"^\| (GET|POST|DELETE) \| `([^`]+)` \|", text, flags=re.M))
+    table = set(re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]+)` \|", text, flags=re.M))
     routes = {
         (method.upper(), path)
         for path, operations in schema["paths"].items()

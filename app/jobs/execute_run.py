@@ -178,6 +178,7 @@ def _lease(
         checkpoint_every=context.config.get("checkpoint_every"),
         monitor=_monitor(context.config),
         best_loss=context.best_loss,
+        best_epoch=context.best_epoch,
         start_epoch=context.resume_epoch,
         auto_checkpoint_seconds=settings.auto_checkpoint_seconds,
         keep_auto_checkpoints=settings.keep_auto_checkpoints,

@@ -19,6 +19,19 @@ ENDED = ("completed", "early_stopping")
 ``lease_lost`` is a stop at an exact checkpoint (shutdown or a request)."""
 
 
+def _restored_best(trainer: engine.Trainer, result: engine.FitResult) -> bool:
+    """Whether ``engine.fit`` ended on the best epoch's weights rather than the last's."""
+    early = trainer.config.early_stopping
+    return (
+        result.stop_reason in ENDED
+        and early is not None
+        and early.restore_best
+        and trainer.best_params is not None
+        and result.best_epoch is not None
+        and result.best_epoch != result.epochs_run
+    )
+
+
 class ProgressCallback(engine.Callback):
     """Track progress, capture checkpoints, and hand them over as a :class:`Batch`.
 
@@ -40,6 +53,8 @@ class ProgressCallback(engine.Callback):
         The logged value whose minimum is ``best_loss``.
     best_loss : float or None
         Best value so far (when resuming).
+    best_epoch : int or None
+        Its epoch (when resuming).
     start_epoch : int
         The epoch training starts after (the resume point).
     auto_checkpoint_seconds : float
@@ -57,6 +72,7 @@ class ProgressCallback(engine.Callback):
         monitor: str,
         best_loss: float | None,
         start_epoch: int,
+        best_epoch: int | None = None,
         auto_checkpoint_seconds: float,
         keep_auto_checkpoints: int,
     ) -> None:
@@ -65,12 +81,15 @@ class ProgressCallback(engine.Callback):
         self.checkpoint_every = checkpoint_every
         self.monitor = monitor
         self.best = math.inf if best_loss is None else best_loss
+        self.best_epoch = best_epoch if best_loss is not None else None
+        self.weights_epoch: int | None = None  # set when restore_best restored an earlier epoch
         self.auto_seconds = auto_checkpoint_seconds
         self.keep_auto = keep_auto_checkpoints
         self.epoch = start_epoch
         self.start_epoch = start_epoch
         self.last_checkpoint_epoch = start_epoch
         self.logs: dict[str, float | None] = {}
+        self._best_logs: dict[str, float | None] = {}  # the logs of the engine's best epoch
         self._trainer: engine.Trainer | None = None
         self._taken = 0  # entries of trainer.history already handed over in a batch
         self._start = 0  # where the last batch taken began (put_back returns there)
@@ -95,6 +114,9 @@ class ProgressCallback(engine.Callback):
         value = logs.get(self.monitor)
         if value is not None and value < self.best:
             self.best = value
+            self.best_epoch = epoch
+        if trainer.best_epoch == epoch:  # what restore_best would restore
+            self._best_logs = dict(logs)
         every = self.checkpoint_every
         if every is not None:
             if epoch % every == 0:
@@ -116,9 +138,17 @@ class ProgressCallback(engine.Callback):
             self._tail = {key: [column[-1]] for key, column in history.items()}
         if result.final_logs:
             self.logs = dict(result.final_logs)
-        if result.best_value is not None and math.isfinite(result.best_value):
-            self.best = min(self.best, result.best_value)
+        engine_best = result.best_value
+        if engine_best is not None and math.isfinite(engine_best) and engine_best < self.best:
+            self.best, self.best_epoch = engine_best, result.best_epoch
         if result.stop_reason in ("diverged", "lease_lost"):
+            return
+        if _restored_best(trainer, result):
+            # The weights are the best epoch's (engine.fit restored them): so are the
+            # run's best fields and the final checkpoint's label, whatever min_delta did.
+            self.weights_epoch = self.best_epoch = result.best_epoch
+            self.best = result.best_value if result.best_value is not None else self.best
+            self._ending = self._capture(trainer, self.weights_epoch or 0, "final", best=True)
             return
         if self.last_checkpoint_epoch != result.epochs_run:
             kind = "final" if result.stop_reason in ENDED else "auto"
@@ -126,15 +156,18 @@ class ProgressCallback(engine.Callback):
 
     # -- batches ------------------------------------------------------------------------
 
-    def _capture(self, trainer: engine.Trainer, epoch: int, kind: str) -> PendingCheckpoint:
+    def _capture(
+        self, trainer: engine.Trainer, epoch: int, kind: str, best: bool = False
+    ) -> PendingCheckpoint:
         state = trainer.state(include_history=False)
         self.last_checkpoint_epoch = epoch
+        logs = self._best_logs if best else self.logs
         return PendingCheckpoint(
             id=new_id("checkpoint"),
             epoch=epoch,
             kind=kind,
-            loss=finite_or_none(self.logs.get("loss")),
-            val_loss=finite_or_none(self.logs.get("val_loss")),
+            loss=finite_or_none(logs.get("loss")),
+            val_loss=finite_or_none(logs.get("val_loss")),
             state=serialization.encode_state(state),
             weights=encode_weights(self.network.get_weights()),
         )
@@ -147,6 +180,8 @@ class ProgressCallback(engine.Callback):
             val_loss=finite_or_none(self.logs.get("val_loss")),
             best_loss=finite_or_none(self.best),
             metrics=clean_metrics(self.logs, exclude=BASE_LOGS),
+            best_epoch=self.best_epoch,
+            weights_epoch=self.weights_epoch,
         )
 
     def take_batch(self) -> Batch:

@@ -31,10 +31,18 @@ from app.openapi_bodies import json_body
 from app.presenters import dataset_public, page
 from app.request_files import parse_body
 from app.responses import errors, resource_links
-from app.routers.common import DEFAULT, After, Limit
-from app.schemas import DatasetCreateBody, DatasetData, DatasetPublic, DatasetStats, Page
+from app.routers.common import DEFAULT, After, Cascade, Filters, Limit
+from app.schemas import (
+    DatasetCreateBody,
+    DatasetData,
+    DatasetPublic,
+    DatasetStats,
+    LabelsPatch,
+    Page,
+)
 from app.services import datasets as service
-from app.services.dataset_bodies import read_dataset_body
+from app.services import labels
+from app.services.dataset_bodies import DatasetLabels, read_dataset_body
 from app.services.dataset_parsing import ParsedDataset, check_cells, packed, parse_csv
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -53,7 +61,7 @@ def _store(
     session: WriteSession,
     reads: ReadSession,
     owner: str,
-    name: str,
+    given: DatasetLabels,
     parsed: ParsedDataset,
     storage_quota: int,
 ) -> DatasetPublic:
@@ -62,9 +70,11 @@ def _store(
             session=session,
             read_session=reads,
             owner=owner,
-            name=name,
+            name=given.name,
             parsed=parsed,
             storage_quota=storage_quota,
+            tags=given.tags,
+            metadata=given.metadata,
         )
     )
 
@@ -94,9 +104,9 @@ async def create_dataset(
     arrays, and a body with more than ``BACKPROP_MAX_DATASET_CELLS`` values is refused
     as soon as the limit is crossed."""
     background.add_task(release_freed_memory)  # after the answer, also after a refusal
-    name, parsed = await parse_body(request, read_dataset_body, settings.max_dataset_cells)
+    given, parsed = await parse_body(request, read_dataset_body, settings.max_dataset_cells)
     dataset = await run_in_threadpool(
-        _store, session, reads, tenant, name, parsed, settings.storage_quota_bytes
+        _store, session, reads, tenant, given, parsed, settings.storage_quota_bytes
     )
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
@@ -140,7 +150,8 @@ def _store_upload(
     dataset_name = name or stem or "dataset"
     if len(dataset_name) > 200:
         raise InvalidInputError(("body", "name"), "at most 200 characters")
-    dataset = _store(session, reads, tenant, dataset_name, finished, settings.storage_quota_bytes)
+    given = DatasetLabels(dataset_name)
+    dataset = _store(session, reads, tenant, given, finished, settings.storage_quota_bytes)
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset
 
@@ -228,11 +239,26 @@ def upload_file(
 
 @router.get("", response_model=Page[DatasetPublic], responses=errors(401, 422))
 def list_datasets(
-    session: ReadSession, tenant: Tenant, limit: Limit = DEFAULT, after: After = None
+    session: ReadSession,
+    tenant: Tenant,
+    filters: Filters,
+    limit: Limit = DEFAULT,
+    after: After = None,
 ) -> Page[DatasetPublic]:
-    """List datasets, newest first."""
-    result = service.list_datasets(session=session, owner=tenant, limit=limit, after=after)
+    """List datasets, newest first, optionally filtered by tags, name prefix and time."""
+    result = service.list_datasets(
+        session=session, owner=tenant, limit=limit, after=after, filters=filters
+    )
     return page(result, dataset_public)
+
+
+@router.patch("/{dataset_id}", response_model=DatasetPublic, responses=errors(400, 401, 404, 422))
+def patch_dataset(
+    dataset_id: str, patch_in: LabelsPatch, session: WriteSession, tenant: Tenant
+) -> DatasetPublic:
+    """Rename, retag or replace the metadata of a dataset (only these fields)."""
+    dataset = service.get_dataset(session=session, owner=tenant, dataset_id=dataset_id)
+    return dataset_public(labels.patch(session=session, row=dataset, patch_in=patch_in))
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic, responses=errors(401, 404))
@@ -292,7 +318,11 @@ def get_dataset_stats(dataset_id: str, session: ReadSession, tenant: Tenant) -> 
 @router.delete(
     "/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 409)
 )
-def delete_dataset(dataset_id: str, session: WriteSession, tenant: Tenant) -> Response:
-    """Delete a dataset (409 while a queued or running run uses it)."""
-    service.delete_dataset(session=session, owner=tenant, dataset_id=dataset_id)
+def delete_dataset(
+    dataset_id: str, session: WriteSession, tenant: Tenant, cascade: Cascade = False
+) -> Response:
+    """Delete a dataset. 409 with their count while runs train or validate on it,
+    unless ``?cascade=true``, which deletes those runs too; 409 even then while one
+    of them is queued, running or paused."""
+    service.delete_dataset(session=session, owner=tenant, dataset_id=dataset_id, cascade=cascade)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,8 +7,9 @@ from fastapi import APIRouter, Response, status
 from app.deps import ReadSession, SettingsDep, Tenant, WriteSession
 from app.presenters import network_public, page, weights_public
 from app.responses import errors, resource_links
-from app.routers.common import DEFAULT, After, Limit
-from app.schemas import NetworkCreate, NetworkPublic, Page, WeightsPublic
+from app.routers.common import DEFAULT, After, Cascade, Filters, Limit
+from app.schemas import LabelsPatch, NetworkCreate, NetworkPublic, Page, WeightsPublic
+from app.services import labels
 from app.services import networks as service
 
 router = APIRouter(prefix="/v1/networks", tags=["networks"])
@@ -52,11 +53,26 @@ def create_network(
 
 @router.get("", response_model=Page[NetworkPublic], responses=errors(401, 422))
 def list_networks(
-    session: ReadSession, tenant: Tenant, limit: Limit = DEFAULT, after: After = None
+    session: ReadSession,
+    tenant: Tenant,
+    filters: Filters,
+    limit: Limit = DEFAULT,
+    after: After = None,
 ) -> Page[NetworkPublic]:
-    """List networks, newest first."""
-    result = service.list_networks(session=session, owner=tenant, limit=limit, after=after)
+    """List networks, newest first, optionally filtered by tags, name prefix and time."""
+    result = service.list_networks(
+        session=session, owner=tenant, limit=limit, after=after, filters=filters
+    )
     return page(result, network_public)
+
+
+@router.patch("/{network_id}", response_model=NetworkPublic, responses=errors(400, 401, 404, 422))
+def patch_network(
+    network_id: str, patch_in: LabelsPatch, session: WriteSession, tenant: Tenant
+) -> NetworkPublic:
+    """Rename, retag or replace the metadata of a network (only these fields)."""
+    network = service.get_network(session=session, owner=tenant, network_id=network_id)
+    return network_public(labels.patch(session=session, row=network, patch_in=patch_in))
 
 
 @router.get("/{network_id}", response_model=NetworkPublic, responses=errors(401, 404))
@@ -75,7 +91,11 @@ def get_initial_weights(network_id: str, session: ReadSession, tenant: Tenant) -
 @router.delete(
     "/{network_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 409)
 )
-def delete_network(network_id: str, session: WriteSession, tenant: Tenant) -> Response:
-    """Delete a network and its runs (409 while one of them is queued or running)."""
-    service.delete_network(session=session, owner=tenant, network_id=network_id)
+def delete_network(
+    network_id: str, session: WriteSession, tenant: Tenant, cascade: Cascade = False
+) -> Response:
+    """Delete a network. 409 with their count while runs use it, unless
+    ``?cascade=true``, which deletes those runs too (their history, checkpoints and
+    weights); 409 even then while one of them is queued, running or paused."""
+    service.delete_network(session=session, owner=tenant, network_id=network_id, cascade=cascade)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

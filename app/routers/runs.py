@@ -15,9 +15,10 @@ from app.openapi_bodies import json_body
 from app.presenters import checkpoint_public, page, run_public, weights_json
 from app.request_files import parse_body
 from app.responses import errors, run_links
-from app.routers.common import DB_INT_MAX, DEFAULT, After, Limit
+from app.routers.common import DB_INT_MAX, DEFAULT, After, Filters, Limit
 from app.schemas import (
     CheckpointPublic,
+    LabelsPatch,
     Page,
     PredictRequest,
     PredictResponse,
@@ -27,8 +28,9 @@ from app.schemas import (
     WeightsPublic,
 )
 from app.services import history as history_service
-from app.services import inference
+from app.services import inference, labels
 from app.services import runs as service
+from app.services.run_order import SORT_DESCRIPTION, parse_sort
 from app.transforms import apply_transform, is_categorical
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -69,17 +71,30 @@ def create_run(
     return run_public(run)
 
 
+RunAfter = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="The next_after of the previous page (of a list with the same sort).",
+    ),
+]
+
+
 @router.get("", response_model=Page[RunPublic], responses=errors(401, 422))
 def list_runs(
     session: ReadSession,
     tenant: Tenant,
+    filters: Filters,
     limit: Limit = DEFAULT,
-    after: After = None,
+    after: RunAfter = None,
     status: RunStatus | None = None,
     network_id: Annotated[str | None, Query(max_length=64)] = None,
     dataset_id: Annotated[str | None, Query(max_length=64)] = None,
+    sweep_id: Annotated[str | None, Query(max_length=64)] = None,
+    sort: Annotated[str, Query(max_length=80, description=SORT_DESCRIPTION)] = "-created_at",
 ) -> Page[RunPublic]:
-    """List runs, newest first, optionally filtered."""
+    """List runs (newest first by default), optionally filtered and sorted; pages stay
+    exact under every sort (keyset on the sort value and the id)."""
     result = service.list_runs(
         session=session,
         owner=tenant,
@@ -88,6 +103,9 @@ def list_runs(
         status=status,
         network_id=network_id,
         dataset_id=dataset_id,
+        sweep_id=sweep_id,
+        filters=filters,
+        order=parse_sort(sort),
     )
     return page(result, run_public)
 
@@ -103,6 +121,31 @@ async def get_run(run_id: str, db: DatabaseDep, tenant: Tenant) -> RunPublic:
     # The route clients poll: one worker-thread hop for the query (dependencies and
     # serialization stay on the event loop), so it stays fast while training saturates the CPU.
     return await run_in_threadpool(_read_run, db, tenant, run_id)
+
+
+@router.patch("/{run_id}", response_model=RunPublic, responses=errors(400, 401, 404, 422))
+def patch_run(
+    run_id: str, patch_in: LabelsPatch, session: WriteSession, tenant: Tenant
+) -> RunPublic:
+    """Rename, retag or replace the metadata of a run (only these fields; any state)."""
+    run = service.get_run(session=session, owner=tenant, run_id=run_id)
+    return run_public(labels.patch(session=session, row=run, patch_in=patch_in))
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(401, 404, 409))
+def delete_run(
+    run_id: str,
+    session: WriteSession,
+    tenant: Tenant,
+    force: Annotated[
+        bool, Query(description="Cancel a queued, running or paused run first, then delete it.")
+    ] = False,
+) -> Response:
+    """Delete a run with its history, checkpoints and weights (its storage is freed).
+
+    409 while it is queued, running or paused, unless ``?force=true``."""
+    service.delete_run(session=session, owner=tenant, run_id=run_id, force=force)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get(

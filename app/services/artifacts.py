@@ -39,6 +39,8 @@ class TrainedModel:
     layers: list[dict[str, Any]]
     transform: dict[str, Any] | None = None
     """The run's input transform (:mod:`app.transforms`), None = identity."""
+    restored_best: bool = False
+    """The weights are the best epoch's, restored at the end (``restore_best``)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class LossCurve:
     epoch: NDArray[np.int64]
     loss: NDArray[np.float64]
     val_loss: NDArray[np.float64]
+    best_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def trained_model(*, session: Session, owner: str, run_id: str) -> TrainedModel:
         spec=dict(network.spec),
         layers=layers,
         transform=run.transform,
+        restored_best=run.best_epoch == epoch != run.epoch,
     )
 
 
@@ -110,6 +114,7 @@ def loss_curve(*, session: Session, owner: str, run_id: str, max_points: int) ->
         epoch=np.asarray(columns["epoch"], dtype=np.int64),
         loss=_floats(columns["loss"]),
         val_loss=_floats(columns["val_loss"]),
+        best_epoch=run.best_epoch,
     )
 
 

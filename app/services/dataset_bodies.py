@@ -7,7 +7,8 @@ parameters) are validated by :class:`app.schemas.DatasetCreateBody`, as before.
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from app.builtin_datasets import dataset_from_body
 from app.dataset_options import finish
@@ -30,8 +31,17 @@ CELLS_MESSAGE = (
 )
 
 
-def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[str, ParsedDataset]:
-    """The name and validated arrays of a ``POST /v1/datasets`` body, in either form.
+@dataclass(frozen=True)
+class DatasetLabels:
+    """The name, tags and metadata a dataset is created with."""
+
+    name: str
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[DatasetLabels, ParsedDataset]:
+    """The labels and validated arrays of a ``POST /v1/datasets`` body, in either form.
 
     Raises
     ------
@@ -44,6 +54,7 @@ def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[str, ParsedDatase
     refuse_early(file, DATASET_ARRAYS, budget)
     body = parse_object(file, DATASET_ARRAYS, budget)
     model = validate_fields(DatasetCreateBody, body, DATASET_ARRAYS)
+    tags, metadata = list(model.root.tags), dict(model.root.metadata)
     if isinstance(model.root, DatasetCreate):
         form = model.root
         arrays = body.arrays
@@ -56,7 +67,7 @@ def read_dataset_body(file: BinaryIO, max_cells: int) -> tuple[str, ParsedDatase
             standardize=form.standardize,
         )
         del parsed
-        return form.name, packed(finished)
+        return DatasetLabels(form.name, tags, metadata), packed(finished)
     name, parsed = dataset_from_body(model)
     check_cells(parsed, max_cells)
-    return name, finish(parsed)
+    return DatasetLabels(name, tags, metadata), finish(parsed)

@@ -7,17 +7,17 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from numpy.typing import NDArray
-from sqlalchemy import func, insert, text, update
+from sqlalchemy import delete, func, insert, text, update
 from sqlmodel import Session, col, or_, select
 
 from app.blobs import encode_arrays
 from app.dataset_summary import DataSummary, LabelRecords, RecordsLoader, summarize
 from app.errors import ConflictError, NotFoundError
 from app.ids import new_id
-from app.lifecycle import UNFINISHED
 from app.models import Dataset, DatasetArrays, DatasetSummary, Run, utcnow
-from app.services import storage
+from app.services import labels, storage
 from app.services.dataset_parsing import ParsedDataset
+from app.services.deletes import count_runs, refuse_unless_cascade
 from app.services.pagination import PageResult, paginate
 from engine import serialization
 
@@ -54,6 +54,8 @@ def create_dataset(
     parsed: ParsedDataset,
     storage_quota: int = 0,
     read_session: Session | None = None,
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Dataset:
     """Store a validated dataset and its summary; ``sha256`` is the hash of the encoded arrays.
 
@@ -90,6 +92,8 @@ def create_dataset(
         target_names=None if parsed.target_names is None else list(parsed.target_names),
         classes=None if parsed.classes is None else list(parsed.classes),
         transform=parsed.transform,
+        tags=list(tags or []),
+        meta=dict(metadata or {}),
     )
     if storage_quota:
         from app.services.runs import lock_active_runs  # runs imports this module
@@ -104,6 +108,7 @@ def create_dataset(
             what=f"this dataset ({parsed.X.shape[0]} samples)",
         )
     session.add(dataset)
+    labels.add_tags(session, dataset, dataset.tags)
     store_blob(session, dataset.id, blob)
     session.add(_summary_row(computed))
     session.commit()
@@ -212,10 +217,16 @@ def get_dataset(*, session: Session, owner: str, dataset_id: str) -> Dataset:
 
 
 def list_datasets(
-    *, session: Session, owner: str, limit: int, after: str | None
+    *,
+    session: Session,
+    owner: str,
+    limit: int,
+    after: str | None,
+    filters: labels.ListFilters | None = None,
 ) -> PageResult[Dataset]:
-    """Return one page of ``owner``'s datasets, newest first."""
+    """Return one page of ``owner``'s datasets, newest first, optionally filtered."""
     statement = select(Dataset).where(Dataset.owner == owner)
+    statement = labels.filtered(statement, Dataset, owner, filters or labels.ListFilters())
     return paginate(
         session=session, statement=statement, id_column=Dataset.id, limit=limit, after=after
     )
@@ -252,25 +263,27 @@ def dataset_sha256(*, session: Session, dataset_id: str) -> str:
     return found
 
 
-def delete_dataset(*, session: Session, owner: str, dataset_id: str) -> None:
-    """Delete a dataset; runs that used it keep their results (dataset_id becomes null).
+def delete_dataset(*, session: Session, owner: str, dataset_id: str, cascade: bool = False) -> int:
+    """Delete a dataset; with ``cascade``, also the runs that train or validate on it.
+
+    The rule of :mod:`app.services.deletes`; returns the number
+    of runs deleted.
 
     Raises
     ------
     ConflictError
-        While a queued or running run trains or validates on it.
+        Runs use it and ``cascade`` is false; or some of them are unfinished.
     """
     dataset = get_dataset(session=session, owner=owner, dataset_id=dataset_id)
-    active = session.exec(
-        select(Run.id).where(
-            or_(Run.dataset_id == dataset_id, Run.validation_dataset_id == dataset_id),
-            col(Run.status).in_(UNFINISHED),
-        )
-    ).first()
-    if active is not None:
-        raise ConflictError(
-            f"dataset {dataset_id!r} is used by run {active!r}, which is queued or running; "
-            "cancel it or wait for it to finish"
-        )
+    session.refresh(dataset, with_for_update=True)
+    uses = or_(Run.dataset_id == dataset_id, Run.validation_dataset_id == dataset_id)
+    using = count_runs(session, uses)
+    try:
+        refuse_unless_cascade(f"dataset {dataset_id!r}", using, cascade)
+    except ConflictError:
+        session.rollback()
+        raise
+    session.exec(delete(Run).where(uses))
     session.delete(dataset)
     session.commit()
+    return using.total

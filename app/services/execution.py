@@ -67,6 +67,9 @@ class Progress:
     val_loss: float | None
     best_loss: float | None
     metrics: dict[str, float | None] = field(default_factory=dict)
+    best_epoch: int | None = None
+    weights_epoch: int | None = None
+    """The epoch the network's weights are from when it is not ``epoch`` (restore_best)."""
 
 
 @dataclass
@@ -99,6 +102,7 @@ class RunContext:
     resume_state: bytes | None
     resume_epoch: int
     best_loss: float | None
+    best_epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -268,8 +272,10 @@ def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | N
     # and progress restarts at its epoch.
     run.epoch = resume_epoch
     best_loss = run.best_loss if resume_epoch > 0 else None
+    best_epoch = run.best_epoch if resume_epoch > 0 else None
     if resume_epoch == 0:
         run.loss = run.val_loss = run.best_loss = None
+        run.best_epoch = None
         run.metrics = {}
     session.add(run)
     context = RunContext(
@@ -282,6 +288,7 @@ def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | N
         resume_state=resume_state,
         resume_epoch=resume_epoch,
         best_loss=best_loss,
+        best_epoch=best_epoch,
     )
     session.commit()
     return context
@@ -310,6 +317,7 @@ def _progress_values(progress: Progress) -> dict[str, Any]:
         "loss": progress.loss,
         "val_loss": progress.val_loss,
         "best_loss": progress.best_loss,
+        "best_epoch": progress.best_epoch,
         "metrics": progress.metrics,
     }
 
@@ -490,7 +498,8 @@ def finish(
     if ended and final_weights is not None:
         arrays = session.get(RunArrays, run_id) or RunArrays(run_id=run_id)
         arrays.final_weights = final_weights()
-        arrays.final_epoch = batch.progress.epoch
+        weights_epoch = batch.progress.weights_epoch
+        arrays.final_epoch = batch.progress.epoch if weights_epoch is None else weights_epoch
         session.add(arrays)
     session.commit()
     return status

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 import engine
 from app.arrays import decode_weights, encode_weights
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.ids import new_id
-from app.lifecycle import UNFINISHED
 from app.models import Network, NetworkArrays, Run, utcnow
 from app.schemas import NetworkCreate
+from app.services import labels
+from app.services.deletes import count_runs, refuse_unless_cascade
 from app.services.errors import invalid_from_config_error
 from app.services.pagination import PageResult, paginate
 
@@ -82,8 +84,11 @@ def create_network(
         output_size=net.output_size,
         n_parameters=net.n_parameters,
         created_at=utcnow(),
+        tags=list(network_in.tags),
+        meta=dict(network_in.metadata),
     )
     session.add(network)
+    labels.add_tags(session, network, network_in.tags)
     session.add(NetworkArrays(network_id=network.id, weights=encode_weights(net.get_weights())))
     session.commit()
     return network
@@ -98,10 +103,16 @@ def get_network(*, session: Session, owner: str, network_id: str) -> Network:
 
 
 def list_networks(
-    *, session: Session, owner: str, limit: int, after: str | None
+    *,
+    session: Session,
+    owner: str,
+    limit: int,
+    after: str | None,
+    filters: labels.ListFilters | None = None,
 ) -> PageResult[Network]:
-    """Return one page of ``owner``'s networks, newest first."""
+    """Return one page of ``owner``'s networks, newest first, optionally filtered."""
     statement = select(Network).where(Network.owner == owner)
+    statement = labels.filtered(statement, Network, owner, filters or labels.ListFilters())
     return paginate(
         session=session, statement=statement, id_column=Network.id, limit=limit, after=after
     )
@@ -116,22 +127,26 @@ def get_initial_weights(*, session: Session, owner: str, network_id: str) -> lis
     return decode_weights(arrays.weights)
 
 
-def delete_network(*, session: Session, owner: str, network_id: str) -> None:
-    """Delete a network with its runs, history and checkpoints.
+def delete_network(*, session: Session, owner: str, network_id: str, cascade: bool = False) -> int:
+    """Delete a network; with ``cascade``, also its runs (history, checkpoints, weights).
+
+    The network's row is locked first (PostgreSQL), so a run created at the same time
+    either is counted or fails to find the network. Returns the number of runs deleted.
 
     Raises
     ------
     ConflictError
-        While one of its runs is queued or running.
+        See :func:`app.services.deletes.refuse_unless_cascade`.
     """
     network = get_network(session=session, owner=owner, network_id=network_id)
-    active = session.exec(
-        select(Run.id).where(Run.network_id == network_id, col(Run.status).in_(UNFINISHED))
-    ).first()
-    if active is not None:
-        raise ConflictError(
-            f"network {network_id!r} is used by run {active!r}, which is queued or running; "
-            "cancel it first"
-        )
+    session.refresh(network, with_for_update=True)
+    using = count_runs(session, Run.network_id == network_id)
+    try:
+        refuse_unless_cascade(f"network {network_id!r}", using, cascade)
+    except ConflictError:
+        session.rollback()
+        raise
+    session.exec(delete(Run).where(col(Run.network_id) == network_id))
     session.delete(network)
     session.commit()
+    return using.total

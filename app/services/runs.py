@@ -31,11 +31,12 @@ from app.models import (
 )
 from app.schemas import RunCreate
 from app.services import datasets as dataset_service
+from app.services import labels, notifications, storage
 from app.services import networks as network_service
-from app.services import notifications, storage
 from app.services.errors import invalid_from_config_error
 from app.services.notifications import Ended
 from app.services.pagination import PageResult, paginate
+from app.services.run_order import RunOrder, page_runs
 from app.webhook_targets import TargetRefusedError, check_target
 
 SEED_BITS = 32
@@ -271,6 +272,9 @@ class _RunPlan:
     new_summaries: tuple[dataset_service.ComputedSummary, ...]
     transform: dict[str, Any] | None = None
     """The training dataset's transform (:mod:`app.transforms`), kept with the run."""
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    meta: dict[str, Any] | None = None
 
 
 def create_run(
@@ -407,6 +411,9 @@ def _plan_run(session: Session, owner: str, run_in: RunCreate, limits: RunLimits
         settlement=settlement,
         new_summaries=tuple(summary for summary in computed if summary is not None),
         transform=dataset.transform,
+        name=run_in.name,
+        tags=tuple(run_in.tags),
+        meta=dict(run_in.metadata),
     )
 
 
@@ -415,11 +422,17 @@ def _store_run(session: Session, owner: str, plan: _RunPlan, limits: RunLimits) 
     lock_active_runs(session=session, owner=owner)
     check_active_cap(session=session, owner=owner, max_active_runs=limits.max_active_runs)
     # What the plan read may have been deleted since (404, not an integrity error).
-    if session.get(Network, plan.network_id) is None:
+    # FOR KEY SHARE (PostgreSQL): a concurrent delete, which locks the row FOR UPDATE
+    # before counting its runs, either waits for this insert (and counts it) or has
+    # deleted the row before this read (404 here).
+    key_share = {"key_share": True}
+    if session.get(Network, plan.network_id, with_for_update=key_share) is None:
         session.rollback()
         raise NotFoundError("network", plan.network_id)
     for dataset_id in (plan.dataset_id, plan.validation_id):
-        if dataset_id is not None and session.get(Dataset, dataset_id) is None:
+        if dataset_id is None:
+            continue
+        if session.get(Dataset, dataset_id, with_for_update=key_share) is None:
             session.rollback()
             raise NotFoundError("dataset", dataset_id)
     for computed in plan.new_summaries:
@@ -445,8 +458,12 @@ def _store_run(session: Session, owner: str, plan: _RunPlan, limits: RunLimits) 
         transform=plan.transform,
         epochs=plan.epochs,
         created_at=utcnow(),
+        name=plan.name,
+        tags=list(plan.tags),
+        meta=dict(plan.meta or {}),
     )
     session.add(run)
+    labels.add_tags(session, run, run.tags)
     session.add(RunArrays(run_id=run.id, init_weights=plan.init_weights))
     storage.reserve(session=session, run_id=run.id, owner=owner, reservation=plan.reservation.total)
     session.commit()
@@ -471,18 +488,54 @@ def list_runs(
     status: str | None = None,
     network_id: str | None = None,
     dataset_id: str | None = None,
+    sweep_id: str | None = None,
+    filters: labels.ListFilters | None = None,
+    order: RunOrder | None = None,
 ) -> PageResult[Run]:
-    """Return one page of ``owner``'s runs, newest first, optionally filtered."""
+    """Return one page of ``owner``'s runs in ``order`` (newest first), optionally filtered."""
     statement = select(Run).where(Run.owner == owner)
+    statement = labels.filtered(statement, Run, owner, filters or labels.ListFilters())
+    if sweep_id is not None:
+        statement = statement.where(Run.sweep_id == sweep_id)
     if status is not None:
         statement = statement.where(Run.status == status)
     if network_id is not None:
         statement = statement.where(Run.network_id == network_id)
     if dataset_id is not None:
         statement = statement.where(Run.dataset_id == dataset_id)
-    return paginate(
-        session=session, statement=statement, id_column=Run.id, limit=limit, after=after
-    )
+    order = order or RunOrder(key="created_at", descending=True)
+    return page_runs(session=session, statement=statement, order=order, limit=limit, after=after)
+
+
+def delete_run(*, session: Session, owner: str, run_id: str, force: bool = False) -> None:
+    """Delete a run with its history, checkpoints, weights and storage charge.
+
+    A queued, running or paused run is refused unless ``force``: then it is first
+    cancelled through the lifecycle (committed and logged like ``POST /cancel``),
+    and deleted in a second transaction. A running run's worker is not waited
+    for: its next write is fenced by the lease on a row that no longer exists, so
+    it writes nothing and stops.
+
+    Raises
+    ------
+    ConflictError
+        The run is unfinished and ``force`` is false.
+    """
+    run = _locked(session, owner, run_id)
+    if run.status in lifecycle.UNFINISHED:
+        if not force:
+            session.rollback()
+            raise ConflictError(
+                f"run {run_id!r} is {run.status}; cancel it first, or pass ?force=true "
+                "to cancel and delete it"
+            )
+        current, target = _transition(session, run, Action.CANCEL)
+        if target != current:
+            _move(session, run, current, target)
+        run = _locked(session, owner, run_id)
+    session.delete(run)
+    session.commit()
+    log_transition(run_id, "deleted", previous=run.status)
 
 
 def _transition(session: Session, run: Run, action: Action) -> tuple[State, State]:

@@ -65,12 +65,18 @@ def test_delete_conflicts_while_a_queued_run_uses_it(client: Any) -> None:
         json=run_body(network_id, dataset_id, validation={"dataset_id": validation_id}),
     ).json()
     for target in (dataset_id, validation_id):
-        response = client.delete(f"/v1/datasets/{target}")
+        response = client.delete(f"/v1/datasets/{target}", params={"cascade": True})
         assert response.status_code == 409
         assert run["id"] in response.json()["detail"]
     client.post(f"/v1/runs/{run['id']}/cancel")
-    assert client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
-    assert client.get(f"/v1/runs/{run['id']}").json()["dataset_id"] is None
+    # Issue 13: a dataset that runs used is not deleted under them (409 with the count)
+    # unless ?cascade=true, which deletes those runs too.
+    response = client.delete(f"/v1/datasets/{validation_id}")
+    assert response.status_code == 409 and "used by 1 run;" in response.json()["detail"]
+    assert client.get(f"/v1/runs/{run['id']}").status_code == 200
+    assert client.delete(f"/v1/datasets/{dataset_id}?cascade=true").status_code == 204
+    assert client.get(f"/v1/runs/{run['id']}").status_code == 404
+    assert client.delete(f"/v1/datasets/{validation_id}").status_code == 204
 
 
 BAD_JSON: list[tuple[Any, Any, list[Any], str]] = [

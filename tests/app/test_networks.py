@@ -72,13 +72,19 @@ def test_delete(client: Any) -> None:
 
 
 def test_delete_conflicts_with_queued_run_then_cascades(client: Any) -> None:
+    # Issue 13: runs are deleted with their network only when asked (?cascade=true).
     network_id, dataset_id = create_xor(client)
     run_id = client.post("/v1/runs", json=run_body(network_id, dataset_id)).json()["id"]
     response = client.delete(f"/v1/networks/{network_id}")
     assert response.status_code == 409
+    assert "used by 1 run;" in response.json()["detail"]
+    response = client.delete(f"/v1/networks/{network_id}", params={"cascade": True})
+    assert response.status_code == 409
     assert run_id in response.json()["detail"]
     client.post(f"/v1/runs/{run_id}/cancel")
-    assert client.delete(f"/v1/networks/{network_id}").status_code == 204
+    assert client.delete(f"/v1/networks/{network_id}").status_code == 409
+    assert client.get(f"/v1/runs/{run_id}").status_code == 200
+    assert client.delete(f"/v1/networks/{network_id}?cascade=true").status_code == 204
     assert client.get(f"/v1/runs/{run_id}").status_code == 404
 
 

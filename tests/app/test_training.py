@@ -157,6 +157,8 @@ def test_running_run_progress_checkpoint_weights_and_cancel(live: Any) -> None:
     assert running["started_at"] is not None and running["loss"] is not None
     assert live.delete(f"/v1/datasets/{dataset_id}").status_code == 409
     assert live.delete(f"/v1/networks/{network_id}").status_code == 409
+    assert live.delete(f"/v1/networks/{network_id}?cascade=true").status_code == 409
+    assert live.delete(f"/v1/runs/{run_id}").status_code == 409
     wait_for(
         live, run_id, lambda r: bool(live.get(f"/v1/runs/{r['id']}/checkpoints").json()["data"])
     )
@@ -172,7 +174,10 @@ def test_running_run_progress_checkpoint_weights_and_cancel(live: Any) -> None:
     history = live.get(f"/v1/runs/{run_id}/history").json()["epoch"]
     assert history == sorted(set(history)) and history[-1] == done["epoch"]
     assert live.get(f"/v1/runs/{run_id}/weights").json()["epoch"] == done["epoch"]
-    assert live.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+    # Issue 13: the dataset is deleted with its runs only when asked.
+    assert live.delete(f"/v1/datasets/{dataset_id}").status_code == 409
+    assert live.delete(f"/v1/datasets/{dataset_id}?cascade=true").status_code == 204
+    assert live.get(f"/v1/runs/{run_id}").status_code == 404
 
 
 def test_runs_wait_in_queue_for_a_free_worker(live: Any) -> None:
