@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,8 +16,16 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 
 def dry_run(*args: str) -> list[str]:
     """The commands ``make -n -B ARGS`` would run (every target considered out of date)."""
+    # Under `make test` the parent make's variables would make this one a sub-make
+    # (which prints "Entering/Leaving directory" lines and inherits its flags).
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     result = subprocess.run(
-        ["make", "-n", "-B", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ["make", "--no-print-directory", "-n", "-B", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()

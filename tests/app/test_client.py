@@ -157,7 +157,7 @@ def test_cancel_and_wait_timeout(bp: Client) -> None:
     assert caught.value.run.status == "queued" and isinstance(caught.value, TimeoutError)
     with pytest.raises(Conflict) as conflict:
         bp.delete_dataset(dataset.id)
-    assert conflict.value.status_code == 409 and "queued or running" in conflict.value.detail
+    assert conflict.value.status_code == 409 and "is used by 1 run" in conflict.value.detail
     with pytest.raises(Conflict):
         bp.run_weights(run.id)
     cancelled = bp.cancel(run.id)
@@ -260,3 +260,24 @@ def test_events_from_the_real_server(settings_for: Callable[..., Any]) -> None:
         assert resumed[-1].event == "end"
         with pytest.raises(NotFound):
             list(bp.events("run_missing"))
+
+
+def test_deletes_cascade_force_and_paged_data(bp: Client) -> None:
+    network = bp.create_network(XOR_NETWORK)
+    dataset = bp.create_dataset("xor", XOR_X, XOR_Y)
+    run = bp.create_run(network.id, dataset.id, **XOR_RUN)  # no workers: it stays queued
+    assert XOR_X[1:3] == bp.dataset_data(dataset.id, offset=1, limit=2).X
+    with pytest.raises(Conflict) as unfinished:
+        bp.delete_run(run.id)
+    assert "force=true" in unfinished.value.detail
+    bp.delete_run(run.id, force=True)
+    with pytest.raises(NotFound):
+        bp.get_run(run.id)
+    done = bp.create_run(network.id, dataset.id, **XOR_RUN)
+    bp.cancel(done.id)
+    with pytest.raises(Conflict):
+        bp.delete_network(network.id)
+    bp.delete_network(network.id, cascade=True)
+    with pytest.raises(NotFound):
+        bp.get_run(done.id)
+    bp.delete_dataset(dataset.id)

@@ -83,7 +83,13 @@ def _operations(tenant: TenantClient) -> list[tuple[str, str]]:
 
 def _call(tenant: TenantClient, method: str, path: str, ids: dict[str, str]) -> Any:
     url = ID_PARAM.sub(lambda match: ids[match.group(1)], path)
-    body = {"X": XOR_X} if url.endswith("/predict") else None
+    body: dict[str, Any] | None = None
+    if url.endswith("/predict"):
+        body = {"X": XOR_X}
+    elif url.endswith("/evaluate"):
+        body = {"X": XOR_X, "y": XOR_Y}
+    elif method == "PATCH":
+        body = {"tags": ["intruder"]}
     return tenant.request(method, url, json=body)
 
 
@@ -108,6 +114,8 @@ def _check_paths(
         if method == "GET":
             response = _call(owner_client, method, path, mine)
             assert response.status_code == 200, (method, path, response.text)
+            if "/{" in path and path.count("/") == 3:  # the object itself: PATCH changed nothing
+                assert "intruder" not in response.json().get("tags", []), (path, response.text)
 
 
 def _check_bodies(

@@ -272,9 +272,11 @@ class Client:
         """Every network, newest first, fetching pages as the iteration goes."""
         return self._iterate("/v1/networks", Network, page_size)
 
-    def delete_network(self, network_id: str) -> None:
-        """Delete a network and its runs (:class:`Conflict` while one is active)."""
-        self.request("DELETE", f"/v1/networks/{network_id}")
+    def delete_network(self, network_id: str, *, cascade: bool = False) -> None:
+        """Delete a network (:class:`Conflict` while runs use it, unless ``cascade``, which
+        deletes those runs too; still :class:`Conflict` while one is unfinished)."""
+        params = {"cascade": "true"} if cascade else None
+        self.request("DELETE", f"/v1/networks/{network_id}", params=params)
 
     def network_weights(self, network_id: str) -> Weights:
         """The network's initial weights (epoch 0)."""
@@ -343,13 +345,20 @@ class Client:
         """Every dataset, newest first."""
         return self._iterate("/v1/datasets", Dataset, page_size)
 
-    def delete_dataset(self, dataset_id: str) -> None:
-        """Delete a dataset (:class:`Conflict` while an active run uses it)."""
-        self.request("DELETE", f"/v1/datasets/{dataset_id}")
+    def delete_dataset(self, dataset_id: str, *, cascade: bool = False) -> None:
+        """Delete a dataset (:class:`Conflict` while runs use it, unless ``cascade``, as
+        :meth:`delete_network`)."""
+        params = {"cascade": "true"} if cascade else None
+        self.request("DELETE", f"/v1/datasets/{dataset_id}", params=params)
 
-    def dataset_data(self, dataset_id: str) -> DatasetData:
-        """The dataset's ``X`` and ``y``."""
-        return self._get(f"/v1/datasets/{dataset_id}/data", DatasetData)
+    def dataset_data(
+        self, dataset_id: str, *, offset: int = 0, limit: int | None = None
+    ) -> DatasetData:
+        """Rows ``offset`` to ``offset + limit`` of the dataset's ``X`` and ``y`` (the
+        server's default page is 100 rows)."""
+        return self._get(
+            f"/v1/datasets/{dataset_id}/data", DatasetData, offset=offset or None, limit=limit
+        )
 
     # ------------------------------------------------------------------ runs
 
@@ -417,6 +426,12 @@ class Client:
             limit=limit,
             max_points=max_points,
         )
+
+    def delete_run(self, run_id: str, *, force: bool = False) -> None:
+        """Delete a run with its history and checkpoints (:class:`Conflict` while it is
+        unfinished, unless ``force``, which cancels it first)."""
+        params = {"force": "true"} if force else None
+        self.request("DELETE", f"/v1/runs/{run_id}", params=params)
 
     def cancel(self, run_id: str) -> Run:
         """Cancel a run (idempotent)."""
