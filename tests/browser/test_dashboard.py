@@ -270,7 +270,9 @@ def test_dashboard_datasets_view_previews_pages_and_shows_stats(server: ServerPr
                 assert _cells(page, "#preview tbody tr") == _expected_preview(0, 20)
 
                 _assert_stats(page, classes)
-                page.screenshot(path=str(OUTPUT_DIR / "dashboard-dataset-stats.png"), full_page=True)
+                page.screenshot(
+                    path=str(OUTPUT_DIR / "dashboard-dataset-stats.png"), full_page=True
+                )
                 assert csp_violations(page) == []
             finally:
                 browser.close()
