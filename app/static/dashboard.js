@@ -312,16 +312,16 @@ async function loadPreview(offset) {
     const { features, targets } = columnNames(dataset);
     const head = $("preview").querySelector("thead tr");
     head.replaceChildren(
-      cell("th", "#"),
-      ...features.map((name) => cell("th", name)),
-      ...targets.map((name) => cell("th", name, "target")),
+      cell("th", "#", "num"),
+      ...features.map((name) => cell("th", name, "num")),
+      ...targets.map((name) => cell("th", name, dataset.classes ? "target" : "num target")),
     );
     const rows = body.X.map((x, i) => {
       const y = Array.isArray(body.y[i]) ? body.y[i] : [body.y[i]];
       return tableRow([
         cell("td", String(offset + i), "num"),
         ...x.map((value) => cell("td", num(value), "num")),
-        ...y.map((value) => cell("td", targetText(dataset, value), "num target")),
+        ...y.map((value) => cell("td", targetText(dataset, value), dataset.classes ? "target" : "num target")),
       ]);
     });
     $("preview").querySelector("tbody").replaceChildren(...rows);

@@ -180,12 +180,12 @@ def test_dashboard_draws_the_lr_column_of_a_scheduled_run(server: ServerProcess)
 
 # 25 rows (so the 20-row preview has a second page) with known moments and a text target.
 SPECIES = ("setosa", "versicolor", "virginica")
-DATASET_ROWS = [(i, 2 * i + 1, SPECIES[i % 3]) for i in range(25)]
+DATASET_ROWS = [(i, 2 * i + 1, i / 3, SPECIES[i % 3]) for i in range(25)]
 HOSTILE_NAME = '<img src=x id="injected">'
 
 
 def _dataset_csv() -> bytes:
-    lines = ["a,<b>b</b>,species", *(f"{a},{b},{s}" for a, b, s in DATASET_ROWS)]
+    lines = ["a,<b>b</b>,c,species", *(f"{a},{b},{c!r},{s}" for a, b, c, s in DATASET_ROWS)]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -206,10 +206,11 @@ def _wait_loaded(page: Page, offset: int) -> None:
 
 
 def _expected_preview(start: int, stop: int) -> list[list[str]]:
-    """Rows as the preview shows them: index, features, the class *name* of the label."""
+    """Rows as the preview shows them: index, features (6 significant digits), the class
+    *name* of the label."""
     return [
-        [str(i), str(a), str(b), s]
-        for i, (a, b, s) in enumerate(DATASET_ROWS[start:stop], start=start)
+        [str(i), str(a), str(b), f"{c:.6g}", s]
+        for i, (a, b, c, s) in enumerate(DATASET_ROWS[start:stop], start=start)
     ]
 
 
@@ -243,7 +244,7 @@ def test_dashboard_datasets_view_previews_pages_and_shows_stats(server: ServerPr
                 # The list row: the name as text (never markup), rows x features.
                 listed = row.locator("td")
                 assert listed.nth(0).text_content() == HOSTILE_NAME
-                assert listed.nth(1).text_content() == "25 \u00d7 2"
+                assert listed.nth(1).text_content() == "25 \u00d7 3"
                 assert listed.nth(2).text_content() == "3 classes"
                 row.click()
                 _wait_loaded(page, 0)
@@ -253,7 +254,7 @@ def test_dashboard_datasets_view_previews_pages_and_shows_stats(server: ServerPr
                 heads = page.eval_on_selector_all(
                     "#preview thead th", "cells => cells.map(c => c.textContent)"
                 )
-                assert heads == ["#", "a", "<b>b</b>", "species"]
+                assert heads == ["#", "a", "<b>b</b>", "c", "species"]
                 classes: list[str] = dataset["classes"]
                 assert _cells(page, "#preview tbody tr") == _expected_preview(0, 20)
                 assert page.locator("#preview-prev").is_disabled()
@@ -281,19 +282,18 @@ def test_dashboard_datasets_view_previews_pages_and_shows_stats(server: ServerPr
 
 def _assert_stats(page: Page, classes: list[str]) -> None:
     stats = {row[0]: row for row in _cells(page, "#stats tbody tr")}
-    assert set(stats) == {"a", "<b>b</b>", "species"}
-    a = np.array([r[0] for r in DATASET_ROWS], dtype=float)
-    b = np.array([r[1] for r in DATASET_ROWS], dtype=float)
-    for name, column in (("a", a), ("<b>b</b>", b)):
+    assert set(stats) == {"a", "<b>b</b>", "c", "species"}
+    columns = np.array([r[:3] for r in DATASET_ROWS], dtype=float)
+    for name, column in zip(("a", "<b>b</b>", "c"), columns.T, strict=True):
         shown = stats[name]
         assert shown[1:4] == ["feature", "25", "0"]
         expected = [column.min(), column.max(), column.mean(), column.std()]
         assert [float(v) for v in shown[4:]] == pytest.approx(expected, rel=1e-5)
-    labels = np.array([classes.index(r[2]) for r in DATASET_ROWS], dtype=float)
+    labels = np.array([classes.index(r[3]) for r in DATASET_ROWS], dtype=float)
     shown = stats["species"]
     assert shown[1:4] == ["target", "25", "0"]
     expected = [labels.min(), labels.max(), labels.mean(), labels.std()]
     assert [float(v) for v in shown[4:]] == pytest.approx(expected, rel=1e-5)
     assert page.locator("#class-counts-block").is_visible()
     counts = dict(_cells(page, "#class-counts tbody tr"))
-    assert counts == {s: str(sum(r[2] == s for r in DATASET_ROWS)) for s in SPECIES}
+    assert counts == {s: str(sum(r[3] == s for r in DATASET_ROWS)) for s in SPECIES}
