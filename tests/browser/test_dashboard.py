@@ -235,12 +235,19 @@ def test_dashboard_datasets_view_previews_pages_and_shows_stats(server: ServerPr
                 page.route("**/*", lambda route: keep_local(route, server.url, outside))
                 page.add_init_script(CSP_VIOLATIONS)
                 page.goto(server.url + "/")
-                page.fill("#api-key", KEY)
-                page.click("#key-form button[type=submit]")
+                # Without a key the view says why it is empty; saving the key reloads it.
                 page.click("#view-datasets")
                 assert page.locator("#runs-view").is_hidden()
+                page.wait_for_function(
+                    "() => document.querySelector('#datasets-error').textContent.startsWith('401')",
+                    timeout=30_000,
+                )
+                assert page.locator("#datasets tbody tr").count() == 0
+                page.fill("#api-key", KEY)
+                page.click("#key-form button[type=submit]")
                 row = page.locator(f'#datasets tbody tr[data-dataset-id="{dataset["id"]}"]')
                 row.wait_for(timeout=30_000)
+                assert page.locator("#datasets-error").text_content() == ""
                 # The list row: the name as text (never markup), rows x features.
                 listed = row.locator("td")
                 assert listed.nth(0).text_content() == HOSTILE_NAME
