@@ -11,7 +11,8 @@ const $ = (id) => document.getElementById(id);
 
 function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
 
-async function api(method, path) {
+// The JSON body and the response (for its headers); a non-2xx answer throws its detail.
+async function request(method, path) {
   const headers = { Accept: "application/json" };
   const key = apiKey();
   if (key) headers.Authorization = "Bearer " + key;
@@ -21,7 +22,11 @@ async function api(method, path) {
     const detail = body && body.detail ? JSON.stringify(body.detail) : response.statusText;
     throw new Error(response.status + ": " + detail);
   }
-  return body;
+  return { body, response };
+}
+
+async function api(method, path) {
+  return (await request(method, path)).body;
 }
 
 function fmt(value) {
@@ -183,6 +188,182 @@ function drawRate(chart, points, scale) {
   scale.label(W - PAD.right - 2, sr(r0) - 4, "lr " + fmt(r0), "end");
 }
 
+// ------------------------------------------------------------------ datasets view
+// Every value from the server goes into the page through textContent, never innerHTML.
+
+const PREVIEW_ROWS = 20;
+const datasets = { after: null, nextAfter: null, selected: null, offset: 0, total: 0 };
+
+function showView(name) {
+  $("runs-view").hidden = name !== "runs";
+  $("datasets-view").hidden = name !== "datasets";
+  for (const [id, active] of [["view-runs", name === "runs"], ["view-datasets", name === "datasets"]]) {
+    $(id).classList.toggle("active", active);
+    $(id).setAttribute("aria-pressed", String(active));
+  }
+  if (name === "datasets") refreshDatasets();
+}
+
+// A stored number as a short string: integers whole, others to 6 significant digits.
+function num(value) {
+  if (value === null || value === undefined) return "";
+  const n = Number(value);
+  if (!Number.isFinite(n)) return String(value);
+  return Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(6)));
+}
+
+function cell(tag, text, className) {
+  const element = document.createElement(tag);
+  element.textContent = text;
+  if (className) element.className = className;
+  return element;
+}
+
+function tableRow(cells) {
+  const row = document.createElement("tr");
+  row.append(...cells);
+  return row;
+}
+
+async function refreshDatasets() {
+  const query = new URLSearchParams({ limit: "20" });
+  if (datasets.after) query.set("after", datasets.after);
+  try {
+    const page = await api("GET", "/v1/datasets?" + query);
+    $("datasets-error").textContent = "";
+    datasets.nextAfter = page.has_more ? page.next_after : null;
+    $("datasets-next-page").disabled = !datasets.nextAfter;
+    $("datasets").querySelector("tbody").replaceChildren(...page.data.map(datasetRow));
+  } catch (error) {
+    $("datasets-error").textContent = String(error.message || error);
+  }
+}
+
+function targetsText(dataset) {
+  if (dataset.classes) return dataset.classes.length + " classes";
+  return dataset.target_type === "labels" ? "labels" : String(dataset.n_targets);
+}
+
+function datasetRow(dataset) {
+  const row = tableRow([
+    cell("td", dataset.name),
+    cell("td", dataset.n_samples + " \u00d7 " + dataset.n_features),
+    cell("td", targetsText(dataset)),
+    cell("td", dataset.created_at.slice(0, 19)),
+  ]);
+  row.dataset.datasetId = dataset.id;
+  if (dataset.id === datasets.selected) row.classList.add("selected");
+  row.addEventListener("click", () => selectDataset(dataset.id));
+  return row;
+}
+
+async function selectDataset(datasetId) {
+  datasets.selected = datasetId;
+  for (const row of document.querySelectorAll("#datasets tbody tr")) {
+    row.classList.toggle("selected", row.dataset.datasetId === datasetId);
+  }
+  $("dataset-panel").hidden = false;
+  $("dataset-id").textContent = datasetId;
+  $("dataset-error").textContent = "";
+  $("preview").dataset.loaded = "false";
+  $("stats").dataset.loaded = "false";
+  try {
+    const dataset = await api("GET", "/v1/datasets/" + datasetId);
+    if (datasets.selected !== datasetId) return;
+    datasets.meta = dataset;
+    datasets.total = dataset.n_samples;
+    $("dataset-name").textContent = dataset.name;
+    $("dataset-summary").textContent =
+      dataset.n_samples + " rows \u00d7 " + dataset.n_features + " features, " +
+      dataset.n_targets + " target(s) (" + dataset.target_type + "), created " +
+      dataset.created_at.slice(0, 19) + ", sha256 " + dataset.sha256.slice(0, 12);
+    await Promise.all([loadPreview(0), loadStats(datasetId)]);
+  } catch (error) {
+    $("dataset-error").textContent = String(error.message || error);
+  }
+}
+
+function columnNames(dataset) {
+  const features = dataset.feature_names.length === dataset.n_features
+    ? dataset.feature_names : Array.from({ length: dataset.n_features }, (_, i) => "x" + i);
+  const targets = dataset.target_names.length === dataset.n_targets
+    ? dataset.target_names : Array.from({ length: dataset.n_targets }, (_, i) => "y" + i);
+  return { features, targets };
+}
+
+// A target cell: a class label shows its class name when the dataset has classes.
+function targetText(dataset, value) {
+  if (dataset.classes && Number.isInteger(value) && dataset.classes[value] !== undefined) {
+    return dataset.classes[value];
+  }
+  return num(value);
+}
+
+async function loadPreview(offset) {
+  const dataset = datasets.meta;
+  if (!dataset) return;
+  const query = new URLSearchParams({ offset: String(offset), limit: String(PREVIEW_ROWS) });
+  try {
+    const { body, response } = await request("GET", "/v1/datasets/" + dataset.id + "/data?" + query);
+    if (datasets.selected !== dataset.id) return;
+    datasets.offset = offset;
+    const total = Number(response.headers.get("X-Total-Count") || dataset.n_samples);
+    const hasMore = response.headers.get("X-Has-More") === "true";
+    const { features, targets } = columnNames(dataset);
+    const head = $("preview").querySelector("thead tr");
+    head.replaceChildren(
+      cell("th", "#", "num"),
+      ...features.map((name) => cell("th", name, "num")),
+      ...targets.map((name) => cell("th", name, dataset.classes ? "target" : "num target")),
+    );
+    const rows = body.X.map((x, i) => {
+      const y = Array.isArray(body.y[i]) ? body.y[i] : [body.y[i]];
+      return tableRow([
+        cell("td", String(offset + i), "num"),
+        ...x.map((value) => cell("td", num(value), "num")),
+        ...y.map((value) => cell("td", targetText(dataset, value), dataset.classes ? "target" : "num target")),
+      ]);
+    });
+    $("preview").querySelector("tbody").replaceChildren(...rows);
+    $("preview-prev").disabled = offset === 0;
+    $("preview-next").disabled = !hasMore;
+    $("preview-range").textContent = body.X.length === 0
+      ? "no rows" : "rows " + offset + "\u2013" + (offset + body.X.length - 1) + " of " + total;
+    $("preview").dataset.offset = String(offset);
+    $("preview").dataset.loaded = "true";
+  } catch (error) {
+    $("dataset-error").textContent = String(error.message || error);
+  }
+}
+
+function statsRow(column, kind) {
+  const row = tableRow([
+    cell("td", column.name),
+    cell("td", kind),
+    ...[column.count, column.missing, column.min, column.max, column.mean, column.std]
+      .map((value) => cell("td", num(value), "num")),
+  ]);
+  row.dataset.column = column.name;
+  return row;
+}
+
+async function loadStats(datasetId) {
+  const stats = await api("GET", "/v1/datasets/" + datasetId + "/stats");
+  if (datasets.selected !== datasetId) return;
+  $("stats").querySelector("tbody").replaceChildren(
+    ...stats.features.map((column) => statsRow(column, "feature")),
+    ...stats.targets.map((column) => statsRow(column, "target")),
+  );
+  const counts = stats.class_counts ? Object.entries(stats.class_counts) : [];
+  $("class-counts-block").hidden = counts.length === 0;
+  $("class-counts").querySelector("tbody").replaceChildren(...counts.map(([name, count]) => {
+    const row = tableRow([cell("td", name), cell("td", String(count), "num")]);
+    row.dataset.className = name;
+    return row;
+  }));
+  $("stats").dataset.loaded = "true";
+}
+
 async function act(action) {
   if (!state.selected) return;
   $("action-error").textContent = "";
@@ -201,7 +382,14 @@ $("key-form").addEventListener("submit", (event) => {
   state.after = null;
   refreshRuns();
   if (state.selected) selectRun(state.selected);
+  if (!$("datasets-view").hidden) { datasets.after = null; refreshDatasets(); }
 });
+$("view-runs").addEventListener("click", () => showView("runs"));
+$("view-datasets").addEventListener("click", () => showView("datasets"));
+$("datasets-first-page").addEventListener("click", () => { datasets.after = null; refreshDatasets(); });
+$("datasets-next-page").addEventListener("click", () => { datasets.after = datasets.nextAfter; refreshDatasets(); });
+$("preview-prev").addEventListener("click", () => loadPreview(Math.max(0, datasets.offset - PREVIEW_ROWS)));
+$("preview-next").addEventListener("click", () => loadPreview(datasets.offset + PREVIEW_ROWS));
 $("api-key").value = apiKey();
 $("first-page").addEventListener("click", () => { state.after = null; refreshRuns(); });
 $("next-page").addEventListener("click", () => { state.after = state.nextAfter; refreshRuns(); });
