@@ -90,6 +90,10 @@ def test_tag_rename_and_list_filters(bp: Client, cli: Callable[..., Result]) -> 
     assert [r["id"] for r in descending] == by_loss[::-1]
     table = cli("runs", "list", "--sort", "name")
     assert table.code == 0 and table.out.index(other) < table.out.index(run_id)  # b < renamed
+    rows = {line.split()[0]: line.split() for line in table.out.splitlines()[1:]}
+    assert table.out.split()[:2] == ["ID", "NAME"] and table.out.splitlines()[0].endswith("TAGS")
+    assert (rows[run_id][1], rows[run_id][-1]) == ("renamed", "y,z")
+    assert (rows[other][1], rows[other][-1]) == ("b-run", "-")
     bad = cli("runs", "list", "--sort", "colour")
     assert bad.code == 2 and "sort" in bad.err
     too_long = cli("runs", "tag", run_id, "--add", "t" * 500)
