@@ -16,7 +16,7 @@ from tests.support.server import BACKPROP
 def test_one_backprop_has_client_and_server_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     listed = capsys.readouterr().out.split("Commands:")[1].split()
-    assert {"train", "runs", "predict", "serve", "worker", "migrate"} <= set(listed)
+    assert {"train", "runs", "predict", "evaluate", "serve", "worker", "migrate"} <= set(listed)
     assert "backprop_client.cli" in BACKPROP.read_text()  # the installed script
     assert client_cli.main(["--help"]) == 0  # the server's commands come by entry point
     assert "serve" in capsys.readouterr().out.split("Commands:")[1].split()
@@ -35,7 +35,15 @@ def test_the_server_commands_register_once() -> None:
         register(group)
 
     group = client_cli.build_command([counted, counted, register])
-    assert sorted(group.commands) == ["migrate", "predict", "runs", "serve", "train", "worker"]
+    assert sorted(group.commands) == [
+        "evaluate",
+        "migrate",
+        "predict",
+        "runs",
+        "serve",
+        "train",
+        "worker",
+    ]
     assert calls == ["register"]  # and the entry point's own register was not called again
 
 

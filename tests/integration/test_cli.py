@@ -380,3 +380,50 @@ def test_train_shows_a_progress_bar_on_a_terminal(server: ServerProcess, workdir
     assert result.returncode == 0, result.stderr
     assert "━" in result.stderr and "3000/3000" in result.stderr  # rich's bar, epochs done
     assert "succeeded (completed) after 3000/3000 epochs" in result.stdout
+
+
+def test_experiment_commands_against_a_real_server(server: ServerProcess, workdir: Path) -> None:
+    """The installed ``backprop``: tag, list by tag and sort, compare with a plot,
+    evaluate on a CSV file, delete; each with --json."""
+    spec = str(workdir / "xor.json")
+    ids = []
+    for rate in ("0.5", "2"):
+        trained = backprop(
+            server, "--json", "train", spec, "--builtin", "xor", "--loss", "mse",
+            "--optimizer", "sgd", "--lr", rate, "--epochs", "300", "--seed", "1", cwd=workdir,
+        )  # fmt: skip
+        assert trained.returncode == 0, trained.stderr
+        ids.append(json.loads(trained.stdout)["id"])
+    tagged = backprop(
+        server, "runs", "tag", ids[0], "--add", "exp13", "--name", "slow", "--json", cwd=workdir
+    )
+    assert tagged.returncode == 0, tagged.stderr
+    assert (json.loads(tagged.stdout)["name"], json.loads(tagged.stdout)["tags"]) == (
+        "slow",
+        ["exp13"],
+    )
+    listed = backprop(
+        server, "runs", "list", "--tag", "exp13", "--sort", "-loss", "--json", cwd=workdir
+    )
+    assert [r["id"] for r in json.loads(listed.stdout)] == [ids[0]]
+    plot = workdir / "compare.png"
+    compared = backprop(
+        server, "runs", "compare", *ids, "--plot", str(plot), "--metric", "loss", "--json",
+        cwd=workdir,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr
+    assert "optimizer.learning_rate" in json.loads(compared.stdout)["differing"]
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    (workdir / "xor.csv").write_text("a,b,y\n0,0,0\n0,1,1\n1,0,1\n1,1,0\n")
+    evaluated = backprop(
+        server, "evaluate", ids[1], "--data", "xor.csv", "--target", "y", "--json", cwd=workdir
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    with Client(server.url) as bp:
+        assert result["loss"] == pytest.approx(
+            bp.evaluate_run(ids[1], X=[[0, 0], [0, 1], [1, 0], [1, 1]], y=[0, 1, 1, 0]).loss
+        )
+        deleted = backprop(server, "runs", "delete", ids[0], cwd=workdir)
+        assert deleted.returncode == 0 and deleted.stdout.strip() == f"run {ids[0]} deleted"
+        assert ids[0] not in [r.id for r in bp.list_runs()]

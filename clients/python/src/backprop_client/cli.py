@@ -1,4 +1,4 @@
-"""The ``backprop`` command (Click): ``train``, ``runs ...``, ``predict``; and, where the
+"""The ``backprop`` command (Click): ``train``, ``runs ...``, ``predict``, ``evaluate``; and, where the
 server is installed, its ``serve``, ``worker`` and ``migrate`` (plugins, see below).
 
 Global options come before the subcommand (``backprop --server URL runs list``) and
@@ -26,6 +26,7 @@ from importlib.metadata import entry_points
 import click
 
 from backprop_client.cli_common import EXIT_INTERRUPTED, EXIT_OK, Options
+from backprop_client.cli_experiments import evaluate
 from backprop_client.cli_runs import predict, runs
 from backprop_client.cli_train import train
 from backprop_client.client import DEFAULT_URL
@@ -70,7 +71,7 @@ def cli(
     ctx.obj = Options(server=server, api_key=api_key or None, timeout=timeout, json=json_output)
 
 
-CLIENT_COMMANDS: tuple[click.Command, ...] = (train, runs, predict)
+CLIENT_COMMANDS: tuple[click.Command, ...] = (train, runs, predict, evaluate)
 
 
 def _plugins(extra: Iterable[Register]) -> list[Register]:

@@ -197,18 +197,21 @@ def summary(run: Run) -> list[str]:
 
 
 def runs_table(runs: list[Run]) -> Table:
-    """Runs as a table: id, status, epochs, loss, accuracy (when recorded), created."""
+    """Runs as a table: id, name, status, epochs, loss, accuracy (when recorded),
+    created, tags."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("ID", "STATUS", "EPOCH", "LOSS", "ACCURACY", "CREATED"):
+    for name in ("ID", "NAME", "STATUS", "EPOCH", "LOSS", "ACCURACY", "CREATED", "TAGS"):
         table.add_column(name, no_wrap=True)
     for run in runs:
         created = run.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
             run.id,
+            run.name or "-",
             run.status,
             f"{run.epoch}/{run.epochs}",
             number(run.loss),
             number(run.metrics.get("accuracy")),
             created,
+            ",".join(run.tags) or "-",
         )
     return table

@@ -15,6 +15,7 @@ from backprop_client.cli_common import (
     progress_options,
     run_command,
 )
+from backprop_client.cli_experiments import runs_compare, runs_delete, runs_tag
 from backprop_client.cli_files import predictions_csv, read_rows
 from backprop_client.cli_follow import follow
 from backprop_client.cli_output import runs_table
@@ -26,7 +27,7 @@ RUN_ID = click.argument("run_id")
 
 @click.group("runs")
 def runs() -> None:
-    """List, watch, cancel, pause and resume runs; export their weights."""
+    """List, watch, cancel, pause, resume, tag, compare and delete runs; export weights."""
 
 
 @runs.command("list")
@@ -34,17 +35,41 @@ def runs() -> None:
 @click.option("--network", help="Only runs of this network id.")
 @click.option("--dataset", help="Only runs on this dataset id.")
 @click.option(
+    "--tag", "tags", multiple=True, metavar="TAG", help="Only runs with this tag (repeatable: all)."
+)
+@click.option("--name-prefix", help="Only runs whose name starts so.")
+@click.option(
+    "--sort",
+    help="created_at, loss, val_loss, best_loss, best_epoch, epoch, name or metric:NAME; "
+    "a leading - for descending [default: -created_at].",
+)
+@click.option(
     "--limit", type=click.IntRange(1, 100), default=20, show_default=True, help="How many."
 )
 @connection_options
 @click.pass_context
 def runs_list(
-    ctx: click.Context, status: str | None, network: str | None, dataset: str | None, limit: int
+    ctx: click.Context,
+    status: str | None,
+    network: str | None,
+    dataset: str | None,
+    tags: tuple[str, ...],
+    name_prefix: str | None,
+    sort: str | None,
+    limit: int,
 ) -> int:
-    """The newest runs, as a table (a JSON list with --json)."""
+    """The newest runs (or in --sort order), as a table (a JSON list with --json)."""
 
     def command(client: Client, output: Output) -> int:
-        page = client.runs_page(limit=limit, status=status, network_id=network, dataset_id=dataset)
+        page = client.runs_page(
+            limit=limit,
+            status=status,
+            network_id=network,
+            dataset_id=dataset,
+            tags=tags or None,
+            name_prefix=name_prefix,
+            sort=sort,
+        )
         if output.options.json:
             output.json([run.model_dump(mode="json") for run in page.data])
             return EXIT_OK
@@ -209,3 +234,8 @@ def predict(
         return EXIT_OK
 
     return run_command(ctx, command)
+
+
+runs.add_command(runs_tag)
+runs.add_command(runs_delete)
+runs.add_command(runs_compare)

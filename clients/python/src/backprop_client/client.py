@@ -33,6 +33,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,11 +54,13 @@ from backprop_client.models import (
     CheckpointDetail,
     Dataset,
     DatasetData,
+    Evaluation,
     History,
     Network,
     Page,
     Prediction,
     Run,
+    RunComparison,
     Weights,
 )
 
@@ -93,6 +96,12 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("GET", "/v1/checkpoints/{checkpoint_id}"): CheckpointDetail,
     ("GET", "/v1/runs/{run_id}/weights"): Weights,
     ("POST", "/v1/runs/{run_id}/predict"): Prediction,
+    ("PATCH", "/v1/networks/{network_id}"): Network,
+    ("PATCH", "/v1/datasets/{dataset_id}"): Dataset,
+    ("PATCH", "/v1/runs/{run_id}"): Run,
+    ("POST", "/v1/runs/{run_id}/evaluate"): Evaluation,
+    ("POST", "/v1/networks/{network_id}/evaluate"): Evaluation,
+    ("GET", "/v1/runs/compare"): RunComparison,
 }
 """The model the client reads each JSON answer into (checked against the server's
 ``/openapi.json`` by the contract test)."""
@@ -106,6 +115,51 @@ def _jsonable(value: Any) -> Any:
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+_UNSET: Any = object()
+"""A keyword left out (``name=None`` clears a run's name, so None cannot mean "unset")."""
+
+
+def _labels(
+    name: Any, tags: Sequence[str] | None, metadata: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The ``PATCH`` body: only the fields given."""
+    body: dict[str, Any] = {} if name is _UNSET else {"name": name}
+    if tags is not None:
+        body["tags"] = list(tags)
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    return body
+
+
+def _filters(
+    tags: Sequence[str] | None = None,
+    name_prefix: str | None = None,
+    created_after: datetime | str | None = None,
+    created_before: datetime | str | None = None,
+) -> dict[str, Any]:
+    """The list filters every list takes, as query parameters (``tag`` repeated)."""
+    return {
+        "tag": list(tags) if tags else None,
+        "name_prefix": name_prefix,
+        "created_after": _isoformat(created_after),
+        "created_before": _isoformat(created_before),
+    }
+
+
+def _isoformat(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _data_body(dataset_id: str | None, X: Any, y: Any, **extra: Any) -> dict[str, Any]:
+    """An evaluate body: a stored dataset or inline ``X`` and ``y`` (exactly one)."""
+    if (dataset_id is None) == (X is None):
+        raise ValueError("pass dataset_id or X and y (exactly one)")
+    if X is not None and y is None:
+        raise ValueError("X needs y")
+    body = {"dataset_id": dataset_id, "X": _jsonable(X), "y": _jsonable(y), **extra}
+    return _drop_none(body)
 
 
 def _until(deadline: float | None, seconds: float) -> float:
@@ -227,6 +281,10 @@ class Client:
         response = self.request("POST", path, json=body)
         return model.model_validate(response.json())
 
+    def _patch(self, path: str, model: type[M], body: Mapping[str, Any]) -> M:
+        response = self.request("PATCH", path, json=dict(body))
+        return model.model_validate(response.json())
+
     def _page(self, path: str, model: type[M], **params: Any) -> Page[M]:
         response = self.request("GET", path, params=_drop_none(params))
         return Page[model].model_validate(response.json())  # type: ignore[valid-type]
@@ -264,13 +322,67 @@ class Client:
         """One network."""
         return self._get(f"/v1/networks/{network_id}", Network)
 
-    def networks_page(self, *, limit: int = 20, after: str | None = None) -> Page[Network]:
-        """One page of networks, newest first."""
-        return self._page("/v1/networks", Network, limit=limit, after=after)
+    def networks_page(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> Page[Network]:
+        """One page of networks, newest first; ``tags`` must all match."""
+        filters = _filters(tags, name_prefix, created_after, created_before)
+        return self._page("/v1/networks", Network, limit=limit, after=after, **filters)
 
-    def list_networks(self, *, page_size: int = 100) -> Iterator[Network]:
-        """Every network, newest first, fetching pages as the iteration goes."""
-        return self._iterate("/v1/networks", Network, page_size)
+    def list_networks(
+        self,
+        *,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Network]:
+        """Every network matching the filters, newest first, fetching pages as the
+        iteration goes."""
+        filters = _filters(tags, name_prefix, created_after, created_before)
+        return self._iterate("/v1/networks", Network, page_size, **filters)
+
+    def update_network(
+        self,
+        network_id: str,
+        *,
+        name: str = _UNSET,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Network:
+        """``PATCH`` a network's name, tags (the whole list) or metadata (the whole
+        object); only the fields given are sent."""
+        body = _labels(name, tags, metadata)
+        return self._patch(f"/v1/networks/{network_id}", Network, body)
+
+    def evaluate_network(
+        self,
+        network_id: str,
+        *,
+        dataset_id: str | None = None,
+        X: Any = None,
+        y: Any = None,
+        loss: str | None = None,
+        loss_options: Mapping[str, Any] | None = None,
+    ) -> Evaluation:
+        """The loss and metrics of the network's initial weights on a stored dataset
+        or on ``X`` and ``y`` (no training)."""
+        body = _data_body(
+            dataset_id,
+            X,
+            y,
+            loss=loss,
+            loss_options=None if loss_options is None else dict(loss_options),
+        )
+        return self._post(f"/v1/networks/{network_id}/evaluate", Evaluation, body)
 
     def delete_network(self, network_id: str, *, cascade: bool = False) -> None:
         """Delete a network (:class:`Conflict` while runs use it, unless ``cascade``, which
@@ -294,11 +406,15 @@ class Client:
         n_samples: int | None = None,
         noise: float | None = None,
         seed: int | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Dataset:
         """Upload ``X`` and ``y`` (lists or NumPy arrays), or create a built-in dataset.
 
-        ``create_dataset("xor", X, y)`` or ``create_dataset(builtin="moons", seed=1)``.
+        ``create_dataset("xor", X, y)`` or ``create_dataset(builtin="moons", seed=1)``;
+        ``tags`` and ``metadata`` label it.
         """
+        labels = _labels(_UNSET, tags, metadata)
         if builtin is not None:
             body = _drop_none(
                 {
@@ -311,7 +427,7 @@ class Client:
             )
         else:
             body = {"name": name or "dataset", "X": _jsonable(X), "y": _jsonable(y)}
-        return self._post("/v1/datasets", Dataset, body)
+        return self._post("/v1/datasets", Dataset, {**body, **labels})
 
     def upload_csv(
         self,
@@ -337,13 +453,44 @@ class Client:
         """One dataset's metadata."""
         return self._get(f"/v1/datasets/{dataset_id}", Dataset)
 
-    def datasets_page(self, *, limit: int = 20, after: str | None = None) -> Page[Dataset]:
-        """One page of datasets, newest first."""
-        return self._page("/v1/datasets", Dataset, limit=limit, after=after)
+    def datasets_page(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> Page[Dataset]:
+        """One page of datasets, newest first; ``tags`` must all match."""
+        filters = _filters(tags, name_prefix, created_after, created_before)
+        return self._page("/v1/datasets", Dataset, limit=limit, after=after, **filters)
 
-    def list_datasets(self, *, page_size: int = 100) -> Iterator[Dataset]:
-        """Every dataset, newest first."""
-        return self._iterate("/v1/datasets", Dataset, page_size)
+    def list_datasets(
+        self,
+        *,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Dataset]:
+        """Every dataset matching the filters, newest first."""
+        filters = _filters(tags, name_prefix, created_after, created_before)
+        return self._iterate("/v1/datasets", Dataset, page_size, **filters)
+
+    def update_dataset(
+        self,
+        dataset_id: str,
+        *,
+        name: str = _UNSET,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Dataset:
+        """``PATCH`` a dataset's name, tags or metadata (only the fields given)."""
+        body = _labels(name, tags, metadata)
+        return self._patch(f"/v1/datasets/{dataset_id}", Dataset, body)
 
     def delete_dataset(self, dataset_id: str, *, cascade: bool = False) -> None:
         """Delete a dataset (:class:`Conflict` while runs use it, unless ``cascade``, as
@@ -380,8 +527,17 @@ class Client:
         status: str | None = None,
         network_id: str | None = None,
         dataset_id: str | None = None,
+        sweep_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        sort: str | None = None,
     ) -> Page[Run]:
-        """One page of runs, newest first, optionally filtered."""
+        """One page of runs, optionally filtered (``tags`` must all match) and sorted
+        (``sort``: ``created_at``, ``loss``, ``val_loss``, ``best_loss``, ``best_epoch``,
+        ``epoch``, ``name`` or ``metric:<name>``; a leading ``-`` for descending; the
+        server's default ``-created_at``)."""
         return self._page(
             "/v1/runs",
             Run,
@@ -390,6 +546,9 @@ class Client:
             status=status,
             network_id=network_id,
             dataset_id=dataset_id,
+            sweep_id=sweep_id,
+            sort=sort,
+            **_filters(tags, name_prefix, created_after, created_before),
         )
 
     def list_runs(
@@ -398,9 +557,15 @@ class Client:
         status: str | None = None,
         network_id: str | None = None,
         dataset_id: str | None = None,
+        sweep_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        sort: str | None = None,
         page_size: int = 100,
     ) -> Iterator[Run]:
-        """Every run matching the filters, newest first."""
+        """Every run matching the filters, in ``sort`` order (as :meth:`runs_page`)."""
         return self._iterate(
             "/v1/runs",
             Run,
@@ -408,7 +573,62 @@ class Client:
             status=status,
             network_id=network_id,
             dataset_id=dataset_id,
+            sweep_id=sweep_id,
+            sort=sort,
+            **_filters(tags, name_prefix, created_after, created_before),
         )
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        name: str | None = _UNSET,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """``PATCH`` a run's name (None clears it), tags (the whole list) or metadata
+        (the whole object); only the fields given are sent."""
+        body = _labels(name, tags, metadata)
+        return self._patch(f"/v1/runs/{run_id}", Run, body)
+
+    def evaluate_run(
+        self,
+        run_id: str,
+        *,
+        dataset_id: str | None = None,
+        X: Any = None,
+        y: Any = None,
+        checkpoint_id: str | None = None,
+    ) -> Evaluation:
+        """The loss and metrics of the run's weights (those ``GET /weights`` serves, or
+        ``checkpoint_id``'s) on a stored dataset or on ``X`` and ``y``."""
+        body = _data_body(dataset_id, X, y, checkpoint_id=checkpoint_id)
+        return self._post(f"/v1/runs/{run_id}/evaluate", Evaluation, body)
+
+    def compare_runs(self, run_ids: Sequence[str]) -> RunComparison:
+        """Runs side by side: config fields (``differs`` marked), final and best results."""
+        return self._get("/v1/runs/compare", RunComparison, ids=",".join(run_ids))
+
+    def compare_plot(
+        self,
+        run_ids: Sequence[str],
+        *,
+        metric: str = "val_loss",
+        log: bool = False,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> bytes:
+        """A PNG overlaying the runs' ``metric`` against the epoch (``log``: log y axis)."""
+        params = _drop_none(
+            {
+                "runs": ",".join(run_ids),
+                "metric": metric,
+                "log": "true" if log else None,
+                "width": width,
+                "height": height,
+            }
+        )
+        return self.request("GET", "/v1/plots/compare.png", params=params).content
 
     def history(
         self,

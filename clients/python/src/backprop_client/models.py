@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,6 +50,8 @@ class Network(_Model):
     init: dict[str, Any]
     n_parameters: int
     created_at: datetime
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
 
 
 class Dataset(_Model):
@@ -64,6 +66,8 @@ class Dataset(_Model):
     sha256: str
     created_at: datetime
     stored_bytes: int = 0
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
 
 
 class DatasetData(_Model):
@@ -89,6 +93,10 @@ class Run(_Model):
     """A run: config, progress and outcome."""
 
     id: str
+    name: str | None = None
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
+    sweep_id: str | None = None
     status: str
     network_id: str | None
     dataset_id: str | None
@@ -98,6 +106,7 @@ class Run(_Model):
     loss: float | None
     val_loss: float | None = None
     best_loss: float | None = None
+    best_epoch: int | None = None
     metrics: dict[str, float | None] = {}
     stop_reason: str | None = None
     error: RunError | None = None
@@ -179,6 +188,70 @@ class Prediction(_Model):
     def array(self) -> NDArray[np.float64]:
         """The predictions as a float64 array (None becomes NaN)."""
         return _array(self.predictions)
+
+
+class ClassScores(_Model):
+    """Precision, recall and F1 of one class (``class_``, sent as ``class``)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    class_: int = Field(alias="class")
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Evaluation(_Model):
+    """The loss and metrics of some weights (a run's, a checkpoint's or a network's
+    initial ones, at ``epoch``) on some data (:meth:`Client.evaluate_run`).
+
+    ``metrics``: accuracy, precision, recall, f1 (macro) for classification losses;
+    mae, rmse, r2 for the others. ``confusion_matrix`` (rows the true class) and
+    ``per_class`` for classification, else None.
+    """
+
+    network_id: str
+    run_id: str | None = None
+    checkpoint_id: str | None = None
+    dataset_id: str | None = None
+    epoch: int
+    n_samples: int
+    loss_name: str
+    loss: float | None
+    metrics: dict[str, float | None]
+    confusion_matrix: list[Any] | None = None
+    per_class: list[ClassScores] | None = None
+
+
+class ComparedField(_Model):
+    """One config field (a dotted path) across the compared runs, in their order."""
+
+    field: str
+    values: list[Any]
+    differs: bool
+
+
+class ComparedRun(_Model):
+    """One compared run's outcome: ``final`` and ``best`` (epoch, loss, val_loss, metrics)."""
+
+    id: str
+    name: str | None
+    tags: list[str]
+    status: str
+    network_id: str | None
+    dataset_id: str | None
+    epoch: int
+    final: dict[str, Any]
+    best: dict[str, Any]
+
+
+class RunComparison(_Model):
+    """Runs side by side (:meth:`Client.compare_runs`)."""
+
+    runs: list[ComparedRun]
+    fields: list[ComparedField]
+    differing: list[str]
 
 
 class Page(BaseModel, Generic[T]):
