@@ -43,8 +43,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Two processes (pytest-xdist), a test file per process at a time: many tests wait on
+# real servers, so the two cores stay busy; PYTEST_ARGS="-n 0" runs them in one process.
 pytest: $(STAMP)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Deployment files, checked without a Docker engine.
 deploy-check: $(STAMP)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Sequence
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.dependencies.models import Dependant
@@ -137,40 +138,56 @@ async def require_api_key(
     return tenant
 
 
-def _dependant_query_names(dependant: Dependant) -> set[str]:
-    names = {param.alias for param in dependant.query_params}
+def _is_list(annotation: Any) -> bool:
+    """``list[str]``, ``list[str] | None``, ...: a query parameter that may repeat."""
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType):
+        return any(_is_list(arg) for arg in get_args(annotation) if arg is not type(None))
+    return origin in (list, tuple, set, frozenset, Sequence)
+
+
+def _dependant_query_names(dependant: Dependant) -> dict[str, bool]:
+    """Each query parameter's name -> whether it may be given more than once."""
+    names = {
+        param.alias: _is_list(param.field_info.annotation) for param in dependant.query_params
+    }
     for sub in dependant.dependencies:
         names |= _dependant_query_names(sub)
     return names
 
 
-def _query_names(route: APIRoute) -> frozenset[str]:
-    names: frozenset[str] | None = getattr(route, "_backprop_query_names", None)
+def _query_names(route: APIRoute) -> dict[str, bool]:
+    names: dict[str, bool] | None = getattr(route, "_backprop_query_names", None)
     if names is None:
-        names = frozenset(_dependant_query_names(route.dependant))
+        names = _dependant_query_names(route.dependant)
         route._backprop_query_names = names  # type: ignore[attr-defined]
     return names
 
 
 async def reject_unknown_query(request: Request) -> None:
     """Answer 422 for query parameters the route does not declare (a typo such as
-    ``?limt=5`` is an error, as unknown body fields are)."""
+    ``?limt=5`` is an error, as unknown body fields are), and for a single-valued one
+    given more than once (``?status=queued&status=running`` would silently use one)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):  # pragma: no cover - always set for routes
         return
     allowed = _query_names(route)
-    unknown = [name for name in request.query_params if name not in allowed]
-    if unknown:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", name),
-                    "msg": "unknown query parameter",
-                    "type": "extra_forbidden",
-                }
-                for name in unknown
-            ]
-        )
+    params = request.query_params
+    errors = [
+        {"loc": ("query", name), "msg": "unknown query parameter", "type": "extra_forbidden"}
+        for name in params
+        if name not in allowed
+    ] + [
+        {
+            "loc": ("query", name),
+            "msg": "given more than once; this parameter takes one value",
+            "type": "value_error",
+        }
+        for name in params
+        if allowed.get(name) is False and len(params.getlist(name)) > 1
+    ]
+    if errors:
+        raise RequestValidationError(errors)
 
 
 Tenant = Annotated[str, Depends(require_api_key)]

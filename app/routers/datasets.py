@@ -252,7 +252,9 @@ def list_datasets(
     return page(result, dataset_public)
 
 
-@router.patch("/{dataset_id}", response_model=DatasetPublic, responses=errors(400, 401, 404, 422))
+@router.patch(
+    "/{dataset_id}", response_model=DatasetPublic, responses=errors(400, 401, 404, 413, 422)
+)
 def patch_dataset(
     dataset_id: str, patch_in: LabelsPatch, session: WriteSession, tenant: Tenant
 ) -> DatasetPublic:

@@ -66,7 +66,9 @@ def list_networks(
     return page(result, network_public)
 
 
-@router.patch("/{network_id}", response_model=NetworkPublic, responses=errors(400, 401, 404, 422))
+@router.patch(
+    "/{network_id}", response_model=NetworkPublic, responses=errors(400, 401, 404, 413, 422)
+)
 def patch_network(
     network_id: str, patch_in: LabelsPatch, session: WriteSession, tenant: Tenant
 ) -> NetworkPublic:

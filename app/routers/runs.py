@@ -123,7 +123,7 @@ async def get_run(run_id: str, db: DatabaseDep, tenant: Tenant) -> RunPublic:
     return await run_in_threadpool(_read_run, db, tenant, run_id)
 
 
-@router.patch("/{run_id}", response_model=RunPublic, responses=errors(400, 401, 404, 422))
+@router.patch("/{run_id}", response_model=RunPublic, responses=errors(400, 401, 404, 413, 422))
 def patch_run(
     run_id: str, patch_in: LabelsPatch, session: WriteSession, tenant: Tenant
 ) -> RunPublic:

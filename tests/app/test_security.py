@@ -132,3 +132,12 @@ def test_security_headers_on_pages_answers_and_server_errors(settings_for: Any) 
         page = client.get("/").headers["content-security-policy"]
         assert "default-src 'none'" in page and "script-src 'self'" in page
         assert "unsafe-inline" not in page and "unsafe-eval" not in page
+
+
+def test_a_single_valued_query_parameter_given_twice_is_a_422(client: Any) -> None:
+    twice = client.get("/v1/runs?status=queued&status=running")
+    assert twice.status_code == 422
+    assert twice.json()["detail"][0]["loc"] == ["query", "status"]
+    assert "more than once" in twice.json()["detail"][0]["msg"]
+    # A list parameter repeats: every tag must match.
+    assert client.get("/v1/runs?tag=a&tag=b").status_code == 200

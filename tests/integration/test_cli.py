@@ -279,7 +279,7 @@ def test_global_options_before_or_after_the_subcommand(
 ) -> None:
     before = backprop(None, "--server", server.url, "runs", "list", cwd=workdir)
     assert before.returncode == 0, before.stderr
-    assert before.stdout.split()[:3] == ["ID", "STATUS", "EPOCH"]
+    assert before.stdout.split()[:3] == ["ID", "NAME", "STATUS"]
     capsys.readouterr()
     assert main(["--server", server.url, "--json", "runs", "list", "--limit", "3"]) == 0
     listed = json.loads(capsys.readouterr().out)

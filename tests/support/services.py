@@ -296,7 +296,7 @@ class RedisServer:
     process_dir: Path | None = None
     port: int | None = None
     argv: list[str] = field(default_factory=list)
-    _next_db: int = 1
+    _next_db: int = 0
 
     def halt(self) -> None:
         """Shut the server down without saving: every message it held is lost."""
@@ -323,11 +323,13 @@ class RedisServer:
         _wait_for_redis(self.url, 15)
 
     def database_url(self) -> str:
-        """A URL of a fresh (flushed) logical database, cycling through 1..15."""
+        """A URL of a fresh (flushed) logical database, cycling through this test
+        process's share of 1..15 (pytest-xdist workers get disjoint shares)."""
         import redis
 
-        index = self._next_db
-        self._next_db = index % 15 + 1
+        first, count = redis_databases()
+        index = first + self._next_db % count
+        self._next_db += 1
         url = self.url.rsplit("/", 1)[0] + f"/{index}"
         client = redis.Redis.from_url(url)
         try:
@@ -347,6 +349,20 @@ class RedisServer:
             client.shutdown(nosave=True)
         client.close()
         shutil.rmtree(self.process_dir, ignore_errors=True)
+
+
+def redis_databases() -> tuple[int, int]:
+    """The first logical Redis database this process may flush, and how many (of 1..15).
+
+    Without pytest-xdist: all 15. Worker ``gwN`` of ``W`` (``PYTEST_XDIST_WORKER``,
+    ``PYTEST_XDIST_WORKER_COUNT``) gets its own block, so no worker flushes another's.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or workers <= 1:
+        return 1, 15
+    count = max(1, 15 // workers)
+    return 1 + (int(worker[2:]) % workers) * count, count
 
 
 def _wait_for_redis(url: str, timeout: float) -> None:
