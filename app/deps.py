@@ -148,9 +148,7 @@ def _is_list(annotation: Any) -> bool:
 
 def _dependant_query_names(dependant: Dependant) -> dict[str, bool]:
     """Each query parameter's name -> whether it may be given more than once."""
-    names = {
-        param.alias: _is_list(param.field_info.annotation) for param in dependant.query_params
-    }
+    names = {param.alias: _is_list(param.field_info.annotation) for param in dependant.query_params}
     for sub in dependant.dependencies:
         names |= _dependant_query_names(sub)
     return names
