@@ -6,10 +6,10 @@ import logging.config
 
 from sqlmodel import SQLModel
 
-import app.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import app.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from alembic import context
 from app.config import get_settings
-from app.db import make_engine
+from app.db.database import make_engine
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("database_url"):
@@ -19,7 +19,7 @@ target_metadata = SQLModel.metadata
 
 
 def database_url() -> str:
-    """The URL given by app.migrations, else BACKPROP_DATABASE_URL."""
+    """The URL given by app.db.migrations, else BACKPROP_DATABASE_URL."""
     url = config.attributes.get("database_url")
     return str(url) if url else get_settings().database_url
 

@@ -27,9 +27,9 @@ logger = logging.getLogger("backprop")
 def _serve(host: str, port: int) -> int:
     import uvicorn
 
+    from app.db.migrations import migrate
     from app.jobs.dispatch import ExecutorUnavailableError, check_broker_url
     from app.main import create_app
-    from app.migrations import migrate
 
     settings = get_settings()
     if settings.broker_url:
@@ -48,10 +48,10 @@ def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int) -> Co
     """The uvicorn configuration of ``backprop serve``: every server-level setting in one place.
 
     - h11 with a deadline for request heads (``BACKPROP_HEADER_TIMEOUT_SECONDS``,
-      :mod:`app.http_protocol`); uvicorn's own keep-alive timeout (5 s) is kept.
+      :mod:`app.edge.http_protocol`); uvicorn's own keep-alive timeout (5 s) is kept.
     - On SIGTERM, open requests and streams get ``BACKPROP_SHUTDOWN_SECONDS`` to
       finish; then uvicorn closes them and exits.
-    - Requests are logged by :mod:`app.observability` (one line each, JSON or text),
+    - Requests are logged by :mod:`app.edge.observability` (one line each, JSON or text),
       so uvicorn's access log is off and its loggers go through ours (no log config).
 
     Parameters
@@ -70,7 +70,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int) -> Co
     """
     from uvicorn import Config
 
-    from app.http_protocol import protocol_with_head_timeout
+    from app.edge.http_protocol import protocol_with_head_timeout
 
     return Config(
         app,
@@ -84,7 +84,7 @@ def uvicorn_config(app: ASGIApp, settings: Settings, host: str, port: int) -> Co
 
 
 def _migrate() -> int:
-    from app.migrations import migrate
+    from app.db.migrations import migrate
 
     migrate(get_settings().database_url)
     return 0
@@ -106,7 +106,7 @@ def _worker(concurrency: int | None, hostname: str | None) -> int:
     except ExecutorUnavailableError as exc:
         logger.error("%s", exc)
         return 2
-    from app.migrations import wait_for_schema
+    from app.db.migrations import wait_for_schema
 
     if not wait_for_schema(settings.database_url, timeout=settings.schema_wait_seconds):
         return 1

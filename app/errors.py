@@ -1,8 +1,11 @@
-"""Domain exceptions raised by services and translated to HTTP by :mod:`app.main`."""
+"""Domain exceptions raised by services and translated to HTTP by :mod:`app.main`,
+and the translation of engine errors into them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import engine
 
 Loc = tuple[str | int, ...]
 
@@ -59,3 +62,12 @@ class InvalidInputError(ServiceError):
     def to_detail(self) -> list[dict[str, object]]:
         """Return FastAPI's ``detail`` list for this error."""
         return [{"loc": list(self.loc), "msg": self.msg, "type": "value_error"}]
+
+
+def invalid_from_config_error(
+    exc: engine.ConfigError, prefix: Sequence[str | int] = ("body",)
+) -> InvalidInputError:
+    """Turn an :class:`engine.ConfigError` into a 422 located under ``prefix``."""
+    loc = tuple(getattr(exc, "loc", ()) or ())
+    reason = getattr(exc, "reason", None) or str(exc)
+    return InvalidInputError((*prefix, *loc), reason)

@@ -20,29 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.cors import CORSMiddleware
 
 import engine
-from app.body_buffer import BodyBuffer, BodyLimits
-from app.config import Settings, get_settings
-from app.db import Database
-from app.db_errors import RETRY_AFTER_SECONDS as DATABASE_RETRY_AFTER
-from app.db_errors import unavailable_reason
-from app.deps import api_key_digests, reject_unknown_query, require_api_key
-from app.errors import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    StorageQuotaError,
-    TooManyRunsError,
-)
-from app.events import EventHub, StreamSettings
-from app.idempotency import Idempotency
-from app.idempotency import document as document_idempotency
-from app.jobs.dispatch import make_executor
-from app.jobs.notifier import Notifier
-from app.limits import MAX_CONCURRENT_REQUESTS, ConcurrencyLimit
-from app.observability import install_observability
-from app.openapi_bodies import install as install_body_schemas
-from app.responses import errors
-from app.routers import (
+from app.api.deps import api_key_digests, reject_unknown_query, require_api_key
+from app.api.openapi_bodies import install as install_body_schemas
+from app.api.responses import errors
+from app.api.routers import (
     checkpoints,
     compare,
     dashboard,
@@ -56,8 +37,27 @@ from app.routers import (
     runs,
     webhooks,
 )
-from app.security_headers import SecurityHeaders, with_security_headers
-from app.services.errors import invalid_from_config_error
+from app.config import Settings, get_settings
+from app.db.database import Database
+from app.db.errors import RETRY_AFTER_SECONDS as DATABASE_RETRY_AFTER
+from app.db.errors import unavailable_reason
+from app.edge.body_buffer import BodyBuffer, BodyLimits
+from app.edge.idempotency import Idempotency
+from app.edge.idempotency import document as document_idempotency
+from app.edge.limits import MAX_CONCURRENT_REQUESTS, ConcurrencyLimit
+from app.edge.observability import install_observability
+from app.edge.security_headers import SecurityHeaders, with_security_headers
+from app.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    StorageQuotaError,
+    TooManyRunsError,
+    invalid_from_config_error,
+)
+from app.events import EventHub, StreamSettings
+from app.jobs.dispatch import make_executor
+from app.jobs.notifier import Notifier
 from app.services.idempotency import KeyTimes
 
 logger = logging.getLogger(__name__)

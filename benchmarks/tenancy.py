@@ -10,7 +10,7 @@ Fair pick
 Run creation (SQLite; the reproduction's 60,000 x 784 dataset by default)
     What the old ``POST /v1/runs`` did inside its write transaction (decode the
     dataset, ``engine.check_data``) next to what it does now outside any write
-    transaction (read the summary, :func:`app.dataset_summary.check_summary`), and
+    transaction (read the summary, :func:`app.datasets.summary.check_summary`), and
     the latency of ``POST /v1/runs`` and of tiny writes (``POST /v1/networks``)
     while 10 ``POST /v1/runs`` on that dataset arrive at once, through the real app
     (``TestClient``), next to the same with the old validation patched back in
@@ -53,13 +53,13 @@ sys.path.insert(0, str(ROOT))
 
 import engine  # noqa: E402
 from app.config import Settings  # noqa: E402
-from app.dataset_summary import check_summary, targets_for_loss  # noqa: E402
-from app.db import Database  # noqa: E402
+from app.datasets.parsing import ParsedDataset  # noqa: E402
+from app.datasets.summary import check_summary, targets_for_loss  # noqa: E402
+from app.db.database import Database  # noqa: E402
+from app.db.migrations import migrate  # noqa: E402
+from app.db.models import DEFAULT_OWNER, Run  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.migrations import migrate  # noqa: E402
-from app.models import DEFAULT_OWNER, Run  # noqa: E402
 from app.services import datasets, execution, runs, storage  # noqa: E402
-from app.services.dataset_parsing import ParsedDataset  # noqa: E402
 from benchmarks.service import machine  # noqa: E402
 from tests.support.services import start_postgres  # noqa: E402
 
@@ -138,7 +138,7 @@ def _fill_queue(db: Database, queued: int, tenants: int) -> None:
 
 
 def _now() -> Any:
-    from app.models import utcnow
+    from app.db.models import utcnow
 
     return utcnow()
 
@@ -324,7 +324,7 @@ def _fill_storage(db: Database, runs: int, chunks: int) -> str:
     """``runs`` finished runs of one tenant (settled) and one run of ``chunks`` history chunks."""
     from sqlalchemy import insert, text
 
-    from app.models import RunHistoryChunk, RunStorage
+    from app.db.models import RunHistoryChunk, RunStorage
     from app.services.history import make_chunk
 
     _fill_queue(db, 0, 1)

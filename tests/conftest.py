@@ -24,8 +24,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.db.migrations import migrate
 from app.main import create_app
-from app.migrations import migrate
 from tests.support.services import (
     PostgresServer,
     RedisServer,

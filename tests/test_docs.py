@@ -16,9 +16,9 @@ from typing import Any, get_args
 
 import pytest
 
+from app.api.schemas import RunStatus
 from app.config import Settings
 from app.main import create_app
-from app.schemas import RunStatus
 from tests.support.docs_blocks import ROOT, anchors, blocks, doc_files, links
 from tests.support.docs_runner import executed, relative, run_doc
 from tests.support.server import ServerProcess, running_server

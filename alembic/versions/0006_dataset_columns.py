@@ -2,7 +2,7 @@
 
 - ``dataset.feature_names`` / ``target_names`` (JSON lists; null for datasets stored
   before: the API shows ``x0…``/``y0…``), ``dataset.classes`` (class names of a
-  categorical target) and ``dataset.transform`` (:mod:`app.transforms`).
+  categorical target) and ``dataset.transform`` (:mod:`app.datasets.transforms`).
 - ``run.transform``: copied from its dataset at creation, applied by predict.
 
 Revision ID: 0006

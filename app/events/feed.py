@@ -27,7 +27,7 @@ from functools import partial
 
 import anyio
 
-from app.db import Database
+from app.db.database import Database
 from app.events import frames
 from app.events.frames import Frame
 from app.events.reads import RunSnapshot, read_after, read_sample, read_snapshot, read_start

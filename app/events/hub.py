@@ -25,7 +25,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
-from app.db import Database
+from app.db.database import Database
 from app.events import frames
 from app.events.feed import RunFeed, Subscription
 from app.events.stream import run_events

@@ -14,9 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlmodel import col, func, select
 
-from app.arrays import array_to_json
-from app.db import Database
-from app.models import Run, RunHistoryChunk
+from app.datasets.arrays import array_to_json
+from app.db.database import Database
+from app.db.models import Run, RunHistoryChunk
 from app.services import history as history_service
 from engine import serialization
 

@@ -35,11 +35,11 @@ from typing import Any
 from celery import Celery, signals
 
 from app.config import Settings
-from app.db_errors import is_unavailable, unavailable_reason
+from app.db.errors import is_unavailable, unavailable_reason
 from app.jobs.execute_run import _database, execute_run
 from app.jobs.fair_claim import execute_fairest
+from app.jobs.lifecycle import Status
 from app.jobs.supervisor import SupervisorHeartbeat
-from app.lifecycle import Status
 from app.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def _run_task(app: Any, settings: Settings, run_id: Any) -> str:
 
 def _describe(settings: Settings, run_id: str) -> str:
     """Why a run could not be claimed (for the worker log)."""
-    from app.models import Run
+    from app.db.models import Run
 
     try:
         with _database(settings.database_url, os.getpid()).reading() as session:

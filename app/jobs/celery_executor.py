@@ -23,7 +23,7 @@ import threading
 from typing import Any
 
 from app.config import Settings
-from app.db import Database
+from app.db.database import Database
 from app.jobs.celery_app import QUEUE, TASK_NAME, make_celery
 from app.jobs.sweeper import LeaseSweeper
 from app.logs import log_transition

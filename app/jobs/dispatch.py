@@ -13,7 +13,7 @@ import logging
 from typing import Protocol
 
 from app.config import Settings
-from app.db import Database
+from app.db.database import Database
 
 logger = logging.getLogger(__name__)
 

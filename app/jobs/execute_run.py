@@ -20,14 +20,14 @@ from typing import Any
 from sqlmodel import Session
 
 import engine
-from app.arrays import decode_weights
 from app.config import Settings, get_settings
-from app.db import Database
-from app.db_errors import is_unavailable, unavailable_reason
+from app.datasets.arrays import decode_weights
+from app.db.database import Database
+from app.db.errors import is_unavailable, unavailable_reason
 from app.jobs.dataset_cache import Arrays, DatasetCache, process_cache
 from app.jobs.lease import RunLease, StopFlag, abandon, fail_run
+from app.jobs.lifecycle import Status
 from app.jobs.progress import ProgressCallback
-from app.lifecycle import Status
 from app.logs import log_transition
 from app.services import datasets as dataset_service
 from app.services import execution

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from app.config import Settings
-from app.db import Database
+from app.db.database import Database
 from app.jobs.execute_run import Outcome, execute_run
 from app.jobs.lease import StopFlag
 from app.services import execution
@@ -57,7 +57,7 @@ def execute_fairest(
     ------
     Exception
         The database's error when the queue cannot be read (see
-        :func:`app.db_errors.unavailable_reason`).
+        :func:`app.db.errors.unavailable_reason`).
     """
     passed: list[str] = []
     for _ in range(CLAIM_TRIES):

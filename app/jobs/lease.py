@@ -22,13 +22,13 @@ from typing import Protocol, TypeVar
 from sqlmodel import Session
 
 import engine
-from app.arrays import encode_weights
 from app.config import Settings
-from app.db import Database
-from app.db_errors import is_unavailable, unavailable_reason
+from app.datasets.arrays import encode_weights
+from app.db.database import Database
+from app.db.errors import is_unavailable, unavailable_reason
+from app.jobs.lifecycle import Action, Request, Status
 from app.jobs.outage import Outage
 from app.jobs.progress import ENDED, ProgressCallback
-from app.lifecycle import Action, Request, Status
 from app.logs import log_transition
 from app.services import execution
 from app.services.execution import Batch
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_TICK_SECONDS = 0.25
 STOPS = ("shutdown", Request.PAUSE.value, Request.CANCEL.value)
 """Engine stop reasons of a stop at an exact checkpoint: the outcome is the request
-stored when it is written (:data:`app.lifecycle.Action.STOP`)."""
+stored when it is written (:data:`app.jobs.lifecycle.Action.STOP`)."""
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from app.config import Settings
-from app.db import Database
+from app.db.database import Database
 from app.jobs.supervisor import SupervisorHeartbeat
 from app.jobs.sweeper import LeaseSweeper
 

@@ -10,8 +10,8 @@ the trainers ever wait for a receiver. Delivery is at least once: a receiver
 dedupes on ``Backprop-Notification-Id``.
 
 Each attempt: the run object (frozen at the first attempt), signed
-(:mod:`app.webhook_signing`) with the tenant's secret, to an address checked
-again just before (:mod:`app.webhook_targets`), redirects not followed,
+(:mod:`app.webhooks.signing`) with the tenant's secret, to an address checked
+again just before (:mod:`app.webhooks.targets`), redirects not followed,
 ``BACKPROP_WEBHOOK_TIMEOUT_SECONDS`` for the whole attempt, at most
 :data:`MAX_RESPONSE_BYTES` of the answer read. A 2xx answer delivers it; anything
 else is retried after ``BACKPROP_WEBHOOK_BACKOFF_SECONDS`` doubling per attempt
@@ -33,14 +33,14 @@ from typing import Any
 
 import httpx
 
+from app.api.json_out import model_dumps
+from app.api.presenters import run_public
 from app.config import Settings
-from app.db import Database
-from app.json_out import model_dumps
-from app.models import Run, RunNotification, WebhookSecret, utcnow
-from app.presenters import run_public
+from app.db.database import Database
+from app.db.models import Run, RunNotification, WebhookSecret, utcnow
 from app.services import idempotency, notifications
-from app.webhook_signing import SIGNATURE_HEADER, sign
-from app.webhook_targets import TargetRefusedError, check_target
+from app.webhooks.signing import SIGNATURE_HEADER, sign
+from app.webhooks.targets import TargetRefusedError, check_target
 
 logger = logging.getLogger(__name__)
 

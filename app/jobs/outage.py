@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from app.db_errors import unavailable_reason
+from app.db.errors import unavailable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Outage:
         return max(0.0, self._next_try - time.monotonic()) if self.since is not None else 0.0
 
     def failed(self, error: BaseException) -> None:
-        """Record a failed write (an error :func:`app.db_errors.unavailable_reason` knows)."""
+        """Record a failed write (an error :func:`app.db.errors.unavailable_reason` knows)."""
         with self._lock:
             now = time.monotonic()
             self.failures += 1

@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 import engine
-from app.arrays import clean_metrics, encode_weights, finite_or_none
-from app.ids import new_id
+from app.datasets.arrays import clean_metrics, encode_weights, finite_or_none
+from app.db.ids import new_id
 from app.services.execution import Batch, PendingCheckpoint, Progress
 from app.services.history import make_chunk
 from engine import serialization

@@ -24,8 +24,8 @@ import threading
 import time
 import uuid
 
-from app.db import Database
-from app.db_errors import unavailable_reason
+from app.db.database import Database
+from app.db.errors import unavailable_reason
 from app.services import supervisors
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from app.db import Database
-from app.db_errors import unavailable_reason
-from app.lifecycle import Status
+from app.db.database import Database
+from app.db.errors import unavailable_reason
+from app.jobs.lifecycle import Status
 from app.services import execution
 
 logger = logging.getLogger(__name__)

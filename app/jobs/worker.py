@@ -10,8 +10,8 @@ import signal
 from typing import Any
 
 from app.config import Settings
-from app.db import Database
-from app.db_errors import unavailable_reason
+from app.db.database import Database
+from app.db.errors import unavailable_reason
 from app.jobs.execute_run import default_owner
 from app.jobs.fair_claim import execute_fairest
 from app.jobs.process import die_with_parent

@@ -3,7 +3,7 @@
 Every read goes through the run, network, dataset and history services, so the
 same ownership checks and 404/409 rules apply as for ``GET /v1/runs/{id}/weights``.
 The results are plain arrays: building files and rendering images happens
-outside the database session (:mod:`app.exports`, :mod:`app.plots`).
+outside the database session (:mod:`app.exports.formats`, :mod:`app.plots.render`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class TrainedModel:
     spec: dict[str, Any]
     layers: list[dict[str, Any]]
     transform: dict[str, Any] | None = None
-    """The run's input transform (:mod:`app.transforms`), None = identity."""
+    """The run's input transform (:mod:`app.datasets.transforms`), None = identity."""
     restored_best: bool = False
     """The weights are the best epoch's, restored at the end (``restore_best``)."""
 

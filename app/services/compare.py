@@ -10,9 +10,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlmodel import Session
 
-from app.arrays import finite_or_none
+from app.datasets.arrays import finite_or_none
+from app.db.models import Run
 from app.errors import ConflictError, InvalidInputError
-from app.models import Run
 from app.services import history as history_service
 from app.services import networks as network_service
 from app.services import runs as run_service

@@ -10,13 +10,13 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, func, insert, text, update
 from sqlmodel import Session, col, or_, select
 
-from app.blobs import encode_arrays
-from app.dataset_summary import DataSummary, LabelRecords, RecordsLoader, summarize
+from app.datasets.blobs import encode_arrays
+from app.datasets.parsing import ParsedDataset
+from app.datasets.summary import DataSummary, LabelRecords, RecordsLoader, summarize
+from app.db.ids import new_id
+from app.db.models import Dataset, DatasetArrays, DatasetSummary, Run, utcnow
 from app.errors import ConflictError, NotFoundError
-from app.ids import new_id
-from app.models import Dataset, DatasetArrays, DatasetSummary, Run, utcnow
 from app.services import labels, storage
-from app.services.dataset_parsing import ParsedDataset
 from app.services.deletes import count_runs, refuse_unless_cascade
 from app.services.pagination import PageResult, paginate
 from engine import serialization

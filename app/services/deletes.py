@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import case
 from sqlmodel import Session, col, func, select
 
+from app.db.models import Run
 from app.errors import ConflictError
-from app.lifecycle import UNFINISHED
-from app.models import Run
+from app.jobs.lifecycle import UNFINISHED
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from numpy.typing import NDArray
 from sqlmodel import Session
 
 import engine
+from app.api.schemas import NetworkEvaluateRequest, RunEvaluateRequest
 from app.errors import InvalidInputError
-from app.schemas import NetworkEvaluateRequest, RunEvaluateRequest
+from app.evaluation.scoring import fit_config
 from app.services import datasets as dataset_service
 from app.services import networks as network_service
 from app.services import runs as run_service
-from app.services.evaluation import fit_config
 from engine.data import suggest_loss
 
 

@@ -5,11 +5,11 @@ holding the run's lease (``lease_owner``), so a worker that lost its lease (it
 was too slow, or it was presumed dead and the run re-queued) can never
 overwrite the progress of the worker that took over.
 
-How a run leaves ``running`` is decided by :mod:`app.lifecycle`, inside the
+How a run leaves ``running`` is decided by :mod:`app.jobs.lifecycle`, inside the
 conditional UPDATE that writes it: the status is a ``CASE`` on the request
-stored in the row at that moment (:func:`app.lifecycle.outcome_by_request`),
+stored in the row at that moment (:func:`app.jobs.lifecycle.outcome_by_request`),
 never a flag a worker read seconds earlier. Lease expiries are in the
-database's clock (:func:`app.db_clock.db_now`).
+database's clock (:func:`app.db.clock.db_now`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, not
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, delete, select
 
-from app import lifecycle
-from app.db_clock import db_now
-from app.lifecycle import Action, Request, Status
-from app.logs import log_transition
-from app.models import (
+from app.db.clock import db_now
+from app.db.models import (
     Checkpoint,
     CheckpointState,
     Network,
@@ -40,6 +37,9 @@ from app.models import (
     UTCDateTime,
     utcnow,
 )
+from app.jobs import lifecycle
+from app.jobs.lifecycle import Action, Request, Status
+from app.logs import log_transition
 from app.services import notifications
 from app.services.history import truncate_after
 from app.services.notifications import Ended
@@ -205,9 +205,9 @@ def next_queued_run_id(*, session: Session, exclude: Collection[str] = ()) -> st
 def claim_run(
     *, session: Session, run_id: str, owner: str, lease_seconds: float, supervisor: str | None
 ) -> bool:
-    """Atomically claim a queued run (:data:`app.lifecycle.Action.CLAIM`).
+    """Atomically claim a queued run (:data:`app.jobs.lifecycle.Action.CLAIM`).
 
-    ``supervisor`` (a :class:`app.models.Supervisor` id, or None) is recorded with
+    ``supervisor`` (a :class:`app.db.models.Supervisor` id, or None) is recorded with
     the lease: when the lease expires, the sweep counts the attempt only if that
     supervisor outlived it. A running run whose lease expired is not claimable:
     the sweep decides first what its expiry means.
@@ -419,7 +419,7 @@ def _by_request(outcomes: Mapping[Request | None, Status], value: Callable[[Stat
 
 def _departure(action: Action, stop_reason: str | None, now: Any) -> dict[str, Any]:
     """The columns an ``action`` out of ``running`` writes, each decided by the request
-    stored in the row (see :func:`app.lifecycle.outcome_by_request`)."""
+    stored in the row (see :func:`app.jobs.lifecycle.outcome_by_request`)."""
     outcomes = lifecycle.outcome_by_request(action)
 
     def reason(status: Status) -> Any:
@@ -570,7 +570,7 @@ def sweep_expired(*, session: Session, max_attempts: int) -> list[Swept]:
     has no supervisor. When the supervisor died too (``kill -9`` of the whole
     service, a lost machine), the claim is given back (``attempts - 1``). A lease
     whose supervisor has neither beaten since nor missed its own expiry is left
-    for a later round. Then :mod:`app.lifecycle` decides from the stored request:
+    for a later round. Then :mod:`app.jobs.lifecycle` decides from the stored request:
     a pending cancel → cancelled; a counted loss with ``max_attempts`` used →
     failed (``worker_lost``); a pending pause → paused; else → queued (it resumes
     from its latest checkpoint). Each UPDATE re-checks the expiry and reports the

@@ -15,8 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlmodel import Session, col, delete, select
 
-from app.arrays import array_to_json
-from app.models import RunHistoryChunk
+from app.datasets.arrays import array_to_json
+from app.db.models import RunHistoryChunk
 from engine import serialization
 
 BASE_COLUMNS = ("epoch", "loss", "val_loss")

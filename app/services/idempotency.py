@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
-from app.models import IdempotencyKey, utcnow
+from app.db.models import IdempotencyKey, utcnow
 
 IN_FLIGHT = "in_flight"
 DONE = "done"

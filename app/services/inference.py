@@ -4,7 +4,7 @@ A forward pass holds, per row, the input of a layer and its pre-activations and
 activations: ``(fan_in + 2 units) * itemsize`` bytes for the widest layer. The rows
 of one chunk are chosen so that this fits ``BACKPROP_MAX_REQUEST_MEMORY``
 (:func:`rows_per_chunk`), whatever the network's width; the response is written
-chunk by chunk (:mod:`app.json_out`), so a wide output costs one chunk too.
+chunk by chunk (:mod:`app.api.json_out`), so a wide output costs one chunk too.
 
 Bit for bit: :meth:`engine.Network.predict` runs blocks of
 ``engine.network.PREDICT_CHUNK`` rows (8192). When such a block fits the budget the
@@ -26,14 +26,13 @@ from numpy.typing import NDArray
 from sqlmodel import Session
 
 import engine
-from app.errors import InvalidInputError, NotFoundError
-from app.json_arrays import ArraySpec, parse_object, refuse_early, validate_fields
-from app.json_out import api_dumps, array_json, object_json
-from app.schemas import PredictRequest
+from app.api.json_out import api_dumps, array_json, object_json
+from app.api.schemas import PredictRequest
+from app.datasets.json_arrays import ArraySpec, parse_object, refuse_early, validate_fields
+from app.datasets.transforms import labels_of
+from app.errors import InvalidInputError, NotFoundError, invalid_from_config_error
 from app.services import networks as network_service
 from app.services import runs as run_service
-from app.services.errors import invalid_from_config_error
-from app.transforms import labels_of
 from engine.network import PREDICT_CHUNK
 
 JSON_BYTES_PER_OUTPUT = 64
@@ -61,7 +60,7 @@ def read_predict_body(file: BinaryIO, max_rows: int) -> NDArray[np.float64]:
         Ragged rows, entries that are not finite numbers, no rows, or more than
         ``max_rows`` rows (refused as soon as the row after the limit starts).
     fastapi.exceptions.RequestValidationError
-        Unknown or missing fields, as :class:`app.schemas.PredictRequest` reports them.
+        Unknown or missing fields, as :class:`app.api.schemas.PredictRequest` reports them.
     """
     specs = {"X": predict_spec(max_rows)}
     refuse_early(file, specs)
@@ -126,7 +125,7 @@ class Predictor:
     epoch: int
     network: engine.Network
     transform: dict[str, Any] | None = None
-    """The run's input transform (:mod:`app.transforms`)."""
+    """The run's input transform (:mod:`app.datasets.transforms`)."""
     classify: bool = False
     """Whether the run trains with ``cross_entropy`` on named classes (predictions
     carry ``labels``)."""

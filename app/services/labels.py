@@ -19,9 +19,9 @@ from sqlalchemy import delete
 from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.api.schemas import LabelsPatch
+from app.db.models import Dataset, DatasetTag, Network, NetworkTag, Run, RunTag
 from app.errors import InvalidInputError
-from app.models import Dataset, DatasetTag, Network, NetworkTag, Run, RunTag
-from app.schemas import LabelsPatch
 
 Labelled = TypeVar("Labelled", Network, Dataset, Run)
 

@@ -8,14 +8,13 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 import engine
-from app.arrays import decode_weights, encode_weights
-from app.errors import ConflictError, InvalidInputError, NotFoundError
-from app.ids import new_id
-from app.models import Network, NetworkArrays, Run, utcnow
-from app.schemas import NetworkCreate
+from app.api.schemas import NetworkCreate
+from app.datasets.arrays import decode_weights, encode_weights
+from app.db.ids import new_id
+from app.db.models import Network, NetworkArrays, Run, utcnow
+from app.errors import ConflictError, InvalidInputError, NotFoundError, invalid_from_config_error
 from app.services import labels
 from app.services.deletes import count_runs, refuse_unless_cascade
-from app.services.errors import invalid_from_config_error
 from app.services.pagination import PageResult, paginate
 
 

@@ -19,9 +19,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from app.ids import new_id
-from app.lifecycle import TERMINAL, Status
-from app.models import RunNotification, WebhookSecret, utcnow
+from app.db.ids import new_id
+from app.db.models import RunNotification, WebhookSecret, utcnow
+from app.jobs.lifecycle import TERMINAL, Status
 
 PENDING = "pending"
 DELIVERED = "delivered"

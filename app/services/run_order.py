@@ -27,8 +27,8 @@ from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col
 from sqlmodel.sql.expression import SelectOfScalar
 
+from app.db.models import Run
 from app.errors import InvalidInputError
-from app.models import Run
 from app.services.pagination import PageResult, paginate
 
 COLUMN_KEYS = ("loss", "val_loss", "best_loss", "best_epoch", "epoch", "name")

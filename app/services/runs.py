@@ -11,16 +11,13 @@ from sqlalchemy import text
 from sqlmodel import Session, col, func, select
 
 import engine
-from app import lifecycle
-from app.arrays import decode_weights
+from app.api.schemas import RunCreate
 from app.config import Settings
-from app.dataset_summary import check_summary
-from app.dataset_summary import targets_for_loss as targets_for_loss
-from app.errors import ConflictError, InvalidInputError, NotFoundError, TooManyRunsError
-from app.ids import new_id
-from app.lifecycle import Action, State, Status
-from app.logs import log_transition
-from app.models import (
+from app.datasets.arrays import decode_weights
+from app.datasets.summary import check_summary
+from app.datasets.summary import targets_for_loss as targets_for_loss
+from app.db.ids import new_id
+from app.db.models import (
     Checkpoint,
     CheckpointState,
     Dataset,
@@ -29,15 +26,23 @@ from app.models import (
     RunArrays,
     utcnow,
 )
-from app.schemas import RunCreate
+from app.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    TooManyRunsError,
+    invalid_from_config_error,
+)
+from app.jobs import lifecycle
+from app.jobs.lifecycle import Action, State, Status
+from app.logs import log_transition
 from app.services import datasets as dataset_service
 from app.services import labels, notifications, storage
 from app.services import networks as network_service
-from app.services.errors import invalid_from_config_error
 from app.services.notifications import Ended
 from app.services.pagination import PageResult, paginate
 from app.services.run_order import RunOrder, page_runs
-from app.webhook_targets import TargetRefusedError, check_target
+from app.webhooks.targets import TargetRefusedError, check_target
 
 SEED_BITS = 32
 
@@ -212,7 +217,7 @@ def lock_active_runs(*, session: Session, owner: str) -> None:
     interleave:
 
     - **SQLite**: nothing to do. Write sessions begin ``IMMEDIATE``
-      (:meth:`app.db.Database.write_session`), so the whole transaction, from its
+      (:meth:`app.db.database.Database.write_session`), so the whole transaction, from its
       first read, already holds the database's single write lock.
     - **PostgreSQL**: ``pg_advisory_xact_lock(key(owner))``. The lock is the
       transaction's, released at commit or rollback (also when the connection
@@ -271,7 +276,7 @@ class _RunPlan:
     settlement: storage.Settlement
     new_summaries: tuple[dataset_service.ComputedSummary, ...]
     transform: dict[str, Any] | None = None
-    """The training dataset's transform (:mod:`app.transforms`), kept with the run."""
+    """The training dataset's transform (:mod:`app.datasets.transforms`), kept with the run."""
     name: str | None = None
     tags: tuple[str, ...] = ()
     meta: dict[str, Any] | None = None
@@ -292,7 +297,7 @@ def create_run(
     The validation reads go through ``read_session`` (a read transaction, which
     never holds SQLite's write lock) and cost no work proportional to the datasets:
     the data is checked against the summaries stored with them
-    (:func:`app.dataset_summary.check_summary`). The write transaction in
+    (:func:`app.datasets.summary.check_summary`). The write transaction in
     ``session`` is short: tenant lock, active-run count, storage charge, insert,
     commit. Without ``read_session``, ``session`` does both.
 
@@ -610,7 +615,7 @@ def pause_run(*, session: Session, owner: str, run_id: str) -> Run:
     (``pause_requested``): its worker sees it with its next batched write or
     heartbeat, stops at the epoch boundary, writes an exact checkpoint and
     releases the lease; the run is then paused, unless the request changed in
-    the meantime (see :mod:`app.lifecycle`).
+    the meantime (see :mod:`app.jobs.lifecycle`).
 
     Raises
     ------

@@ -32,8 +32,7 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
 import engine
-from app.errors import StorageQuotaError
-from app.models import (
+from app.db.models import (
     Checkpoint,
     CheckpointState,
     Dataset,
@@ -43,6 +42,7 @@ from app.models import (
     RunHistoryChunk,
     RunStorage,
 )
+from app.errors import StorageQuotaError
 from engine.config import ENGINE_KEYS
 from engine.optimizers import make_optimizer
 
@@ -94,7 +94,7 @@ def history_columns(config: engine.FitConfig) -> list[str]:
 
 
 def weights_bytes_bound(network: engine.Network, itemsize: int) -> int:
-    """Most bytes of :func:`app.arrays.encode_weights` of ``network``'s weights."""
+    """Most bytes of :func:`app.datasets.arrays.encode_weights` of ``network``'s weights."""
     arrays = [("n_layers", 1)]
     for index, layer in enumerate(network.layers):
         arrays.append((f"{index}.weights", 2))

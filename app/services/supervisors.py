@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlmodel import Session, col, delete
 
-from app.db_clock import db_now
-from app.models import Supervisor, utcnow
+from app.db.clock import db_now
+from app.db.models import Supervisor, utcnow
 
 PRUNE_AFTER_SECONDS = 24 * 3600.0
 """Rows of supervisors silent this long are deleted (a dead one's leases were long swept)."""

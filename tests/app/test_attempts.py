@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
-from app.db import Database
-from app.db_clock import db_now
-from app.lifecycle import Status
-from app.models import DEFAULT_OWNER, Run, Supervisor, utcnow
-from app.schemas import DatasetCreate, NetworkCreate, RunCreate
+from app.api.schemas import DatasetCreate, NetworkCreate, RunCreate
+from app.datasets.parsing import parse_json
+from app.db.clock import db_now
+from app.db.database import Database
+from app.db.models import DEFAULT_OWNER, Run, Supervisor, utcnow
+from app.jobs.lifecycle import Status
 from app.services import datasets, execution, networks, runs, supervisors
-from app.services.dataset_parsing import parse_json
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
 
 SUPERVISOR = "serve:host:1:abcd"

@@ -1,4 +1,4 @@
-"""The body-buffering middleware's contract (app/body_buffer.py, app/request_body.py).
+"""The body-buffering middleware's contract (app/edge/body_buffer.py, app/api/request_body.py).
 
 Driven as ASGI with a ``receive`` that plays a client (pieces of a body, a pause, a
 disconnect) around a small app that records what it was given; the real server is
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from app.body_buffer import REPLAY_CHUNK_BYTES, BodyBuffer, BodyLimits
-from app.request_body import SPOOL_BYTES, BufferedBody, buffered_body
+from app.api.request_body import SPOOL_BYTES, BufferedBody, buffered_body
+from app.edge.body_buffer import REPLAY_CHUNK_BYTES, BodyBuffer, BodyLimits
 
 Message = dict[str, Any]
 LIMITS = BodyLimits(max_bytes=64 * 1024 * 1024, timeout_seconds=5.0, min_bytes_per_second=1.0)
@@ -224,7 +224,7 @@ def test_a_disconnect_while_buffering_ends_the_request_unanswered() -> None:
 
 def test_timeouts_are_spread_by_connection() -> None:
     """Connections opened together must not all time out in the same instant."""
-    from app.limits import TIMEOUT_SPREAD, spread_timeout
+    from app.edge.limits import TIMEOUT_SPREAD, spread_timeout
 
     spread = [spread_timeout(10.0, ("127.0.0.1", port)) for port in range(40000, 40200)]
     assert all(10.0 <= value <= 10.0 * (1 + TIMEOUT_SPREAD) for value in spread)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import engine
-from app.builtin_datasets import BUILTIN_NAMES, builtin_dataset
+from app.datasets.builtin import BUILTIN_NAMES, builtin_dataset
 
 SHAPES = {
     "xor": (4, 2, 2),
@@ -85,7 +85,7 @@ def test_shipped_data_equals_scikit_learn() -> None:
 
 def test_the_runtime_does_not_import_scikit_learn() -> None:
     code = (
-        "import sys; from app.builtin_datasets import builtin_dataset as b; "
+        "import sys; from app.datasets.builtin import builtin_dataset as b; "
         "[b(n) for n in ('iris', 'digits', 'moons')]; print('sklearn' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

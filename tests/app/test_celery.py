@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 import redis
 
+from app.api.schemas import DatasetCreate, NetworkCreate, RunCreate
 from app.config import Settings
-from app.db import Database
+from app.datasets.parsing import parse_json
+from app.db.database import Database
+from app.db.migrations import head_revision, wait_for_schema
+from app.db.models import DEFAULT_OWNER, Run, utcnow
 from app.jobs import celery_app
 from app.jobs.celery_app import QUEUE, TASK_NAME, celery_config, make_celery, worker_argv
 from app.jobs.celery_executor import CeleryExecutor
 from app.jobs.dispatch import ExecutorUnavailableError, make_executor
 from app.jobs.execute_run import Outcome
-from app.migrations import head_revision, wait_for_schema
-from app.models import DEFAULT_OWNER, Run, utcnow
-from app.schemas import DatasetCreate, NetworkCreate, RunCreate
 from app.services import datasets, execution, networks, runs
-from app.services.dataset_parsing import parse_json
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
 from tests.support.services import RedisServer
 

@@ -1,7 +1,7 @@
 """The API's database connections are reused under load, not opened and closed per burst.
 
 With fewer pooled connections kept than requests admitted at once
-(:data:`app.limits.MAX_CONCURRENT_REQUESTS`), every request beyond the kept ones
+(:data:`app.edge.limits.MAX_CONCURRENT_REQUESTS`), every request beyond the kept ones
 ran on an overflow connection that was closed when it was handed back: 200
 pollers opened and closed ~30 SQLite connections a second, and the churn
 (connection setup, SQLite's per-connection memory) fragmented the heap: the
@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
-from app.limits import MAX_CONCURRENT_REQUESTS
+from app.edge.limits import MAX_CONCURRENT_REQUESTS
 from tests.conftest import create_xor, run_body
 
 POLLERS = 100

@@ -25,8 +25,8 @@ from sqlalchemy import exc as sa_exc
 
 import engine
 from app.config import Settings
-from app.db import Database
-from app.db_errors import is_unavailable, unavailable_reason
+from app.db.database import Database
+from app.db.errors import is_unavailable, unavailable_reason
 from app.jobs.lease import RunLease
 from app.jobs.progress import ProgressCallback
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, create_xor, run_body

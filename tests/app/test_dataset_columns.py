@@ -376,7 +376,7 @@ def test_parquet_nested_column_is_refused_and_strings_are_categorical(client: An
 def test_large_numeric_csv_over_several_arrow_blocks() -> None:
     """The pyarrow path (batches of ARROW_BLOCK_BYTES) gives the exact values and labels,
     and a bad cell near the end still gets its line number from the exact path."""
-    from app.services.dataset_parsing import ARROW_BLOCK_BYTES, parse_csv
+    from app.datasets.parsing import ARROW_BLOCK_BYTES, parse_csv
 
     rng = np.random.default_rng(2)
     X = rng.normal(size=(80_000, 9)).round(4)

@@ -1,6 +1,6 @@
 """A run checked against a dataset's summary fails exactly as engine.check_data on its arrays.
 
-``POST /v1/runs`` checks the summary (app/dataset_summary.py) instead of decoding the
+``POST /v1/runs`` checks the summary (app/datasets/summary.py) instead of decoding the
 dataset; these tests compare the two on every target kind (labels, one-hot,
 probabilities, values, the BCE range, width mismatches, validation splits, float32
 overflow), case by case and on generated data.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 import engine
-from app.dataset_summary import (
+from app.datasets.summary import (
     DataSummary,
     LabelRecords,
     check_summary,

@@ -12,8 +12,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from app.db import Database
-from app.models import DEFAULT_OWNER
+from app.db.database import Database
+from app.db.models import DEFAULT_OWNER
 from app.services import storage
 from tests.conftest import XOR_X, XOR_Y, create_xor, run_body, wait_for, wait_terminal
 

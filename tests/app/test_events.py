@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
+from app.api.schemas import MAX_EPOCHS
 from app.config import Settings
 from app.main import create_app
-from app.schemas import MAX_EPOCHS
 from tests.conftest import create_xor, run_body, wait_terminal
 from tests.support.history import full_history
 from tests.support.live_app import Event, iter_events, serve_app

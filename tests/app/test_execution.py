@@ -10,12 +10,12 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from app.db import Database
-from app.lifecycle import Action, Status
-from app.models import DEFAULT_OWNER, Checkpoint, Run, RunArrays, utcnow
-from app.schemas import DatasetCreate, NetworkCreate, RunCreate
+from app.api.schemas import DatasetCreate, NetworkCreate, RunCreate
+from app.datasets.parsing import parse_json
+from app.db.database import Database
+from app.db.models import DEFAULT_OWNER, Checkpoint, Run, RunArrays, utcnow
+from app.jobs.lifecycle import Action, Status
 from app.services import datasets, execution, history, networks, runs
-from app.services.dataset_parsing import parse_json
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
 
 

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 import engine
-from app.exports import to_onnx
+from app.exports.formats import to_onnx
 from app.services.artifacts import TrainedModel
 
 NEW = ["gelu", "gelu_tanh", "elu", "selu", "softplus", "silu", "leaky_relu"]

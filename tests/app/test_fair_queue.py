@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.db import Database
-from app.models import Network, Run, utcnow
+from app.db.database import Database
+from app.db.models import Network, Run, utcnow
 from app.services import execution
 from tests.support.fairness import API_KEYS, b_is_served_next
 

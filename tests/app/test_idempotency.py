@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.db import Database
-from app.models import IdempotencyKey
-from app.request_hash import BodyHasher, request_fingerprint
+from app.db.database import Database
+from app.db.models import IdempotencyKey
+from app.edge.request_hash import BodyHasher, request_fingerprint
 from app.services import idempotency as keys
 from tests.conftest import XOR_NETWORK, create_xor, run_body
 

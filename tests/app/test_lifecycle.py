@@ -1,4 +1,4 @@
-"""The run lifecycle table (app/lifecycle.py), and the API following it for every state."""
+"""The run lifecycle table (app/jobs/lifecycle.py), and the API following it for every state."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any, get_args
 import pytest
 from fastapi.testclient import TestClient
 
-from app import lifecycle
-from app.lifecycle import (
+from app.api.schemas import RunStatus
+from app.db.models import Run, utcnow
+from app.jobs import lifecycle
+from app.jobs.lifecycle import (
     CANCELLED,
     CANCELLING,
     FAILED,
@@ -24,8 +26,6 @@ from app.lifecycle import (
     State,
     Status,
 )
-from app.models import Run, utcnow
-from app.schemas import RunStatus
 from tests.conftest import create_xor, run_body
 
 A = Action

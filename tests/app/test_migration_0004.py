@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from alembic import command
-from app.migrations import alembic_config
+from app.db.migrations import alembic_config
 from tests.support.services import PostgresServer
 
 # (id, status, cancel_requested, pause_requested) -> (status, requested)

@@ -13,9 +13,9 @@ import pytest
 from pydantic import TypeAdapter
 
 import engine
-from app.arrays import array_to_json, weights_to_json
-from app.schemas import DatasetData, PredictResponse, WeightsPublic
-from app.services.dataset_parsing import parse_csv
+from app.api.schemas import DatasetData, PredictResponse, WeightsPublic
+from app.datasets.arrays import array_to_json, weights_to_json
+from app.datasets.parsing import parse_csv
 from tests.conftest import XOR_X, run_body, wait_terminal
 
 JSON = {"content-type": "application/json"}
@@ -68,8 +68,8 @@ XOR_NET = {
 
 @pytest.fixture
 def recorded_arrays(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the array fields the storing pass of app.json_arrays reads."""
-    from app import json_arrays
+    """The names of the array fields the storing pass of app.datasets.json_arrays reads."""
+    from app.datasets import json_arrays
 
     stored: list[str] = []
     read_array = json_arrays.read_array
@@ -270,7 +270,7 @@ def test_weights_checkpoints_and_json_export_stream_the_same_bytes(live_client: 
 
 
 def test_streamed_arrays_keep_nulls_for_non_finite_values() -> None:
-    from app.json_out import CHUNK_CELLS, api_dumps, array_json, file_dumps
+    from app.api.json_out import CHUNK_CELLS, api_dumps, array_json, file_dumps
 
     values = np.arange(3 * CHUNK_CELLS, dtype=np.float64).reshape(-1, 3)
     values[1, 1], values[-1, 0], values[CHUNK_CELLS // 3, 2] = np.nan, np.inf, -np.inf
@@ -328,8 +328,8 @@ def test_csv_fast_path_agrees_with_the_exact_path(
 ) -> None:
     """Both paths give the same arrays or the same error, also in tiny blocks (records
     cut between blocks, quoted newlines kept whole)."""
-    from app.services import dataset_parsing
-    from app.services.dataset_parsing import _exact_parse, _read_header
+    from app.datasets import parsing as dataset_parsing
+    from app.datasets.parsing import _exact_parse, _read_header
 
     monkeypatch.setattr(dataset_parsing, "BLOCK_BYTES", block_bytes)
     content = text.encode()
@@ -387,12 +387,12 @@ def test_over_limit_datasets_are_counted_before_anything_is_stored(
 def test_a_body_buffered_by_the_middleware_is_read_from_its_file(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once package A's middleware buffers bodies (``app.request_body``), the routes read
-    its file, never the request stream (the one-line switch in app/request_files.py)."""
+    """Once package A's middleware buffers bodies (``app.api.request_body``), the routes read
+    its file, never the request stream (the one-line switch in app/api/request_files.py)."""
     import io
     from types import SimpleNamespace
 
-    from app import request_files
+    from app.api import request_files
 
     content = json.dumps({"name": "d", "X": XOR_X, "y": [0, 1, 1, 0]}).encode()
     buffered = io.BytesIO(content)

@@ -12,9 +12,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-import app.models  # noqa: F401
-from app.db import Database
-from app.migrations import migrate
+import app.db.models  # noqa: F401
+from app.db.database import Database
+from app.db.migrations import migrate
 
 
 def test_migrations_match_models(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, func, select
 
-from app.db import Database
-from app.models import DEFAULT_OWNER, Run
+from app.db.database import Database
+from app.db.models import DEFAULT_OWNER, Run
 from tests.conftest import create_xor, run_body
 
 CAP = 3

@@ -24,10 +24,10 @@ import httpx
 import numpy as np
 from fastapi.testclient import TestClient
 
-from app.db import Database
-from app.models import DEFAULT_OWNER
+from app.datasets.parsing import ParsedDataset
+from app.db.database import Database
+from app.db.models import DEFAULT_OWNER
 from app.services import datasets
-from app.services.dataset_parsing import ParsedDataset
 from tests.conftest import create_xor, run_body, wait_for, wait_terminal
 
 SAMPLES, FEATURES, CLASSES = 12_000, 784, 10  # 75 MB of float64, below the cell limit

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from app.api.deps import key_digest, tenant_id
 from app.config import Settings
-from app.deps import key_digest, tenant_id
 from app.main import create_app
 
 KEY = "alpha-key-0123456789"

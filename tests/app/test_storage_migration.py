@@ -14,9 +14,9 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from alembic import command
-from app.db import Database
-from app.migrations import alembic_config
-from app.models import DEFAULT_OWNER, Dataset, DatasetArrays, DatasetSummary, Run, RunStorage
+from app.db.database import Database
+from app.db.migrations import alembic_config
+from app.db.models import DEFAULT_OWNER, Dataset, DatasetArrays, DatasetSummary, Run, RunStorage
 from app.services import storage
 from app.services.history import make_chunk
 from tests.conftest import create_xor, run_body

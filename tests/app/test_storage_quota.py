@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 import engine
-from app.db import Database
-from app.models import DEFAULT_OWNER, RunStorage
+from app.db.database import Database
+from app.db.models import DEFAULT_OWNER, RunStorage
 from app.services import storage
 from engine.config import ENGINE_KEYS
 from tests.conftest import XOR_X, create_xor, run_body, wait_terminal

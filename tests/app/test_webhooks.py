@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.webhook_signing import sign, signature, verify
-from app.webhook_targets import TargetRefusedError, check_target
+from app.webhooks.signing import sign, signature, verify
+from app.webhooks.targets import TargetRefusedError, check_target
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, create_xor, run_body, wait_terminal
 from tests.support.webhook_receiver import webhook_receiver
 

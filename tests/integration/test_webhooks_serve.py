@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.webhook_signing import verify
+from app.webhooks.signing import verify
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_terminal
 from tests.support.webhook_receiver import webhook_receiver
 

@@ -1,0 +1,1 @@
+"""The HTTP API: routers, request dependencies, schemas, presenters and responses."""

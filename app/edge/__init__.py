@@ -1,0 +1,1 @@
+"""The HTTP edge: pure-ASGI middleware every request passes before a router."""

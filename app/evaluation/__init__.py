@@ -1,0 +1,1 @@
+"""Evaluation of a network's weights on data, without training (pure computation)."""

@@ -1,0 +1,1 @@
+"""Exports of a trained model: ONNX, NumPy .npz and JSON files."""

@@ -1,0 +1,1 @@
+"""Webhook targets (validated URLs) and request signing."""
