@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -169,11 +168,6 @@ def configure_logging(log_format: LogFormat = "text", level: int = logging.INFO)
     logging.captureWarnings(True)  # warnings become records in the same format
     # Alembic announces every plugin and context at INFO; migrations still log their steps.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-
-def log_format_from_env() -> LogFormat:
-    """``BACKPROP_LOG_FORMAT`` for processes that start before the settings exist."""
-    return "json" if os.environ.get("BACKPROP_LOG_FORMAT", "").lower() == "json" else "text"
 
 
 def log_transition(

@@ -9,6 +9,7 @@ from typing import Any
 from engine.clipping import ClipConfig, parse_clip
 from engine.errors import ConfigError, Loc
 from engine.fields import (
+    MAX_SEED,
     as_mapping,
     get_bool,
     get_choice,
@@ -25,7 +26,6 @@ from engine.optimizer_config import OptimizerConfig, optimizer_to_dict, parse_op
 from engine.schedule_config import ScheduleConfig, parse_schedule, schedule_to_dict
 
 MAX_EPOCHS = 100_000_000
-MAX_SEED = 2**63 - 1
 DTYPES = ("float64", "float32")
 MONITORS = ("loss", "val_loss")
 

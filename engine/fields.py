@@ -8,6 +8,9 @@ from typing import Any
 
 from engine.errors import ConfigError, Loc
 
+#: The largest seed a network or a training config takes (a 63-bit unsigned int).
+MAX_SEED = 2**63 - 1
+
 
 def as_mapping(value: Any, loc: Loc) -> Mapping[str, Any]:
     """Return ``value`` if it is a JSON object, else raise."""

@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from engine.activations import ACTIVATIONS, LEAKY_RELU_SLOPE, make_activation
 from engine.errors import ConfigError, Loc
 from engine.fields import (
+    MAX_SEED,
     as_mapping,
     get_bool,
     get_choice,
@@ -23,7 +24,6 @@ from engine.fields import (
 from engine.initializers import INITIALIZERS
 from engine.layers import Array, Dense, Workspace
 
-MAX_SEED = 2**63 - 1
 LAYER_FIELDS = ("units", "activation", "bias", "dropout", "negative_slope")
 PREDICT_CHUNK = 8192
 """Rows per forward pass in :meth:`Network.predict`, which bounds its memory."""

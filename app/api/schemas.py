@@ -27,11 +27,12 @@ from pydantic import (
     WrapValidator,
 )
 
+from engine.fields import MAX_SEED
+
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 """A finite JSON number (booleans and numeric strings are rejected)."""
 
 MAX_EPOCHS = 1_000_000_000
-MAX_SEED = 2**63 - 1
 RunStatus = Literal["queued", "running", "paused", "succeeded", "failed", "cancelled"]
 """The contract's statuses plus ``paused`` (issue 6): queued -> running -> paused ->
 queued -> running ... ; paused is not terminal (``POST /v1/runs/{id}/resume``)."""
