@@ -41,6 +41,7 @@ from app.jobs import lifecycle
 from app.jobs.lifecycle import Action, Request, Status
 from app.logs import log_transition
 from app.services import notifications
+from app.services.checkpoints import latest_checkpoint
 from app.services.history import truncate_after
 from app.services.notifications import Ended
 
@@ -254,12 +255,7 @@ def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | N
     if init_weights is None:
         network_arrays = session.get(NetworkArrays, run.network_id)
         init_weights = network_arrays.weights if network_arrays is not None else None
-    latest = session.exec(
-        select(Checkpoint)
-        .where(Checkpoint.run_id == run_id)
-        .order_by(col(Checkpoint.epoch).desc(), col(Checkpoint.id).desc())
-        .limit(1)
-    ).first()
+    latest = latest_checkpoint(session, run_id)
     resume_state: bytes | None = None
     resume_epoch = 0
     if latest is not None:

@@ -39,6 +39,7 @@ from app.logs import log_transition
 from app.services import datasets as dataset_service
 from app.services import labels, notifications, storage
 from app.services import networks as network_service
+from app.services.checkpoints import latest_checkpoint
 from app.services.notifications import Ended
 from app.services.pagination import PageResult, paginate
 from app.services.run_order import RunOrder, page_runs
@@ -700,12 +701,7 @@ def get_weights(*, session: Session, owner: str, run_id: str) -> tuple[int, list
     arrays = session.get(RunArrays, run_id)
     if run.status in lifecycle.TERMINAL and arrays is not None and arrays.final_weights:
         return int(arrays.final_epoch or run.epoch), decode_weights(arrays.final_weights)
-    latest = session.exec(
-        select(Checkpoint)
-        .where(Checkpoint.run_id == run_id)
-        .order_by(col(Checkpoint.epoch).desc(), col(Checkpoint.id).desc())
-        .limit(1)
-    ).first()
+    latest = latest_checkpoint(session, run_id)
     if latest is None:
         raise ConflictError(
             f"run {run_id!r} ({run.status}) has no weights yet: no checkpoint so far"
