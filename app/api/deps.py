@@ -190,3 +190,14 @@ async def reject_unknown_query(request: Request) -> None:
 
 Tenant = Annotated[str, Depends(require_api_key)]
 """The requesting tenant (the owner of what it creates and the only owner it can see)."""
+
+
+def valid_run(run_id: str, session: ReadSession, tenant: Tenant) -> str:
+    """The path's ``run_id`` once the tenant's run exists (else the service's 404)."""
+    from app.services import runs as run_service
+
+    run_service.get_run(session=session, owner=tenant, run_id=run_id)
+    return run_id
+
+
+ValidRunId = Annotated[str, Depends(valid_run)]

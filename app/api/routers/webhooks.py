@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import ReadSession, Tenant, WriteSession
+from app.api.deps import ReadSession, Tenant, ValidRunId, WriteSession
 from app.api.presenters import notification_public
 from app.api.responses import errors
 from app.api.schemas import NotificationPublic, Page, WebhookSecretPublic
 from app.services import notifications
-from app.services import runs as run_service
 
 router = APIRouter(tags=["webhooks"])
 
@@ -39,11 +38,8 @@ def rotate_webhook_secret(session: WriteSession, tenant: Tenant) -> WebhookSecre
     response_model=Page[NotificationPublic],
     responses=errors(401, 404),
 )
-def list_run_notifications(
-    run_id: str, session: ReadSession, tenant: Tenant
-) -> Page[NotificationPublic]:
+def list_run_notifications(run_id: ValidRunId, session: ReadSession) -> Page[NotificationPublic]:
     """The webhooks of a run (its `notify_url`): status, attempts, answers and times."""
-    run_service.get_run(session=session, owner=tenant, run_id=run_id)
     rows = notifications.list_for_run(session=session, run_id=run_id)
     return Page[NotificationPublic](
         data=[notification_public(row) for row in rows], has_more=False, next_after=None
