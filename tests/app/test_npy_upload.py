@@ -100,3 +100,16 @@ def test_standardized_npy_upload_scales_its_stored_arrays(client: Any) -> None:
     np.testing.assert_allclose(stored, (X - X.mean(axis=0)) / X.std(axis=0), rtol=1e-12)
     stored_y = np.asarray(data["y"]).reshape(-1)
     np.testing.assert_array_equal(stored_y, y)
+
+
+def test_decode_without_copy_views_the_stored_bytes() -> None:
+    arrays = {"X": np.arange(12.0).reshape(4, 3), "y": np.arange(4)}
+    blob = serialization.encode_arrays(arrays)
+    views = serialization.decode_arrays(blob, copy=False)
+    copies = serialization.decode_arrays(blob)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(views[name], array)
+        np.testing.assert_array_equal(copies[name], array)
+        assert np.shares_memory(views[name], np.frombuffer(blob, np.uint8))
+        assert not views[name].flags.writeable
+        assert not np.shares_memory(copies[name], np.frombuffer(blob, np.uint8))
