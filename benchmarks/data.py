@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import shlex
 import sys
 import tempfile
@@ -89,42 +90,62 @@ def peak_during(pid: int, request: Any) -> tuple[httpx.Response, float, float]:
     return response, elapsed, max(samples, default=0.0)
 
 
-def payloads(X: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> dict[str, Any]:
-    """The upload of each format: (path, request kwargs, payload bytes)."""
+def one_hot(y: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Labels 0..9 as 10 float columns (the targets of the ``npy-onehot`` upload)."""
+    return np.asarray(np.eye(10)[y], dtype=np.float64)
+
+
+def payloads(
+    X: np.ndarray[Any, Any], y: np.ndarray[Any, Any], formats: list[str]
+) -> dict[str, Any]:
+    """The upload of each of ``formats``: (path, request kwargs, payload bytes)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    body = dataset_body(json_rows(X, "%.3f"), ("[" + ",".join(map(str, y)) + "]").encode())
-    csv = csv_text(X, y, "%.3f")
-    npy = io.BytesIO()
-    np.save(npy, np.column_stack([X, y]))
-    columns = {f"x{i}": X[:, i] for i in range(X.shape[1])}
-    parquet = io.BytesIO()
-    pq.write_table(pa.table({**columns, "label": y}), parquet)
+    made: dict[str, Any] = {}
     headers = {"content-type": "application/json"}
-    return {
-        "json": ("/v1/datasets", {"content": body, "headers": headers}, len(body)),
-        "csv": (
-            "/v1/datasets/csv",
-            {"files": {"file": ("d.csv", csv)}, "data": {"target": "label"}},
-            len(csv),
-        ),
-        "npy": (
-            "/v1/datasets/file",
-            {"files": {"file": ("d.npy", npy.getvalue())}, "data": {"target": "-1"}},
-            npy.tell(),
-        ),
-        "parquet": (
-            "/v1/datasets/file",
-            {"files": {"file": ("d.parquet", parquet.getvalue())}, "data": {"target": "label"}},
-            parquet.tell(),
-        ),
-    }
+    for name in formats:
+        if name == "json":
+            body = dataset_body(json_rows(X, "%.3f"), ("[" + ",".join(map(str, y)) + "]").encode())
+            made[name] = ("/v1/datasets", {"content": body, "headers": headers}, len(body))
+        elif name == "csv":
+            csv = csv_text(X, y, "%.3f")
+            files = {"file": ("d.csv", csv)}
+            made[name] = (
+                "/v1/datasets/csv",
+                {"files": files, "data": {"target": "label"}},
+                len(csv),
+            )
+        elif name in ("npy", "npy-onehot"):
+            npy = io.BytesIO()
+            onehot = name == "npy-onehot"
+            np.save(npy, np.column_stack([X, one_hot(y) if onehot else y]))
+            target = ",".join(map(str, range(FEATURES, FEATURES + 10))) if onehot else "-1"
+            files = {"file": ("d.npy", npy.getvalue())}
+            made[name] = (
+                "/v1/datasets/file",
+                {"files": files, "data": {"target": target}},
+                npy.tell(),
+            )
+        elif name == "parquet":
+            columns = {f"x{i}": X[:, i] for i in range(X.shape[1])}
+            parquet = io.BytesIO()
+            pq.write_table(pa.table({**columns, "label": y}), parquet)
+            files = {"file": ("d.parquet", parquet.getvalue())}
+            made[name] = (
+                "/v1/datasets/file",
+                {"files": files, "data": {"target": "label"}},
+                parquet.tell(),
+            )
+    return made
 
 
-def upload_cases(server: ServerProcess, rows: int) -> tuple[list[dict[str, Any]], str]:
-    """Upload the data in every format; the results and the id of the Parquet dataset
-    (labels: the .npy one's float table stores them as a value column)."""
+def upload_cases(
+    server: ServerProcess, rows: int, formats: list[str]
+) -> tuple[list[dict[str, Any]], str]:
+    """Upload the data in ``formats``; the results and the id of the dataset to train on:
+    the ``npy-onehot`` one (float features and one-hot targets, as ``.npy``), else the
+    Parquet one (the plain ``.npy`` one stores its labels as a value column)."""
     assert server.process is not None
     rng = np.random.default_rng(0)
     X = rng.random((rows, FEATURES)).round(3)
@@ -133,7 +154,7 @@ def upload_cases(server: ServerProcess, rows: int) -> tuple[list[dict[str, Any]]
     results = []
     npy_id = ""
     with httpx.Client(base_url=server.url, timeout=1200) as client:
-        for name, (path, kwargs, size) in payloads(X, y).items():
+        for name, (path, kwargs, size) in payloads(X, y, formats).items():
             base = baseline_mib(server.process.pid)
             response, seconds, peak = peak_during(
                 server.process.pid, lambda p=path, k=kwargs: client.post(p, **k)
@@ -151,21 +172,41 @@ def upload_cases(server: ServerProcess, rows: int) -> tuple[list[dict[str, Any]]
                 "goal_mib": 3 * float64_mib + 64,
                 "sha256": response.json().get("sha256") if response.status_code == 201 else None,
             }
-            if name == "parquet" and response.status_code == 201:
-                npy_id = response.json()["id"]
+            if name in ("parquet", "npy-onehot") and response.status_code == 201:
+                npy_id = (
+                    response.json()["id"]
+                    if name == "npy-onehot"
+                    else npy_id or response.json()["id"]
+                )
             print(f"  {name}: {response.status_code} {seconds:.2f} s", file=sys.stderr)
             results.append(result)
             time.sleep(1.0)
     return results, npy_id
 
 
-def train_cases(server: ServerProcess, dataset_id: str, rows: int) -> dict[str, Any]:
-    """Two runs through the API vs engine.fit alone on the same arrays."""
+def claim_to_training_ms(log: str, run_id: str, started_at: str) -> float | None:
+    """Milliseconds from the run's claim (``started_at``) to the worker's
+    ``run <id>: training starts`` log line (its local-time stamp, to the millisecond)."""
+    from datetime import datetime
+
+    match = re.search(rf"^(\S+ \S+) INFO .*run {run_id}: training starts", log, re.MULTILINE)
+    if match is None:
+        return None
+    logged = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return (logged - _seconds(started_at)) * 1000
+
+
+def train_cases(
+    server: ServerProcess, dataset_id: str, rows: int, one_hot_targets: bool
+) -> dict[str, Any]:
+    """Two runs through the API vs engine.fit alone on the same arrays, and each run's
+    time from claim to the start of training."""
     import engine
 
     with httpx.Client(base_url=server.url, timeout=1200) as client:
         network = client.post("/v1/networks", json=NETWORK).json()["id"]
         durations = []
+        claims: list[float | None] = []
         for _ in range(2):
             run = client.post(
                 "/v1/runs", json={"network_id": network, "dataset_id": dataset_id, **FIT}
@@ -179,18 +220,20 @@ def train_cases(server: ServerProcess, dataset_id: str, rows: int) -> dict[str, 
             if state["status"] != "succeeded":
                 raise RuntimeError(f"run failed: {state}")
             durations.append(_seconds(state["finished_at"]) - _seconds(state["started_at"]))
+            claims.append(claim_to_training_ms(server.log(), run["id"], state["started_at"]))
     rng = np.random.default_rng(0)
     X = rng.random((rows, FEATURES)).round(3)
     y = rng.integers(0, 10, rows)
     net = engine.Network.from_spec(NETWORK)
     started = time.perf_counter()
-    engine.fit(net, X, y, FIT)
+    engine.fit(net, X, one_hot(y) if one_hot_targets else y, FIT)
     alone = time.perf_counter() - started
     return {
         "api_run_seconds": durations,
         "engine_fit_seconds": alone,
         "ratio_first": durations[0] / alone,
         "ratio_second": durations[1] / alone,
+        "claim_to_training_ms": claims,
     }
 
 
@@ -220,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=12_000)
     parser.add_argument("--train", action="store_true", help="also train through the API")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--formats",
+        default="json,csv,npy,parquet",
+        help="comma-separated: json, csv, npy, parquet, npy-onehot (labels as 10 columns)",
+    )
+    parser.add_argument("--epochs", type=int, default=FIT["epochs"])
     args = parser.parse_args(argv)
     env = {"BACKPROP_WORKERS": "1", "BACKPROP_LARGE_DATASETS": "1"}
     with (
@@ -227,8 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         running_server(Path(workdir), env) as server,
     ):
         try:
-            results, npy_id = upload_cases(server, args.rows)
-            training = train_cases(server, npy_id, args.rows) if args.train else None
+            formats = args.formats.split(",")
+            FIT["epochs"] = args.epochs
+            results, npy_id = upload_cases(server, args.rows, formats)
+            onehot = "npy-onehot" in formats
+            training = train_cases(server, npy_id, args.rows, onehot) if args.train else None
         except Exception:
             print(server.log()[-5000:], file=sys.stderr)
             raise

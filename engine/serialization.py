@@ -64,8 +64,13 @@ def encode_arrays(
     return b"".join([MAGIC, struct.pack("<I", len(header)), header, *chunks])
 
 
-def decode_container(blob: bytes) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
+def decode_container(
+    blob: bytes, *, copy: bool = True
+) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
     """Unpack bytes from :func:`encode_arrays` into ``(arrays, meta)``.
+
+    With ``copy=False`` the arrays are views into ``blob`` (read-only when ``blob`` is
+    ``bytes``), which they keep alive: no second copy of a large container.
 
     Raises :class:`SerializationError` (and nothing else) for any malformed input.
     """
@@ -92,11 +97,11 @@ def decode_container(blob: bytes) -> tuple[dict[str, NDArray[Any]], dict[str, An
             raise SerializationError("every array entry must be an object with a string name")
         if entry["name"] in arrays:
             raise SerializationError(f"array {entry['name']!r} appears twice")
-        arrays[entry["name"]] = _read_array(entry, body)
+        arrays[entry["name"]] = _read_array(entry, body, copy)
     return arrays, meta
 
 
-def _read_array(entry: Mapping[str, Any], body: memoryview) -> NDArray[Any]:
+def _read_array(entry: Mapping[str, Any], body: memoryview, copy: bool = True) -> NDArray[Any]:
     dtype_str = entry.get("dtype")
     if not isinstance(dtype_str, str) or dtype_str not in ALLOWED_DTYPES:
         raise SerializationError(f"unsupported dtype {dtype_str!r}")
@@ -117,12 +122,14 @@ def _read_array(entry: Mapping[str, Any], body: memoryview) -> NDArray[Any]:
         raise SerializationError("bad offset or size")
     if nbytes != math.prod(shape) * dtype.itemsize or offset + nbytes > len(body):
         raise SerializationError(f"array {entry.get('name')!r} does not fit its declared shape")
-    return np.frombuffer(body[offset : offset + nbytes], dtype=dtype).reshape(shape).copy()
+    array = np.frombuffer(body[offset : offset + nbytes], dtype=dtype).reshape(shape)
+    return array.copy() if copy else array
 
 
-def decode_arrays(blob: bytes) -> dict[str, NDArray[Any]]:
-    """Unpack the arrays of :func:`encode_arrays` (metadata ignored)."""
-    return decode_container(blob)[0]
+def decode_arrays(blob: bytes, *, copy: bool = True) -> dict[str, NDArray[Any]]:
+    """Unpack the arrays of :func:`encode_arrays` (metadata ignored); ``copy`` as in
+    :func:`decode_container`."""
+    return decode_container(blob, copy=copy)[0]
 
 
 def encode_state(state: TrainingState) -> bytes:

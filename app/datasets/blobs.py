@@ -78,3 +78,44 @@ def pack(arrays: Mapping[str, NDArray[Any]]) -> tuple[bytearray, dict[str, NDArr
         view.setflags(write=False)
         views[entry["name"]] = view
     return blob, views
+
+
+def allocate(
+    layout: Mapping[str, tuple[tuple[int, ...], str]],
+) -> tuple[bytearray, dict[str, NDArray[Any]]]:
+    """An empty container for arrays of the given shapes and dtypes, and writable views
+    of each array inside it: fill the views and the container is
+    :func:`encode_arrays`'s bytes for those arrays, with no array outside it.
+
+    Parameters
+    ----------
+    layout : mapping of name to (shape, dtype string)
+        The arrays in container order; dtypes from ``ALLOWED_DTYPES`` (``"<f8"``...).
+    """
+    entries: list[dict[str, Any]] = []
+    offset = 0
+    for name, (shape, dtype) in layout.items():
+        if dtype not in ALLOWED_DTYPES:
+            raise SerializationError(f"array {name!r} has unsupported dtype {dtype}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        entry = {"name": name, "dtype": dtype, "shape": list(shape), "offset": offset}
+        entries.append({**entry, "nbytes": nbytes})
+        offset += nbytes
+    header = json.dumps(
+        {"arrays": entries, "meta": {}}, separators=(",", ":"), allow_nan=True
+    ).encode()
+    start = len(MAGIC) + 4 + len(header)
+    blob = bytearray(start + offset)
+    blob[: len(MAGIC)] = MAGIC
+    struct.pack_into("<I", blob, len(MAGIC), len(header))
+    blob[len(MAGIC) + 4 : start] = header
+    views = {
+        entry["name"]: np.ndarray(
+            tuple(entry["shape"]),
+            np.dtype(entry["dtype"]),
+            buffer=blob,
+            offset=start + entry["offset"],
+        )
+        for entry in entries
+    }
+    return blob, views

@@ -18,14 +18,18 @@ count) before it reads any data, so a pickle, an object array or a file over
 from __future__ import annotations
 
 import gzip
+import io
+import mmap
+import os
 import zipfile
 import zlib
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
+from app.datasets.blobs import allocate
 from app.datasets.json_arrays import MAX_LABEL
 from app.datasets.parsing import ParsedDataset, parse_csv
 from app.datasets.tabular import Column, Missing, encode_table
@@ -43,6 +47,8 @@ FORMATS = {
     ".csv.gz": "csv.gz",
 }
 READ_BYTES = 1 << 20
+NPY_BLOCK_BYTES = 8 << 20
+"""Rows of a ``.npy`` table are copied into the stored container this many bytes at a time."""
 
 
 def _file_error(message: str) -> InvalidInputError:
@@ -76,8 +82,9 @@ def _cells_error(cells: int, max_cells: int) -> InvalidInputError:
 # --------------------------------------------------------------------------- NumPy
 
 
-def _npy_array(file: BinaryIO, what: str, max_cells: int) -> NDArray[Any]:
-    """One ``.npy`` array, its header checked before its data is read."""
+def _npy_header(file: BinaryIO, what: str, max_cells: int) -> tuple[tuple[int, ...], bool, Any]:
+    """The shape, Fortran order and dtype of a ``.npy`` array, checked; ``file`` is
+    left at the first data byte."""
     try:
         version = np.lib.format.read_magic(file)
         if version == (1, 0):
@@ -94,6 +101,36 @@ def _npy_array(file: BinaryIO, what: str, max_cells: int) -> NDArray[Any]:
     cells = int(np.prod(shape, dtype=np.int64))
     if cells > max_cells:
         raise _cells_error(cells, max_cells)
+    return shape, fortran, dtype
+
+
+def _mapped(file: BinaryIO, what: str, shape: tuple[int, ...], fortran: bool, dtype: Any) -> Any:
+    """The array's data mapped from ``file`` (a real file at its first data byte), without
+    reading it; None when ``file`` has no file descriptor (a zip member)."""
+    try:
+        descriptor = file.fileno()  # a SpooledTemporaryFile rolls over to disk here
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    start = file.tell()
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    available = os.fstat(descriptor).st_size - start
+    if available < nbytes:
+        raise _file_error(f"{what} is truncated: {max(available, 0)} of {nbytes} data bytes")
+    if nbytes == 0:
+        return np.empty(shape, dtype=dtype)
+    mapping = mmap.mmap(descriptor, start + nbytes, access=mmap.ACCESS_READ)
+    return np.ndarray(
+        shape, dtype=dtype, buffer=mapping, offset=start, order="F" if fortran else "C"
+    )
+
+
+def _npy_array(file: BinaryIO, what: str, max_cells: int) -> NDArray[Any]:
+    """One ``.npy`` array, its header checked before its data is read: a read-only map
+    of the file's data when ``file`` is a real file, else read into memory."""
+    shape, fortran, dtype = _npy_header(file, what, max_cells)
+    mapped = _mapped(file, what, shape, fortran, dtype)
+    if mapped is not None:
+        return cast(NDArray[Any], mapped)
     data = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
     view = memoryview(data.reshape(-1, order="A").view(np.uint8))  # type: ignore[arg-type]
     read = 0
@@ -180,30 +217,55 @@ def _column_indices(target: str, width: int) -> list[int]:
     return indices
 
 
-def _take_columns(table: NDArray[Any], columns: list[int]) -> NDArray[np.float64]:
-    """``table[:, columns]`` as contiguous float64: a slice when the columns are a run
-    (the usual targets-last layout), one copy either way."""
-    if columns == list(range(columns[0], columns[-1] + 1)):
-        return np.ascontiguousarray(table[:, columns[0] : columns[-1] + 1], dtype=np.float64)
-    return np.ascontiguousarray(table[:, columns], dtype=np.float64)
+def _copy_features(
+    table: NDArray[Any], columns: list[int], out: NDArray[np.float64], *, block_rows: int
+) -> None:
+    """``out[...] = table[:, columns]`` (cast to float64) in blocks of rows, each block
+    checked finite as it is copied (the first bad cell is named)."""
+    run = columns == list(range(columns[0], columns[-1] + 1))
+    for start in range(0, table.shape[0], block_rows):
+        part = table[start : start + block_rows]
+        target = out[start : start + block_rows]
+        target[...] = part[:, columns[0] : columns[-1] + 1] if run else part[:, columns]
+        if not np.isfinite(target).all():
+            row, column = np.unravel_index(int(np.argmax(~np.isfinite(target))), target.shape)
+            raise _file_error(f"X{[start + int(row), int(column)]} is not finite")
 
 
 def read_npy(file: BinaryIO, target: str, max_cells: int) -> ParsedDataset:
-    """A 2-D ``.npy`` array split into features and the ``target`` columns (indices)."""
+    """A 2-D ``.npy`` array split into features and the ``target`` columns (indices).
+
+    The features and targets are copied once, from the file (mapped, not read), into
+    their stored container (:func:`app.datasets.blobs.allocate`): the result's ``blob`` is set,
+    and ``X`` and ``y`` are writable views into it.
+    """
     table = _npy_array(file, "the array", max_cells)
     if table.ndim != 2:
         raise _file_error(f"a .npy dataset must be 2-D (rows x columns), got shape {table.shape}")
-    targets = _column_indices(target, table.shape[1])
-    features = [i for i in range(table.shape[1]) if i not in set(targets)]
-    y = (table[:, targets[0]] if len(targets) == 1 else table[:, targets]).copy()
+    if table.shape[0] == 0 or table.shape[1] == 0:
+        raise _file_error(
+            f"X must be 2-D with at least one row and column, got shape {table.shape}"
+        )
     width = table.shape[1]
-    parsed = _from_xy(_take_columns(table, features), y)
+    targets = _column_indices(target, width)
+    features = [i for i in range(width) if i not in set(targets)]
+    raw_y = table[:, targets[0]] if len(targets) == 1 else table[:, targets]
+    _finite(raw_y, "y")
+    y, target_type = _targets_of(raw_y)
+    blob, views = allocate(
+        {"X": ((table.shape[0], len(features)), "<f8"), "y": (y.shape, y.dtype.str)}
+    )
+    views["y"][...] = y
+    del y, raw_y
+    block_rows = max(1, NPY_BLOCK_BYTES // (width * table.dtype.itemsize))
+    _copy_features(table, features, views["X"], block_rows=block_rows)
     del table
     names = [f"c{i}" for i in range(width)]
     return ParsedDataset(
-        X=parsed.X,
-        y=parsed.y,
-        target_type=parsed.target_type,
+        X=views["X"],
+        y=views["y"],
+        target_type=target_type,
+        blob=blob,
         feature_names=tuple(names[i] for i in features),
         target_names=tuple(names[i] for i in targets),
     )

@@ -40,8 +40,10 @@ from app.api.request_body import SCOPE_KEY, SPOOL_BYTES, BufferedBody
 from app.edge.limits import spread_timeout
 from app.edge.request_hash import IDEMPOTENCY_HEADER, BodyHasher, header
 
-REPLAY_CHUNK_BYTES = 64 * 1024
-"""Largest ``http.request`` message the app receives from the replayed body."""
+REPLAY_CHUNK_BYTES = 1024 * 1024
+"""Largest ``http.request`` message the app receives from the replayed body: large, so
+that a multipart parser writing to a spool on disk (Starlette hops to a thread for each
+write) takes few steps per upload (64 KiB made a 75 MB ``.npy`` upload 1,200 hops)."""
 
 
 @dataclass(frozen=True, slots=True)

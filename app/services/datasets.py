@@ -232,8 +232,13 @@ def list_datasets(
     )
 
 
-def load_arrays(*, session: Session, dataset_id: str) -> tuple[NDArray[Any], NDArray[Any]]:
+def load_arrays(
+    *, session: Session, dataset_id: str, copy: bool = True
+) -> tuple[NDArray[Any], NDArray[Any]]:
     """Return ``(X, y)`` of a dataset or raise :class:`NotFoundError`.
+
+    With ``copy=False`` they are read-only views into the fetched blob (the worker's
+    cache keeps them read-only anyway): a large dataset is held once, not twice.
 
     No tenant check: callers check the dataset with :func:`get_dataset` first
     (the worker reads the datasets of the run it claimed).
@@ -244,7 +249,7 @@ def load_arrays(*, session: Session, dataset_id: str) -> tuple[NDArray[Any], NDA
     ).first()
     if data is None:
         raise NotFoundError("dataset", dataset_id)
-    decoded = serialization.decode_arrays(data)
+    decoded = serialization.decode_arrays(data, copy=copy)
     del data
     return decoded["X"], decoded["y"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import wait_terminal
 
-IRIS_CSV = Path(__file__).parents[2] / "app" / "builtin_data" / "iris.csv"
+IRIS_CSV = Path(__file__).parents[2] / "app" / "datasets" / "builtin_data" / "iris.csv"
 SPECIES = ["setosa", "versicolor", "virginica"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import PurePath
 from typing import Annotated, Literal
 
@@ -143,7 +144,13 @@ def _store_upload(
     name: str | None,
     filename: str | None,
 ) -> DatasetPublic:
-    finished = packed(finish(parsed, standardize=standardize))
+    finished = finish(parsed, standardize=standardize)
+    if finished.blob is None or finished.X is not parsed.X:
+        # Not read straight into its container (.npy is; standardize scales it in place).
+        finished = packed(replace(finished, blob=None))
+    else:
+        finished.X.setflags(write=False)
+        finished.y.setflags(write=False)
     del parsed
     check_cells(finished, settings.max_dataset_cells)
     stem = PurePath(filename or "dataset").name.split(".")[0]
