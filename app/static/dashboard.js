@@ -1,37 +1,14 @@
-// Backprop dashboard: plain JS, no build step, nothing loaded from outside this server.
-"use strict";
+// Backprop dashboard: plain JS modules, no build step, nothing loaded from outside this server.
+// Every value from the server goes into the page through textContent, never innerHTML.
+import { $, KEY_STORAGE, api, apiKey, cell, errorText, fmt, num, percent, request, runLabel, statusBadge, tableRow, when } from "./util.js";
+import { drawAxes, epochTicks, extent, plotBox, plottable, scale } from "./chart.js";
+import { compareRuns, drawCompare } from "./compare.js";
+import { drawScatter, nextSweepsPage, refreshSweeps, sweepsAvailable } from "./sweeps.js";
 
-const KEY_STORAGE = "backprop.apiKey";
 const REFRESH_MS = 2000;
 const TERMINAL = ["succeeded", "failed", "cancelled"];
-const W = 640, H = 320, PAD = { left: 76, right: 12, top: 12, bottom: 28 };
 
-const state = { after: null, nextAfter: null, selected: null, source: null, points: [] };
-const $ = (id) => document.getElementById(id);
-
-function apiKey() { return localStorage.getItem(KEY_STORAGE) || ""; }
-
-// The JSON body and the response (for its headers); a non-2xx answer throws its detail.
-async function request(method, path) {
-  const headers = { Accept: "application/json" };
-  const key = apiKey();
-  if (key) headers.Authorization = "Bearer " + key;
-  const response = await fetch(path, { method, headers });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) {
-    const detail = body && body.detail ? JSON.stringify(body.detail) : response.statusText;
-    throw new Error(response.status + ": " + detail);
-  }
-  return { body, response };
-}
-
-async function api(method, path) {
-  return (await request(method, path)).body;
-}
-
-function fmt(value) {
-  return value === null || value === undefined ? "" : Number(value).toPrecision(5);
-}
+const state = { after: null, nextAfter: null, selected: null, source: null, points: [], ticked: [] };
 
 async function refreshRuns() {
   const query = new URLSearchParams({ limit: "20" });
@@ -46,27 +23,59 @@ async function refreshRuns() {
     const current = page.data.find((run) => run.id === state.selected);
     if (current) showRun(current);
   } catch (error) {
-    $("list-error").textContent = String(error.message || error);
+    $("list-error").textContent = errorText(error);
   }
 }
 
+// The accuracy the run reports (validation first), or null.
+function accuracy(run) {
+  const metrics = run.metrics || {};
+  for (const key of ["val_accuracy", "accuracy"]) {
+    if (metrics[key] !== undefined && metrics[key] !== null) return metrics[key];
+  }
+  return null;
+}
+
+function tickBox(run) {
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.className = "tick";
+  box.title = "compare";
+  box.setAttribute("aria-label", "compare " + runLabel(run));
+  box.checked = state.ticked.includes(run.id);
+  box.addEventListener("click", (event) => event.stopPropagation());
+  box.addEventListener("change", () => {
+    state.ticked = box.checked ? [...state.ticked, run.id] : state.ticked.filter((id) => id !== run.id);
+    compareRuns(state.ticked);
+  });
+  const td = cell("td", "", "pick");
+  td.append(box);
+  return td;
+}
+
+function nameCell(run) {
+  const td = cell("td", "", "name");
+  td.append(cell("span", runLabel(run), "run-name"));
+  if (run.name) td.append(cell("code", run.id, "run-id"));
+  td.title = run.id;
+  return td;
+}
+
 function runRow(run) {
-  const row = document.createElement("tr");
+  const status = cell("td", "");
+  status.append(statusBadge(run.status));
+  const row = tableRow([
+    tickBox(run),
+    nameCell(run),
+    status,
+    cell("td", run.epoch + " / " + run.epochs, "num"),
+    cell("td", percent(accuracy(run)), "num accuracy"),
+    cell("td", run.loss === null ? "" : Number(run.loss).toPrecision(4), "num loss"),
+    cell("td", run.best_epoch === null || run.best_epoch === undefined ? "" : String(run.best_epoch), "num best-epoch"),
+    cell("td", when(run.created_at), "created"),
+  ]);
   row.dataset.runId = run.id;
   if (run.id === state.selected) row.classList.add("selected");
-  const cells = [run.id, run.status, run.epoch + " / " + run.epochs, fmt(run.loss), run.created_at.slice(0, 19)];
-  for (const [i, text] of cells.entries()) {
-    const cell = document.createElement("td");
-    if (i === 1) {
-      const badge = document.createElement("span");
-      badge.className = "status " + run.status;
-      badge.textContent = text;
-      cell.append(badge);
-    } else {
-      cell.textContent = text;
-    }
-    row.append(cell);
-  }
   row.addEventListener("click", () => selectRun(run.id));
   return row;
 }
@@ -74,8 +83,10 @@ function runRow(run) {
 function showRun(run) {
   $("run-status").textContent = run.status;
   $("run-status").className = "status " + run.status;
+  $("run-name").textContent = run.name || "";
   $("run-progress").textContent =
     "epoch " + run.epoch + " of " + run.epochs + (run.loss !== null ? ", loss " + fmt(run.loss) : "") +
+    (run.best_epoch !== null && run.best_epoch !== undefined ? ", best epoch " + run.best_epoch : "") +
     (run.stop_reason ? " (" + run.stop_reason + ")" : "");
   $("run-config").textContent = JSON.stringify(run.config, null, 2);
   $("cancel").disabled = TERMINAL.includes(run.status);
@@ -94,7 +105,7 @@ async function selectRun(runId) {
   try {
     showRun(await api("GET", "/v1/runs/" + runId));
   } catch (error) {
-    $("action-error").textContent = String(error.message || error);
+    $("action-error").textContent = errorText(error);
   }
   openStream(runId);
 }
@@ -127,102 +138,74 @@ function openStream(runId) {
   source.onerror = () => { $("stream-state").textContent = "(reconnecting)"; };
 }
 
+// loss and val_loss against the epoch, linear or log (the toggle), with labelled ticks.
 function drawChart() {
   const chart = $("chart");
-  const points = state.points.filter((p) => p.loss !== null && Number.isFinite(p.loss));
+  const log = $("log-scale").checked;
+  const points = state.points.filter((p) => plottable(p.loss, log));
   chart.dataset.points = String(points.length);
-  const values = points.flatMap((p) => (p.val_loss !== null ? [p.loss, p.val_loss] : [p.loss]));
+  chart.dataset.log = String(log);
+  const values = points.flatMap((p) => (plottable(p.val_loss, log) ? [p.loss, p.val_loss] : [p.loss]));
   const axes = chart.querySelector(".axes");
-  axes.replaceChildren();
   if (points.length === 0) {
+    axes.replaceChildren();
     chart.querySelector(".loss").setAttribute("points", "");
     chart.querySelector(".val-loss").setAttribute("points", "");
     drawRate(chart, [], null);
     return;
   }
+  const box = plotBox(chart, { left: 64, right: 64, top: 16, bottom: 34 });
   const x0 = points[0].epoch, x1 = Math.max(points[points.length - 1].epoch, x0 + 1);
-  let y0 = Math.min(...values), y1 = Math.max(...values);
-  if (y1 === y0) { y1 += 1e-12 + Math.abs(y0) * 0.1; }
-  const sx = (x) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
-  const sy = (y) => H - PAD.bottom - ((y - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
-  const line = (key) => points.filter((p) => p[key] !== null)
-    .map((p) => sx(p.epoch).toFixed(1) + "," + sy(p[key]).toFixed(1)).join(" ");
+  const [y0, y1] = extent(values);
+  const sx = scale(x0, x1, box.left, box.right);
+  const sy = scale(y0, y1, box.bottom, box.top, log);
+  drawAxes(axes, box, sx, sy, { xTicks: epochTicks(x0, x1), x: "epoch", y: "loss" + (log ? " (log)" : "") });
+  const line = (key) => points.filter((p) => plottable(p[key], log))
+    .map((p) => sx.map(p.epoch).toFixed(1) + "," + sy.map(p[key]).toFixed(1)).join(" ");
   chart.querySelector(".loss").setAttribute("points", line("loss"));
   chart.querySelector(".val-loss").setAttribute("points", line("val_loss"));
-  const ns = "http://www.w3.org/2000/svg";
-  const label = (x, y, text, anchor) => {
-    const t = document.createElementNS(ns, "text");
-    t.setAttribute("x", x); t.setAttribute("y", y); t.setAttribute("text-anchor", anchor);
-    t.textContent = text;
-    axes.append(t);
-  };
-  const rule = (xa, ya, xb, yb) => {
-    const l = document.createElementNS(ns, "line");
-    l.setAttribute("x1", xa); l.setAttribute("y1", ya); l.setAttribute("x2", xb); l.setAttribute("y2", yb);
-    axes.append(l);
-  };
-  rule(PAD.left, H - PAD.bottom, W - PAD.right, H - PAD.bottom);
-  rule(PAD.left, PAD.top, PAD.left, H - PAD.bottom);
-  label(PAD.left - 4, sy(y1) + 4, fmt(y1), "end");
-  label(PAD.left - 4, sy(y0), fmt(y0), "end");
-  label(PAD.left, H - 8, "epoch " + x0, "start");
-  label(W - PAD.right, H - 8, "epoch " + x1, "end");
-  drawRate(chart, points, { sx, label });
+  drawRate(chart, points, { sx, box, axes });
 }
 
-// The history's lr column (runs with an lr_schedule): its own scale, labelled on the right.
-function drawRate(chart, points, scale) {
-  const rates = points.filter((p) => p.lr !== undefined && p.lr !== null && Number.isFinite(p.lr));
+// The history's lr column (runs with an lr_schedule): its own linear scale, labelled on the right.
+function drawRate(chart, points, frame) {
+  const rates = points.filter((p) => plottable(p.lr, false));
   chart.dataset.lrPoints = String(rates.length);
   $("lr-legend").hidden = rates.length === 0;
   const line = chart.querySelector(".lr");
-  if (rates.length === 0 || scale === null) {
+  if (rates.length === 0 || frame === null) {
     line.setAttribute("points", "");
     return;
   }
-  let r0 = Math.min(...rates.map((p) => p.lr)), r1 = Math.max(...rates.map((p) => p.lr));
-  if (r1 === r0) { r1 = r0 + Math.abs(r0) * 0.1 + 1e-12; }
-  const sr = (r) => H - PAD.bottom - ((r - r0) / (r1 - r0)) * (H - PAD.top - PAD.bottom);
-  line.setAttribute("points", rates.map((p) => scale.sx(p.epoch).toFixed(1) + "," + sr(p.lr).toFixed(1)).join(" "));
-  scale.label(W - PAD.right - 2, sr(r1) + 10, "lr " + fmt(r1), "end");
-  scale.label(W - PAD.right - 2, sr(r0) - 4, "lr " + fmt(r0), "end");
+  const { sx, box, axes } = frame;
+  const [r0, r1] = extent(rates.map((p) => p.lr));
+  const sr = scale(r0, r1, box.bottom, box.top);
+  line.setAttribute("points", rates.map((p) => sx.map(p.epoch).toFixed(1) + "," + sr.map(p.lr).toFixed(1)).join(" "));
+  const ns = "http://www.w3.org/2000/svg";
+  for (const r of [sr.lo, sr.hi]) {
+    const t = document.createElementNS(ns, "text");
+    t.setAttribute("x", String(box.right + 4));
+    t.setAttribute("y", String(sr.map(r) + 3));
+    t.setAttribute("class", "tick-lr");
+    t.textContent = fmt(r);
+    axes.append(t);
+  }
 }
 
-// ------------------------------------------------------------------ datasets view
-// Every value from the server goes into the page through textContent, never innerHTML.
+// ------------------------------------------------------------------ views
 
 const PREVIEW_ROWS = 20;
 const datasets = { after: null, nextAfter: null, selected: null, offset: 0, total: 0 };
+const VIEWS = ["runs", "datasets", "sweeps"];
 
 function showView(name) {
-  $("runs-view").hidden = name !== "runs";
-  $("datasets-view").hidden = name !== "datasets";
-  for (const [id, active] of [["view-runs", name === "runs"], ["view-datasets", name === "datasets"]]) {
-    $(id).classList.toggle("active", active);
-    $(id).setAttribute("aria-pressed", String(active));
+  for (const view of VIEWS) {
+    $(view + "-view").hidden = name !== view;
+    $("view-" + view).classList.toggle("active", name === view);
+    $("view-" + view).setAttribute("aria-pressed", String(name === view));
   }
   if (name === "datasets") refreshDatasets();
-}
-
-// A stored number as a short string: integers whole, others to 6 significant digits.
-function num(value) {
-  if (value === null || value === undefined) return "";
-  const n = Number(value);
-  if (!Number.isFinite(n)) return String(value);
-  return Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(6)));
-}
-
-function cell(tag, text, className) {
-  const element = document.createElement(tag);
-  element.textContent = text;
-  if (className) element.className = className;
-  return element;
-}
-
-function tableRow(cells) {
-  const row = document.createElement("tr");
-  row.append(...cells);
-  return row;
+  if (name === "sweeps") refreshSweeps();
 }
 
 async function refreshDatasets() {
@@ -235,7 +218,7 @@ async function refreshDatasets() {
     $("datasets-next-page").disabled = !datasets.nextAfter;
     $("datasets").querySelector("tbody").replaceChildren(...page.data.map(datasetRow));
   } catch (error) {
-    $("datasets-error").textContent = String(error.message || error);
+    $("datasets-error").textContent = errorText(error);
   }
 }
 
@@ -279,7 +262,7 @@ async function selectDataset(datasetId) {
       dataset.created_at.slice(0, 19) + ", sha256 " + dataset.sha256.slice(0, 12);
     await Promise.all([loadPreview(0), loadStats(datasetId)]);
   } catch (error) {
-    $("dataset-error").textContent = String(error.message || error);
+    $("dataset-error").textContent = errorText(error);
   }
 }
 
@@ -332,7 +315,7 @@ async function loadPreview(offset) {
     $("preview").dataset.offset = String(offset);
     $("preview").dataset.loaded = "true";
   } catch (error) {
-    $("dataset-error").textContent = String(error.message || error);
+    $("dataset-error").textContent = errorText(error);
   }
 }
 
@@ -372,7 +355,7 @@ async function act(action) {
     if (action === "resume") openStream(state.selected);
     refreshRuns();
   } catch (error) {
-    $("action-error").textContent = String(error.message || error);
+    $("action-error").textContent = errorText(error);
   }
 }
 
@@ -383,9 +366,23 @@ $("key-form").addEventListener("submit", (event) => {
   refreshRuns();
   if (state.selected) selectRun(state.selected);
   if (!$("datasets-view").hidden) { datasets.after = null; refreshDatasets(); }
+  if (!$("sweeps-view").hidden) refreshSweeps(true);
+  if (state.ticked.length > 0) compareRuns(state.ticked);
 });
-$("view-runs").addEventListener("click", () => showView("runs"));
-$("view-datasets").addEventListener("click", () => showView("datasets"));
+for (const view of VIEWS) $("view-" + view).addEventListener("click", () => showView(view));
+$("log-scale").addEventListener("change", drawChart);
+$("compare-log").addEventListener("change", drawCompare);
+$("compare-metric").addEventListener("change", drawCompare);
+$("compare-refresh").addEventListener("click", () => compareRuns(state.ticked));
+$("compare-clear").addEventListener("click", () => {
+  state.ticked = [];
+  for (const box of document.querySelectorAll("#runs input.tick")) box.checked = false;
+  compareRuns([]);
+});
+$("sweeps-first-page").addEventListener("click", () => refreshSweeps(true));
+$("sweeps-next-page").addEventListener("click", nextSweepsPage);
+$("sweep-param").addEventListener("change", drawScatter);
+sweepsAvailable().then((available) => { $("view-sweeps").hidden = !available; });
 $("datasets-first-page").addEventListener("click", () => { datasets.after = null; refreshDatasets(); });
 $("datasets-next-page").addEventListener("click", () => { datasets.after = datasets.nextAfter; refreshDatasets(); });
 $("preview-prev").addEventListener("click", () => loadPreview(Math.max(0, datasets.offset - PREVIEW_ROWS)));

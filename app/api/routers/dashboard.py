@@ -24,6 +24,12 @@ def dashboard() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The dashboard's icon (an SVG) for clients that ask for /favicon.ico."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
 def static_files() -> StaticFiles:
     """The dashboard's assets (mounted at ``/static``)."""
     return StaticFiles(directory=STATIC_DIR)
