@@ -23,6 +23,7 @@ from typing import Any
 
 from app.config import Settings
 from app.db.database import Database
+from app.jobs.stop_flag import SharedStopFlag
 from app.jobs.supervisor import SupervisorHeartbeat
 from app.jobs.sweeper import LeaseSweeper
 
@@ -47,7 +48,7 @@ class LocalPool:
         self.db = db
         self._ctx = mp.get_context("spawn")
         self._wakeups: Any = self._ctx.Queue()
-        self._stopping: Any = self._ctx.Event()
+        self._stopping = SharedStopFlag(self._ctx)
         self._processes: list[BaseProcess] = []
         self._supervisor: threading.Thread | None = None
         self._halt = threading.Event()

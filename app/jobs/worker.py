@@ -40,7 +40,7 @@ def worker_main(
     wakeups : multiprocessing.Queue
         Run ids submitted by the server (hints; the run table is the queue, and an
         idle worker claims its fairest run, :func:`execute_fairest`).
-    stopping : multiprocessing.Event
+    stopping : SharedStopFlag
         Set when the server shuts down.
     parent_pid : int
         The server's pid; the worker exits when it is gone.
