@@ -158,9 +158,9 @@ class Settings(BaseSettings):
     max_request_memory: int = Field(
         default=256 * 1024 * 1024,
         ge=1024 * 1024,
-        description="Bytes one predict, decision-boundary plot or export may use for its "
-        "row chunks (activations of the widest layer, serialized output); wide networks "
-        "run in more, smaller chunks.",
+        description="Bytes of outputs one evaluate request may hold (its pre-activations "
+        "and activations of every row); more is refused with 422. Predict and plots need "
+        "no budget: they run in blocks of at most 1 MiB of activations.",
     )
     # -- package G: fair queue, cheap run creation, storage quotas (issue 10) ---------------
     storage_quota_bytes: int = Field(

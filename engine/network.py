@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +25,11 @@ from engine.initializers import INITIALIZERS
 from engine.layers import Array, Dense, Workspace
 
 LAYER_FIELDS = ("units", "activation", "bias", "dropout", "negative_slope")
-PREDICT_CHUNK = 8192
-"""Rows per forward pass in :meth:`Network.predict`, which bounds its memory."""
+PREDICT_BLOCK_BYTES = 1024 * 1024
+"""Activation bytes of one forward pass of :meth:`Network.predict` (the widest
+layer's input, pre-activations and activations), which bounds its memory."""
+MAX_PREDICT_BLOCK_ROWS = 8192
+"""Most rows of one forward pass of :meth:`Network.predict`."""
 
 
 @dataclass(frozen=True)
@@ -412,14 +415,36 @@ class Network:
         ndarray of shape (n_samples, output_size)
         """
         X = self.check_input(X)
-        if X.shape[0] <= PREDICT_CHUNK:
+        if X.shape[0] <= self.predict_block_rows():
             return self.forward(X)[1]
-        return np.concatenate(
-            [
-                self.forward(X[start : start + PREDICT_CHUNK])[1]
-                for start in range(0, X.shape[0], PREDICT_CHUNK)
-            ]
-        )
+        return np.concatenate([A for _, A in self.predict_blocks(X)])
+
+    def predict_block_rows(self) -> int:
+        """Rows of one forward pass of :meth:`predict`: as many as fit
+        ``PREDICT_BLOCK_BYTES`` of the widest layer's activations (at least 1, at most
+        ``MAX_PREDICT_BLOCK_ROWS``). It depends on the network only.
+
+        BLAS may round a row's outputs differently in products of other heights (its
+        kernels depend on the shape), so every caller that must give ``predict``'s bits
+        (the service's predict, evaluate and plots) runs these same blocks.
+        """
+        widest = max(layer.fan_in + 2 * layer.units for layer in self.layers)
+        rows = PREDICT_BLOCK_BYTES // (int(self.dtype.itemsize) * widest)
+        return max(1, min(MAX_PREDICT_BLOCK_ROWS, rows))
+
+    def predict_blocks(self, X: Array) -> Iterator[tuple[Array, Array]]:
+        """:meth:`forward` of validated ``X`` (n_samples, input_size), one block of
+        :meth:`predict_block_rows` rows at a time.
+
+        Yields
+        ------
+        Z, A : ndarray of shape (block_rows, output_size)
+            The last layer's pre-activations and activations of the block's rows (the
+            last block may be shorter).
+        """
+        rows = self.predict_block_rows()
+        for start in range(0, X.shape[0], rows):
+            yield self.forward(X[start : start + rows])
 
     def forward(self, X: Array) -> tuple[Array, Array]:
         """Inference forward pass of validated ``X`` (n_samples, input_size).

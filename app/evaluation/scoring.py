@@ -1,7 +1,7 @@
 """Evaluate a network's weights on data: the loss and metrics, without training.
 
-The network runs in row chunks (:func:`app.services.inference.output_chunks`, the
-chunks ``/predict`` uses) written into one ``(n_samples, n_outputs)`` array of
+The network runs in the engine's row blocks (:meth:`engine.Network.predict_blocks`,
+the blocks ``/predict`` uses) written into one ``(n_samples, n_outputs)`` array of
 pre-activations and one of activations; those two arrays are what a request
 costs, and they are refused with a 422 before any work when they would exceed
 ``BACKPROP_MAX_REQUEST_MEMORY``. The loss is then the engine's own
@@ -33,7 +33,6 @@ from app.datasets.json_arrays import ArraySpec, parse_object, refuse_early, vali
 from app.datasets.parsing import dataset_from_arrays
 from app.datasets.summary import targets_for_loss
 from app.errors import InvalidInputError, invalid_from_config_error
-from app.services.inference import rows_per_chunk
 from engine.config import ENGINE_KEYS
 from engine.data import prepare
 from engine.losses import make_loss
@@ -108,9 +107,11 @@ def _outputs(
         )
     Z = np.empty((n, k), net.dtype)
     A = np.empty((n, k), net.dtype)
-    rows = rows_per_chunk(net, max_bytes)  # the chunks of /predict
-    for start in range(0, n, rows):
-        Z[start : start + rows], A[start : start + rows] = net.forward(X[start : start + rows])
+    start = 0
+    for Z_block, A_block in net.predict_blocks(X):  # the blocks of /predict
+        stop = start + Z_block.shape[0]
+        Z[start:stop], A[start:stop] = Z_block, A_block
+        start = stop
     return Z, A
 
 

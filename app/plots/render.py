@@ -152,33 +152,29 @@ def _finite(outputs: NDArray[Any]) -> NDArray[Any]:
     return np.asarray(np.nan_to_num(outputs, nan=0.0, posinf=1e300, neginf=-1e300))
 
 
-def _grid_values(net: engine.Network, points: NDArray[Any], max_bytes: int) -> NDArray[Any]:
-    """One value per grid point, computed in row chunks of at most ``max_bytes``: the
-    output for one output unit, else the predicted class."""
+def _grid_values(net: engine.Network, points: NDArray[Any]) -> NDArray[Any]:
+    """One value per grid point, computed in the engine's row blocks: the output for
+    one output unit, else the predicted class."""
     if net.output_size == 1:
-        return reduced_outputs(net, points, max_bytes, lambda chunk: _finite(chunk)[:, 0])
-    return reduced_outputs(
-        net, points, max_bytes, lambda chunk: np.asarray(np.argmax(_finite(chunk), axis=1))
-    )
+        return reduced_outputs(net, points, lambda block: _finite(block)[:, 0])
+    return reduced_outputs(net, points, lambda block: np.asarray(np.argmax(_finite(block), axis=1)))
 
 
-def render_decision_boundary(
-    data: BoundaryData, *, width: int, height: int, max_bytes: int
-) -> bytes:
+def render_decision_boundary(data: BoundaryData, *, width: int, height: int) -> bytes:
     """The network's output over the plane of the data, with the data points on top.
 
     One output: a filled contour of the output value (a sigmoid's probability
     on a fixed 0..1 scale), points colored by their target on the same scale.
     Several outputs: the predicted class (argmax) as colored regions, points
-    colored by their class. The grid goes through the network in chunks of rows
-    whose memory ``max_bytes`` bounds (BACKPROP_MAX_REQUEST_MEMORY).
+    colored by their class. The grid goes through the network in the engine's
+    row blocks (at most 1 MiB of activations each).
     """
     model = data.model
     net = engine.Network.from_spec(model.spec)
     net.set_weights(model.layers)
     X = np.asarray(data.X, dtype=np.float64)
     xx, yy = _grid(X)
-    values = _grid_values(net, np.column_stack([xx.ravel(), yy.ravel()]), max_bytes)
+    values = _grid_values(net, np.column_stack([xx.ravel(), yy.ravel()]))
     n_outputs = net.output_size
     targets = _target_values(np.asarray(data.y), n_outputs)
 

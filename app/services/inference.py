@@ -1,17 +1,14 @@
-"""Predictions of a run's network, in row chunks whose memory a setting bounds.
+"""Predictions of a run's network, in the engine's row blocks, written as they come.
 
-A forward pass holds, per row, the input of a layer and its pre-activations and
-activations: ``(fan_in + 2 units) * itemsize`` bytes for the widest layer. The rows
-of one chunk are chosen so that this fits ``BACKPROP_MAX_REQUEST_MEMORY``
-(:func:`rows_per_chunk`), whatever the network's width; the response is written
-chunk by chunk (:mod:`app.api.json_out`), so a wide output costs one chunk too.
+The network runs in the blocks of :meth:`engine.Network.predict_blocks`: at most
+``engine.network.PREDICT_BLOCK_BYTES`` (1 MiB) of the widest layer's activations,
+one row for wider layers. Each block's outputs are written as JSON in pieces of whole
+rows (:mod:`app.api.json_out`), so a request holds one block and one piece, whatever
+the number of rows or the network's width.
 
-Bit for bit: :meth:`engine.Network.predict` runs blocks of
-``engine.network.PREDICT_CHUNK`` rows (8192). When such a block fits the budget the
-chunks are exactly those blocks, so the outputs are the same bits as before. A
-wider network takes chunks of a power of two rows that divides the block, so chunk
-boundaries stay on the block boundaries (see docs/DECISIONS.md on why BLAS results
-depend on the shape of the product, and what the tests check).
+Bit for bit: the blocks are the ones ``engine.Network.predict`` runs, so the outputs
+are its bits. Products of other heights could round differently: BLAS picks its
+kernels by the shape of the product (docs/DECISIONS.md).
 """
 
 from __future__ import annotations
@@ -33,11 +30,6 @@ from app.datasets.transforms import labels_of
 from app.errors import InvalidInputError, NotFoundError, invalid_from_config_error
 from app.services import networks as network_service
 from app.services import runs as run_service
-from engine.network import PREDICT_CHUNK
-
-JSON_BYTES_PER_OUTPUT = 64
-"""Memory per output value while a chunk is serialized (a Python float in a list,
-and its JSON text), counted against the budget like the activations."""
 
 
 def predict_spec(max_rows: int) -> ArraySpec:
@@ -155,25 +147,6 @@ def load_predictor(*, session: Session, owner: str, run_id: str) -> Predictor:
     )
 
 
-def bytes_per_row(net: engine.Network) -> int:
-    """Peak bytes one row costs in a forward pass and in serializing its outputs."""
-    itemsize = int(net.dtype.itemsize)
-    widest = max(layer.fan_in + 2 * layer.units for layer in net.layers)
-    return max(itemsize * widest, JSON_BYTES_PER_OUTPUT * net.output_size)
-
-
-def rows_per_chunk(net: engine.Network, max_bytes: int) -> int:
-    """Rows per forward pass so that one chunk fits ``max_bytes`` (at least 1).
-
-    ``PREDICT_CHUNK`` when it fits (the engine's own blocks), else the largest
-    power of two that fits.
-    """
-    rows = max(1, max_bytes // bytes_per_row(net))
-    if rows >= PREDICT_CHUNK:
-        return PREDICT_CHUNK
-    return 1 << (rows.bit_length() - 1)
-
-
 def checked_input(net: engine.Network, X: NDArray[Any]) -> NDArray[Any]:
     """``X`` as the network takes it.
 
@@ -188,38 +161,36 @@ def checked_input(net: engine.Network, X: NDArray[Any]) -> NDArray[Any]:
         raise invalid_from_config_error(exc) from exc
 
 
-def output_chunks(net: engine.Network, X: NDArray[Any], rows: int) -> Iterator[NDArray[Any]]:
-    """``net.predict(X)`` for checked ``X``, ``rows`` rows at a time."""
-    for start in range(0, X.shape[0], rows):
-        yield net.forward(X[start : start + rows])[1]
+def output_blocks(net: engine.Network, X: NDArray[Any]) -> Iterator[NDArray[Any]]:
+    """``net.predict(X)`` for checked ``X``, one engine block of rows at a time."""
+    for _, A in net.predict_blocks(X):
+        yield A
 
 
 def reduced_outputs(
-    net: engine.Network,
-    X: NDArray[Any],
-    max_bytes: int,
-    reduce: Callable[[NDArray[Any]], NDArray[Any]],
+    net: engine.Network, X: NDArray[Any], reduce: Callable[[NDArray[Any]], NDArray[Any]]
 ) -> NDArray[Any]:
-    """``reduce`` applied to the outputs of each chunk, concatenated (plots keep one
+    """``reduce`` applied to the outputs of each block, concatenated (plots keep one
     value per row, never the full outputs of a wide network)."""
-    rows = rows_per_chunk(net, max_bytes)
-    return np.concatenate([reduce(chunk) for chunk in output_chunks(net, X, rows)])
+    parts = [reduce(block) for block in output_blocks(net, X)]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def prediction_json(predictor: Predictor, X: NDArray[Any], max_bytes: int) -> Iterator[bytes]:
+def prediction_json(predictor: Predictor, X: NDArray[Any]) -> Iterator[bytes]:
     """The ``PredictResponse`` JSON of ``X`` (checked with :func:`checked_input`),
-    computed and written one chunk at a time."""
+    computed and written one block at a time."""
     net = predictor.network
-    rows = rows_per_chunk(net, max_bytes)
     labels: list[Any] = []
 
     def predictions() -> Iterator[bytes]:
         yield b"["
-        for index, chunk in enumerate(output_chunks(net, X, rows)):
-            rows_json = b"".join(array_json(np.asarray(chunk, dtype=np.float64)))
+        for index, block in enumerate(output_blocks(net, X)):
+            if index:
+                yield b","
+            pieces = list_items(array_json(np.asarray(block, dtype=np.float64)))
+            yield from pieces
             if predictor.classify:
-                labels.extend(labels_of(predictor.transform or {}, chunk))
-            yield (b"," if index else b"") + rows_json[1:-1]
+                labels.extend(labels_of(predictor.transform or {}, block))
         yield b"]"
 
     members: list[tuple[str, bytes | Iterator[bytes]]] = [
@@ -233,3 +204,15 @@ def prediction_json(predictor: Predictor, X: NDArray[Any], max_bytes: int) -> It
 
         members.append(("labels", labels_json()))
     return object_json(members)
+
+
+def list_items(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """The pieces of a JSON list (as :func:`app.api.json_out.array_json` writes it)
+    without its opening and closing brackets."""
+    previous = next(pieces)[1:]
+    for piece in pieces:
+        if previous:
+            yield previous
+        previous = piece
+    if previous[:-1]:
+        yield previous[:-1]

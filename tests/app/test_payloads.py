@@ -186,15 +186,15 @@ MID_NET = {
 }
 
 
-def test_predict_runs_in_chunks_within_the_budget_and_equals_the_engine_bit_for_bit(
+def test_predict_runs_in_the_engines_blocks_and_equals_the_engine_bit_for_bit(
     make_client: Any,
 ) -> None:
-    """With an 8 MiB budget: a 50,000-unit layer (400 MB per activation array for 1,000
-    rows unchunked) runs in chunks of 8 rows, and the request's traced NumPy and Python
-    allocations stay far below that; a 254-unit layer runs in chunks of 2048 rows (not
-    the engine's 8192) over 30,000 rows, and its outputs (streamed) are the bits of ``engine.Network.predict`` on
-    the same rows, serialized as PredictResponse was before."""
-    with make_client(workers=1, max_request_memory=8 * 1024 * 1024) as client:
+    """A 50,000-unit layer (400 MB per activation array for 1,000 rows at once) runs in
+    blocks of one row, and the request's traced NumPy and Python allocations stay far
+    below that; a 254-unit layer runs in blocks of 256 rows over 30,000 rows, and its
+    outputs (streamed) are the bits of ``engine.Network.predict`` on the same rows,
+    serialized as PredictResponse was before."""
+    with make_client(workers=1) as client:
         wide = _trained(client, WIDE_NET, XOR_X, [[0], [1], [1], [0]])
         X3 = [[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 1]]
         mid = _trained(client, MID_NET, X3, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])

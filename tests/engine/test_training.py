@@ -18,7 +18,7 @@ import pytest
 from numpy.typing import NDArray
 
 import engine
-from engine.network import PREDICT_CHUNK
+from engine.network import MAX_PREDICT_BLOCK_ROWS, PREDICT_BLOCK_BYTES
 
 Array = NDArray[np.float64]
 
@@ -640,19 +640,56 @@ def test_huge_pre_activations_give_exact_losses_and_no_warnings(
 # -- predict -----------------------------------------------------------------------------------
 
 
-def test_predict_on_more_rows_than_a_chunk_equals_the_whole_forward_pass() -> None:
+def test_predict_on_more_rows_than_a_block_equals_the_whole_forward_pass() -> None:
     rng = np.random.default_rng(3)
-    n = 2 * PREDICT_CHUNK + 17
-    X = rng.normal(size=(n, 4))
     net = engine.Network.from_spec(CLASSIFIER)
+    block = net.predict_block_rows()
+    assert block == MAX_PREDICT_BLOCK_ROWS  # a narrow network: the most rows
+    n = 2 * block + 17
+    X = rng.normal(size=(n, 4))
     prediction = net.predict(X)
     assert prediction.shape == (n, 3)
     whole = net.forward(X)[1]
     np.testing.assert_allclose(prediction, whole, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(prediction, forward(net, X)[1], rtol=1e-12, atol=1e-14)
-    # Row order is kept across chunk boundaries.
-    for start in (0, PREDICT_CHUNK - 1, PREDICT_CHUNK, 2 * PREDICT_CHUNK, n - 1):
+    # Row order is kept across block boundaries.
+    for start in (0, block - 1, block, 2 * block, n - 1):
         np.testing.assert_allclose(prediction[start], net.predict(X[start : start + 1])[0])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_predict_blocks_fit_the_block_bytes_and_give_predicts_bits(dtype: str) -> None:
+    """A 3-254-3 network's widest layer takes 3 + 2 x 254 values per row: 256 rows of
+    float64 (513 of float32) fit 1 MiB. Predicting any split of the rows at block
+    boundaries gives the bits of one predict call (the same products)."""
+    spec = {**CLASSIFIER, "input_size": 3}
+    spec["layers"] = [{"units": 254, "activation": "tanh"}, {"units": 3, "activation": "softmax"}]
+    net = engine.Network.from_spec(spec)
+    net.astype(dtype)
+    block = net.predict_block_rows()
+    itemsize = np.dtype(dtype).itemsize
+    assert block == PREDICT_BLOCK_BYTES // (itemsize * (3 + 2 * 254))
+    assert block == {"float64": 256, "float32": 513}[dtype]
+    X = np.random.default_rng(5).normal(size=(5 * block + 3, 3))
+    whole = net.predict(X)
+    for cut in (block, 3 * block):
+        parts = np.concatenate([net.predict(X[:cut]), net.predict(X[cut:])])
+        assert parts.tobytes() == whole.tobytes()
+    blocks = list(net.predict_blocks(net.check_input(X)))
+    assert [A.shape[0] for _, A in blocks] == [block] * 5 + [3]
+    assert np.concatenate([A for _, A in blocks]).tobytes() == whole.tobytes()
+
+
+def test_a_layer_wider_than_the_block_bytes_predicts_one_row_at_a_time() -> None:
+    spec = {**CLASSIFIER, "input_size": 2}
+    spec["layers"] = [
+        {"units": 70_000, "activation": "relu"},
+        {"units": 1, "activation": "identity"},
+    ]
+    net = engine.Network.from_spec(spec)
+    assert net.predict_block_rows() == 1
+    X = np.random.default_rng(6).normal(size=(3, 2))
+    np.testing.assert_allclose(net.predict(X), forward(net, X)[1], rtol=1e-12)
 
 
 def test_predict_accepts_lists_and_returns_one_row_per_sample() -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import ReadSession, SettingsDep, Tenant
+from app.api.deps import ReadSession, Tenant
 from app.api.responses import errors
 from app.plots import render as plots
 from app.services import artifacts
@@ -83,7 +83,6 @@ async def decision_boundary_plot(
     run_id: str,
     session: ReadSession,
     tenant: Tenant,
-    settings: SettingsDep,
     width: Width = plots.DEFAULT_WIDTH,
     height: Height = plots.DEFAULT_HEIGHT,
 ) -> Response:
@@ -102,6 +101,5 @@ async def decision_boundary_plot(
         data,
         width=width,
         height=height,
-        max_bytes=settings.max_request_memory,
     )
     return Response(content=png, media_type="image/png")

@@ -275,13 +275,13 @@ def get_weights(run_id: str, session: ReadSession, tenant: Tenant) -> Response:
     return streamed_response(weights_json(epoch, layers))
 
 
-def _prediction(session: ReadSession, owner: str, run_id: str, X: Any, max_bytes: int) -> Response:
+def _prediction(session: ReadSession, owner: str, run_id: str, X: Any) -> Response:
     predictor = inference.load_predictor(session=session, owner=owner, run_id=run_id)
     session.close()
     if predictor.transform is not None:
         X = apply_transform(predictor.transform, X)
     checked = inference.checked_input(predictor.network, X)
-    return streamed_response(inference.prediction_json(predictor, checked, max_bytes))
+    return streamed_response(inference.prediction_json(predictor, checked))
 
 
 @router.post(
@@ -297,8 +297,7 @@ async def predict(
 
     The body is read as a stream in a worker thread (more than
     ``BACKPROP_MAX_PREDICT_ROWS`` rows are refused at once); the network runs in
-    chunks of rows bounded by ``BACKPROP_MAX_REQUEST_MEMORY``, and a large answer
-    is streamed.
+    blocks of rows of at most 1 MiB of activations, and a large answer is streamed.
 
     A run on a dataset with a transform takes raw rows (category names for categorical
     columns, unscaled numbers) and applies it; a `cross_entropy` run's answer has
@@ -312,6 +311,4 @@ async def predict(
         else inference.read_predict_body
     )
     X = await parse_body(request, read, settings.max_predict_rows)
-    return await run_in_threadpool(
-        _prediction, session, tenant, run_id, X, settings.max_request_memory
-    )
+    return await run_in_threadpool(_prediction, session, tenant, run_id, X)
