@@ -54,10 +54,11 @@ def plan(
         count = max_trials
     study = optuna.create_study(sampler=sampler)
     trials = []
-    for _ in range(count):
+    for index in range(count):
         trial = study.ask(space)
         trials.append(_plain(trial.params))
-        study.tell(trial, 0.0)  # the grid goes on to an unvisited point
+        if index < count - 1:  # the grid goes on to an unvisited point (the last would stop it)
+            study.tell(trial, 0.0)
     return trials
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from app.api.schemas import RunCreate
+from app.api.schemas import NetworkCreate, RunCreate
 from app.api.sweep_schemas import ParameterSpec, SweepCreate
 from app.db.ids import new_id
 from app.db.models import Run, Sweep, SweepRung, utcnow
@@ -159,6 +159,23 @@ def _check_asha(sweep_in: SweepCreate, config: dict[str, Any]) -> None:
         )
 
 
+def _inline_network(
+    session: Session, owner: str, network_in: NetworkCreate, max_parameters: int
+) -> str:
+    """Add (not commit) the sweep's own network; its errors located at ``body.network``."""
+    try:
+        network = network_service.create_network(
+            session=session,
+            owner=owner,
+            network_in=network_in,
+            max_parameters=max_parameters,
+            commit=False,
+        )
+    except InvalidInputError as exc:
+        raise _fail(("body", "network", *exc.loc[1:]), exc.msg) from None
+    return network.id
+
+
 def create_sweep(
     *,
     session: Session,
@@ -189,14 +206,7 @@ def create_sweep(
     )
     try:
         if sweep_in.network is not None:
-            network = network_service.create_network(
-                session=session,
-                owner=owner,
-                network_in=sweep_in.network,
-                max_parameters=max_network_parameters,
-                commit=False,
-            )
-            network_id = network.id
+            network_id = _inline_network(session, owner, sweep_in.network, max_network_parameters)
         else:
             network_id = str(sweep_in.network_id)
         configs = [
