@@ -4,22 +4,35 @@
 transaction that first locks the sweep row (``FOR UPDATE`` on PostgreSQL; SQLite
 serializes writers with ``BEGIN IMMEDIATE``) and re-reads the sweep's trials, and a
 trial's run is unique on ``(sweep_id, sweep_trial)``, so no trial is ever created
-twice. Trials are created while fewer than ``parallelism`` are unfinished; the sweep
+twice. Trials are created while fewer than ``parallelism`` are unfinished (a trial
+paused at its ASHA rung counts until it is decided); the sweep
 ends once every trial is finished: ``succeeded`` with its best trial when one
 succeeded with an objective, else ``failed``.
+
+ASHA: a trial's run carries ``pause_at_epoch`` (its next rung, min_epochs *
+reduction_factor**k below the config's epochs); the worker pauses it there. The driver
+then asks Optuna's ``SuccessiveHalvingPruner`` (:func:`app.services.sweep_sampling.asha_prunes`,
+a study rebuilt from the ``sweep_rung`` rows) and writes the decision with its effect in
+one transaction: promote → the next rung and resume (bit-identical, from the exact pause
+checkpoint); prune → the trial is ``pruned`` and its run cancelled (its history and
+checkpoints up to the rung stay). A trial is decided at a rung only once every
+lower-numbered trial is finished or decided there, so the decisions depend on the
+values only, never on which trial got there first: a seed gives the same decisions.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.db.database import Database
-from app.db.models import Sweep, utcnow
+from app.db.models import Run, Sweep, SweepRung, utcnow
 from app.errors import InvalidInputError, NotFoundError, StorageQuotaError, TooManyRunsError
+from app.jobs.lifecycle import Status
 from app.services import runs as run_service
 from app.services import sweep_sampling, sweep_space, sweep_trials, sweeps
 from app.services.sweep_trials import TrialView
@@ -141,12 +154,132 @@ def _create_one(session: Session, sweep_id: str, limits: run_service.RunLimits) 
     return run.id
 
 
-def step(db: Database, sweep_id: str, limits: run_service.RunLimits) -> list[str]:
-    """Advance one sweep: create the trials it may have now, end it when done.
+def _awaiting(sweep: Sweep, runs: list[Run], decided: set[tuple[int, int]]) -> list[Run]:
+    """Trial runs paused at a rung of the sweep that has no decision yet, by number."""
+    rungs = sweeps.rung_epochs(sweep)
+    return [
+        run
+        for run in runs
+        if run.status == Status.PAUSED
+        and run.pause_at_epoch is not None
+        and run.epoch == run.pause_at_epoch
+        and run.epoch in rungs
+        and (int(run.sweep_trial or 0), rungs.index(run.epoch)) not in decided
+    ]
 
-    Returns the ids of the runs to dispatch.
+
+def _may_decide(
+    number: int, rung: int, trials: list[TrialView], decided: set[tuple[int, int]]
+) -> bool:
+    """Whether every earlier trial is finished or decided at ``rung`` (decisions are then
+    the same whatever order the trials reach their rungs in)."""
+    return all(
+        trial.finished or (trial.number, rung) in decided
+        for trial in trials
+        if trial.number < number
+    )
+
+
+def _prunes(sweep: Sweep, number: int, rung: int, value: float, rows: list[SweepRung]) -> bool:
+    asha = sweep.spec["early_stopping"]
+    others: dict[int, dict[int, float]] = {}
+    own: dict[int, float] = {}
+    for row in rows:
+        target = own if row.trial == number else others.setdefault(row.trial, {})
+        target[row.rung] = math.nan if row.value is None else float(row.value)
+    own[rung] = value
+    return sweep_sampling.asha_prunes(
+        min_epochs=int(asha["min_epochs"]),
+        reduction_factor=int(asha["reduction_factor"]),
+        mode=str(sweep.spec["objective"]["mode"]),
+        rung_epochs=sweeps.rung_epochs(sweep),
+        others=[others[trial] for trial in sorted(others)],
+        own={r: own[r] for r in sorted(own)},
+    )
+
+
+def _decide_one(session: Session, sweep_id: str, limits: run_service.RunLimits) -> str | None:
+    """Take the next ASHA decision the sweep may take; the promoted run's id, else None.
+
+    Returns ``""`` for a prune (something was decided, nothing to dispatch). The rung row
+    and the run's change (resume with the next rung, or cancel) commit together.
+    """
+    sweep = _locked(session, sweep_id)
+    if sweep is None or not sweep.spec.get("early_stopping"):
+        session.rollback()
+        return None
+    runs = sweeps.trial_runs(session, sweep.id)
+    rows = sweeps.rungs(session, sweep.id)
+    decided = {(row.trial, row.rung) for row in rows}
+    trials = sweep_trials.trials_of(sweep, runs, rows)
+    rung_epochs = sweeps.rung_epochs(sweep)
+    for run in _awaiting(sweep, runs, decided):
+        number, rung = int(run.sweep_trial or 0), rung_epochs.index(run.epoch)
+        if not _may_decide(number, rung, trials, decided):
+            continue
+        objective = sweep_trials.final_objective(run, str(sweep.spec["objective"]["metric"]))
+        value = math.nan if objective is None else objective
+        prune = _prunes(sweep, number, rung, value, rows)
+        session.add(
+            SweepRung(
+                sweep_id=sweep.id,
+                trial=number,
+                rung=rung,
+                epoch=run.epoch,
+                value=objective,
+                decision=sweep_trials.PRUNE if prune else sweep_trials.PROMOTE,
+                decided_at=utcnow(),
+            )
+        )
+        logger.info(
+            "sweep %s: trial %d %s at rung %d (epoch %d, %s)",
+            sweep.id,
+            number,
+            "pruned" if prune else "promoted",
+            rung,
+            run.epoch,
+            value,
+        )
+        if prune:  # its run is cancelled: it keeps its history and checkpoints to the rung
+            session.flush()
+            run_service.cancel_run(session=session, owner=sweep.owner, run_id=run.id)
+            return ""
+        run.pause_at_epoch = rung_epochs[rung + 1] if rung + 1 < len(rung_epochs) else None
+        session.add(run)
+        session.flush()
+        try:
+            run_service.resume_run(
+                session=session,
+                owner=sweep.owner,
+                run_id=run.id,
+                max_active_runs=limits.max_active_runs,
+            )
+        except TooManyRunsError:  # rolled back, decision included; taken again later
+            return None
+        return run.id
+    session.rollback()
+    return None
+
+
+def step(db: Database, sweep_id: str, limits: run_service.RunLimits) -> list[str]:
+    """Advance one sweep: take the ASHA decisions it may take, create the trials it may
+    have now, end it when done.
+
+    Returns the ids of the runs to dispatch (resumed and created).
     """
     created: list[str] = []
+    for _ in range(MAX_CREATES_PER_STEP):
+        with db.writing() as session:
+            try:
+                run_id = _decide_one(session, sweep_id, limits)
+            except IntegrityError:
+                session.rollback()
+                logger.info("sweep %s: another server took that decision", sweep_id)
+                continue
+        if run_id is None:
+            break
+        if run_id:
+            created.append(run_id)
     for _ in range(MAX_CREATES_PER_STEP):
         with db.writing() as session:
             try:

@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
+from optuna.trial import TrialState
 
 from app.services import sweep_space
 
@@ -77,3 +78,47 @@ def ask_tpe(
     for params, value in finished:
         study.add_trial(optuna.trial.create_trial(params=params, distributions=space, value=value))
     return _plain(study.ask(space).params)
+
+
+def asha_prunes(
+    *,
+    min_epochs: int,
+    reduction_factor: int,
+    mode: str,
+    rung_epochs: Sequence[int],
+    others: Sequence[dict[int, float]],
+    own: dict[int, float],
+) -> bool:
+    """Whether Optuna's ``SuccessiveHalvingPruner`` prunes a trial at its last rung.
+
+    The study is rebuilt in memory from the stored rung values: ``others`` are the
+    other trials' values by rung index, ``own`` this trial's, up to the rung being
+    decided (a NaN value is pruned). The pruner compares the value with every value
+    recorded at that rung and keeps the top ``1 / reduction_factor`` (at least one).
+    """
+    pruner = optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=min_epochs,
+        reduction_factor=reduction_factor,
+        min_early_stopping_rate=0,
+        bootstrap_count=0,
+    )
+    direction = StudyDirection.MAXIMIZE if mode == "max" else StudyDirection.MINIMIZE
+    study = optuna.create_study(direction=direction, pruner=pruner)
+    for values in others:
+        study.add_trial(_rung_trial(TrialState.PRUNED, values, rung_epochs, len(values)))
+    study.add_trial(_rung_trial(TrialState.RUNNING, own, rung_epochs, len(own) - 1))
+    trial = study.get_trials(deepcopy=False)[-1]
+    return bool(pruner.prune(study, trial))
+
+
+def _rung_trial(
+    state: TrialState, values: dict[int, float], rung_epochs: Sequence[int], completed: int
+) -> optuna.trial.FrozenTrial:
+    """A trial with its values at the rungs' epochs; its first ``completed`` rungs done."""
+    return optuna.trial.create_trial(
+        state=state,
+        params={},
+        distributions={},
+        intermediate_values={rung_epochs[rung]: value for rung, value in values.items()},
+        system_attrs={f"completed_rung_{rung}": values[rung] for rung in range(completed)},
+    )

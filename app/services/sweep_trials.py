@@ -11,6 +11,7 @@ from app.db.models import Run, Sweep, SweepRung
 
 PRUNED = "pruned"
 PRUNE = "prune"
+PROMOTE = "promote"
 
 
 @dataclass(frozen=True)
