@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column('spec', sa.JSON(), nullable=False),
         sa.Column('planned', sa.JSON(), nullable=False),
         sa.Column('best_trial', sa.Integer(), nullable=True),
+        sa.Column('trials_created', sa.Integer(), nullable=False, server_default='0'),
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.Column('updated_at', sa.DateTime(), nullable=False),
         sa.Column('finished_at', sa.DateTime(), nullable=True),

@@ -463,6 +463,9 @@ class Sweep(SQLModel, table=True):
     spec: dict[str, Any] = Field(sa_type=JSON)
     planned: list[Any] = Field(default_factory=list, sa_type=JSON)
     best_trial: int | None = Field(default=None, description="The best finished trial's number.")
+    trials_created: int = Field(
+        default=0, description="Trials created so far: the next trial's number (never reused)."
+    )
     created_at: datetime = Field(sa_type=UTCDateTime)
     updated_at: datetime = Field(sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -80,7 +80,7 @@ def _end(session: Session, sweep: Sweep, status: str, error: str | None = None) 
 
 def _finish_if_done(session: Session, sweep: Sweep, trials: list[TrialView]) -> bool:
     """End the sweep when every trial is created and finished; True if it ended."""
-    if len(trials) < total_trials(sweep) or not all(trial.finished for trial in trials):
+    if sweep.trials_created < total_trials(sweep) or not all(t.finished for t in trials):
         return False
     best = sweep_trials.best_of(sweep, trials)
     sweep.best_trial = best.number if best is not None else None
@@ -122,11 +122,12 @@ def _create_one(session: Session, sweep_id: str, limits: run_service.RunLimits) 
     if _finish_if_done(session, sweep, trials):
         return None
     unfinished = sum(1 for trial in trials if not trial.finished)
-    number = len(trials)
+    number = sweep.trials_created  # a deleted trial is not created again
     if number >= total_trials(sweep) or unfinished >= int(sweep.spec["parallelism"]):
         session.rollback()
         return None
     sweep.planned = _next_parameters(sweep, number, trials)
+    sweep.trials_created = number + 1
     sweep.status = "running"
     sweep.updated_at = utcnow()
     session.add(sweep)

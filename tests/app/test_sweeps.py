@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from app.db.database import Database
 from app.jobs.sweep_driver import SweepDriver
-from tests.conftest import XOR_NETWORK, create_xor
+from tests.conftest import XOR_NETWORK, create_xor, run_body
 
 SWEEP_TERMINAL = ("succeeded", "failed", "cancelled")
 KEYS = {"alpha": "alpha-key-0123456789", "beta": "beta-key-9876543210"}
@@ -413,3 +415,70 @@ def test_live_sweeps_record_objectives_and_the_best_trial(make_client: Any) -> N
         assert worst["status"] == "succeeded"
         values = [t["objective"] for t in worst["trials"]]
         assert len(values) == 4 and worst["best_trial"]["objective"] == max(values)
+
+
+def test_two_drivers_at_once_create_each_trial_once(client: Any) -> None:
+    """Two servers' supervisors driving one sweep: the row lock and the unique
+    (sweep_id, sweep_trial) index keep every trial single."""
+    network_id, dataset_id = create_xor(client)
+    body = sweep_body(network_id, dataset_id, max_trials=8, parallelism=8)
+    sweep = created(client, body)
+    settings = client.app.state.settings
+    databases = [Database(settings.database_url) for _ in range(2)]
+    dispatched: list[list[str]] = [[], []]
+    drivers = [
+        SweepDriver(db=db, settings=settings, submit=dispatched[index].append)
+        for index, db in enumerate(databases)
+    ]
+    try:
+        threads = [threading.Thread(target=driver.drive) for driver in drivers for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        for db in databases:
+            db.dispose()
+    sweep = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert [trial["number"] for trial in sweep["trials"]] == list(range(8))
+    run_ids = dispatched[0] + dispatched[1]
+    assert sorted(run_ids) == sorted(trial["run_id"] for trial in sweep["trials"])
+    runs = client.get("/v1/runs", params={"sweep_id": sweep["id"]}).json()["data"]
+    assert len(runs) == 8
+
+
+def test_a_tenant_at_its_run_cap_delays_trials(make_client: Any) -> None:
+    with make_client(max_active_runs=2) as client:
+        network_id, dataset_id = create_xor(client)
+        run = client.post("/v1/runs", json=run_body(network_id, dataset_id)).json()
+        sweep = created(client, sweep_body(network_id, dataset_id, max_trials=3, parallelism=2))
+        assert len(drive(client)) == 1  # the second trial would be a 429: it waits
+        client.post(f"/v1/runs/{run['id']}/cancel")
+        assert len(drive(client)) == 1
+        sweep = client.get(f"/v1/sweeps/{sweep['id']}").json()
+        assert [trial["number"] for trial in sweep["trials"]] == [0, 1]
+
+
+def test_deleted_trials_keep_their_numbers_and_an_unsuccessful_sweep_fails(
+    client: Any,
+) -> None:
+    network_id, dataset_id = create_xor(client)
+    sweep = with_trials(client, sweep_body(network_id, dataset_id, max_trials=4, parallelism=2), 2)
+    deleted = client.delete(f"/v1/runs/{sweep['trials'][1]['run_id']}", params={"force": True})
+    assert deleted.status_code == 204
+    assert len(drive(client)) == 1
+    sweep = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert [trial["number"] for trial in sweep["trials"]] == [0, 2]
+    for trial in sweep["trials"]:
+        client.post(f"/v1/runs/{trial['run_id']}/cancel")
+    assert len(drive(client)) == 1  # trial 3, the last one
+    sweep = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert [trial["number"] for trial in sweep["trials"]] == [0, 2, 3]
+    assert sweep["status"] == "running"
+    client.post(f"/v1/runs/{sweep['trials'][2]['run_id']}/cancel")
+    assert drive(client) == []
+    sweep = client.get(f"/v1/sweeps/{sweep['id']}").json()
+    assert sweep["status"] == "failed" and sweep["best_trial"] is None  # no trial succeeded
+    assert (
+        client.get("/v1/sweeps", params={"status": "failed"}).json()["data"][0]["id"] == sweep["id"]
+    )
