@@ -45,6 +45,7 @@ from backprop_client.errors import (
     BackpropConnectionError,
     RetryLater,
     ServiceUnavailable,
+    SweepWaitTimeout,
     WaitTimeout,
     error_from_response,
 )
@@ -61,6 +62,7 @@ from backprop_client.models import (
     Prediction,
     Run,
     RunComparison,
+    Sweep,
     Weights,
 )
 
@@ -102,6 +104,10 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/runs/{run_id}/evaluate"): Evaluation,
     ("POST", "/v1/networks/{network_id}/evaluate"): Evaluation,
     ("GET", "/v1/runs/compare"): RunComparison,
+    ("POST", "/v1/sweeps"): Sweep,
+    ("GET", "/v1/sweeps/{sweep_id}"): Sweep,
+    ("GET", "/v1/sweeps"): Page[Sweep],
+    ("POST", "/v1/sweeps/{sweep_id}/cancel"): Sweep,
 }
 """The model the client reads each JSON answer into (checked against the server's
 ``/openapi.json`` by the contract test)."""
@@ -743,6 +749,100 @@ class Client:
             failures += 1
             logger.info("run %s events: %s; reconnecting in %.1f s", run_id, reason, wait)
             time.sleep(wait)
+
+    # ------------------------------------------------------------------ sweeps
+
+    def create_sweep(
+        self,
+        dataset_id: str,
+        parameters: Mapping[str, Mapping[str, Any]],
+        *,
+        network_id: str | None = None,
+        network: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Sweep:
+        """Start a sweep: ``parameters`` maps dotted paths into ``config`` (the run
+        config) to ``{"log_uniform"|"uniform"|"int_uniform": [lo, hi]}`` or
+        ``{"choice": [...]}``; ``fields`` are the rest of the ``POST /v1/sweeps`` body
+        (``method``, ``max_trials``, ``parallelism``, ``objective``, ``seed``,
+        ``early_stopping``, ``name``, ``tags``, ``metadata``)."""
+        body = _drop_none(
+            {
+                "dataset_id": dataset_id,
+                "network_id": network_id,
+                "network": dict(network) if network is not None else None,
+                "config": dict(config or {}),
+                "parameters": {path: dict(spec) for path, spec in parameters.items()},
+                **fields,
+            }
+        )
+        return self._post("/v1/sweeps", Sweep, body)
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        """One sweep with its trials."""
+        return self._get(f"/v1/sweeps/{sweep_id}", Sweep)
+
+    def sweeps_page(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        status: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> Page[Sweep]:
+        """One page of sweeps, newest first, optionally filtered."""
+        return self._page(
+            "/v1/sweeps",
+            Sweep,
+            limit=limit,
+            after=after,
+            status=status,
+            **_filters(tags, name_prefix, created_after, created_before),
+        )
+
+    def list_sweeps(
+        self,
+        *,
+        status: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Sweep]:
+        """Every sweep matching the filters, newest first."""
+        return self._iterate(
+            "/v1/sweeps",
+            Sweep,
+            page_size,
+            status=status,
+            **_filters(tags, name_prefix, created_after, created_before),
+        )
+
+    def cancel_sweep(self, sweep_id: str) -> Sweep:
+        """Cancel a sweep and its unfinished trials (idempotent)."""
+        return self._post(f"/v1/sweeps/{sweep_id}/cancel", Sweep)
+
+    def wait_sweep(
+        self, sweep_id: str, *, poll: float = 1.0, timeout: float | None = None
+    ) -> Sweep:
+        """Poll the sweep until it succeeded, failed or was cancelled; return it.
+
+        Raises :class:`SweepWaitTimeout` (with the last sweep) after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if sweep.terminal:
+                return sweep
+            if deadline is not None and time.monotonic() >= deadline:
+                message = f"sweep {sweep_id} is still {sweep.status} after {timeout} s"
+                raise SweepWaitTimeout(message, sweep)
+            time.sleep(_until(deadline, poll))
 
     def wait(
         self,
