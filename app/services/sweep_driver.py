@@ -262,12 +262,40 @@ def _decide_one(session: Session, sweep_id: str, limits: run_service.RunLimits) 
     return None
 
 
+def has_work(session: Session, sweep_id: str) -> bool:
+    """Cheap read: may a step change anything now (a decision, a trial, the end)?
+
+    Keeps an idle sweep from taking the write lock every supervisor round.
+    """
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None or sweep.status not in sweeps.ACTIVE:
+        return False
+    runs = sweeps.trial_runs(session, sweep.id)
+    rows = sweeps.rungs(session, sweep.id)
+    trials = sweep_trials.trials_of(sweep, runs, rows)
+    unfinished = sum(1 for trial in trials if not trial.finished)
+    if sweep.trials_created < total_trials(sweep):
+        if unfinished < int(sweep.spec["parallelism"]):
+            return True
+    elif unfinished == 0:
+        return True  # it ends
+    decided = {(row.trial, row.rung) for row in rows}
+    rung_epochs = sweeps.rung_epochs(sweep)
+    return any(
+        _may_decide(int(run.sweep_trial or 0), rung_epochs.index(run.epoch), trials, decided)
+        for run in _awaiting(sweep, runs, decided)
+    )
+
+
 def step(db: Database, sweep_id: str, limits: run_service.RunLimits) -> list[str]:
     """Advance one sweep: take the ASHA decisions it may take, create the trials it may
     have now, end it when done.
 
     Returns the ids of the runs to dispatch (resumed and created).
     """
+    with db.reading() as session:
+        if not has_work(session, sweep_id):
+            return []
     created: list[str] = []
     for _ in range(MAX_CREATES_PER_STEP):
         with db.writing() as session:

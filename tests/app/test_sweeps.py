@@ -20,6 +20,7 @@ import pytest
 
 from app.db.database import Database
 from app.jobs.sweep_driver import SweepDriver
+from app.services import sweep_driver
 from tests.conftest import XOR_NETWORK, create_xor, run_body
 
 SWEEP_TERMINAL = ("succeeded", "failed", "cancelled")
@@ -172,6 +173,11 @@ def test_parallelism_bounds_the_unfinished_trials(client: Any) -> None:
     assert drive(client) == []  # both still queued (no workers): no third
     sweep = client.get(f"/v1/sweeps/{sweep['id']}").json()
     assert len(sweep["trials"]) == 2
+    with client.app.state.db.reading() as session:  # idle: no write transaction per round
+        assert not sweep_driver.has_work(session, sweep["id"])
+    client.post(f"/v1/runs/{sweep['trials'][0]['run_id']}/cancel")
+    with client.app.state.db.reading() as session:
+        assert sweep_driver.has_work(session, sweep["id"])
     page = client.get("/v1/runs", params={"sweep_id": sweep["id"]}).json()
     assert len(page["data"]) == 2
 
