@@ -18,7 +18,8 @@ Every response is a typed model (:class:`Network`, :class:`Dataset`, :class:`Run
 server's ``detail``; a server that cannot be reached raises
 :class:`BackpropConnectionError`.
 
-Retries: a request that meets a 503 (the server's database is unavailable for now)
+Retries: a request that meets a 503 (the server's database is unavailable for now),
+a POST whose ``Idempotency-Key`` is still being processed (409 with ``Retry-After``)
 or a connection error is sent again, up to ``retries`` times, after the server's
 ``Retry-After`` or an exponential backoff (each wait at most ``max_retry_wait``
 seconds). Every POST carries an ``Idempotency-Key`` header (a uuid4), the same one
@@ -48,6 +49,7 @@ from backprop_client.errors import (
     SweepWaitTimeout,
     WaitTimeout,
     error_from_response,
+    retry_after_seconds,
 )
 from backprop_client.events import END, RunEvent, parse_event
 from backprop_client.models import (
@@ -72,6 +74,10 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRY_STATUSES = frozenset({503})
 """Statuses a request is retried on (with connection errors)."""
+IN_FLIGHT_STATUS = 409
+"""The idempotency layer's answer to a POST whose key's first request is still being
+processed: a 409 *with* ``Retry-After`` (a state conflict has none); retried like a 503,
+and the retry gets the first request's answer."""
 STREAM_READ_TIMEOUT = 60.0
 """Seconds an event stream may stay silent (the server sends a keep-alive every 15 s)."""
 
@@ -111,6 +117,14 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
 }
 """The model the client reads each JSON answer into (checked against the server's
 ``/openapi.json`` by the contract test)."""
+
+
+def _retryable(response: httpx.Response) -> bool:
+    """A 503, or a POST's idempotency key still in flight (409 with ``Retry-After``)."""
+    if response.status_code in RETRY_STATUSES:
+        return True
+    in_flight = response.status_code == IN_FLIGHT_STATUS and "retry-after" in response.headers
+    return in_flight and response.request.method == "POST"
 
 
 def _jsonable(value: Any) -> Any:
@@ -271,9 +285,11 @@ class Client:
                 if not response.is_error:
                     return response
                 error = error_from_response(response)
-                if response.status_code not in RETRY_STATUSES or attempt == allowed:
+                if not _retryable(response) or attempt == allowed:
                     raise error
                 retry_after = error.retry_after if isinstance(error, RetryLater) else None
+                if response.status_code == IN_FLIGHT_STATUS:
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
                 reason, wait = error.message, self._backoff(attempt, retry_after)
             logger.info("%s %s: %s; retrying in %.1f s", method, path, reason, wait)
             time.sleep(wait)
