@@ -12,7 +12,7 @@ Runs at once
     server clocks.
 A random sweep
     One 200-trial random sweep of the same runs (the learning rate log-uniform in
-    [0.05, 2]), ``parallelism`` 100: the driver queues the trials itself.
+    [0.05, 2]), ``parallelism`` 64 (the most a sweep takes): the driver queues the trials itself.
     Throughput = trials / (last trial's ``finished_at`` - the sweep's ``created_at``).
     Also: the driver's refill gap, each trial's ``created_at`` minus the latest
     ``finished_at`` of an earlier trial before it (how long a free slot waited for
@@ -81,7 +81,7 @@ class Sizes:
     dispatch_runs: int
 
 
-FULL = Sizes(runs=200, epochs=200, parallelism=100, dispatch_runs=20)
+FULL = Sizes(runs=200, epochs=200, parallelism=64, dispatch_runs=20)
 QUICK = Sizes(runs=8, epochs=20, parallelism=4, dispatch_runs=3)
 
 

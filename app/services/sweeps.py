@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
 from app.api.schemas import NetworkCreate, RunCreate
@@ -281,9 +282,29 @@ def list_sweeps(
     )
 
 
+TRIAL_COLUMNS = (
+    Run.id,
+    Run.owner,
+    Run.sweep_trial,
+    Run.status,
+    Run.epoch,
+    Run.loss,
+    Run.val_loss,
+    Run.metrics,
+    Run.pause_at_epoch,
+)
+"""What a trial view and the driver read of a trial's run (not its config): each step
+reads every trial, so the rest is loaded only if touched."""
+
+
 def trial_runs(session: Session, sweep_id: str) -> list[Run]:
-    """The sweep's trial runs by trial number."""
-    statement = select(Run).where(Run.sweep_id == sweep_id).order_by(col(Run.sweep_trial))
+    """The sweep's trial runs by trial number (:data:`TRIAL_COLUMNS` loaded)."""
+    statement = (
+        select(Run)
+        .where(Run.sweep_id == sweep_id)
+        .options(load_only(*TRIAL_COLUMNS))  # type: ignore[arg-type]
+        .order_by(col(Run.sweep_trial))
+    )
     return list(session.exec(statement))
 
 
