@@ -6,6 +6,8 @@
 - ``sweep_rung``: one row per (sweep, trial, rung): the objective there and the decision.
 - ``run.sweep_trial`` (unique with ``sweep_id``: a trial is created once, also by two
   servers) and ``run.pause_at_epoch`` (the worker pauses there). Existing rows get nulls.
+- ``run_notification.sweep_id`` (a sweep's webhook; ``run_id`` becomes nullable). The
+  downgrade deletes sweep notifications first.
 
 Revision ID: 0010
 Revises: 0009
@@ -81,9 +83,23 @@ def upgrade() -> None:
     op.add_column('run', sa.Column('sweep_trial', sa.Integer(), nullable=True))
     op.add_column('run', sa.Column('pause_at_epoch', sa.Integer(), nullable=True))
     op.create_index('ux_run_sweep_trial', 'run', ['sweep_id', 'sweep_trial'], unique=True)
+    # run_notification is a leaf table: a batch rebuild (SQLite) loses nothing.
+    with op.batch_alter_table('run_notification') as batch:
+        batch.alter_column('run_id', existing_type=sa.String(length=64), nullable=True)
+        batch.add_column(sa.Column('sweep_id', sa.String(length=64), nullable=True))
+        batch.create_foreign_key(
+            'fk_run_notification_sweep_id', 'sweep', ['sweep_id'], ['id'], ondelete='CASCADE'
+        )
+        batch.create_index('ix_run_notification_sweep_id', ['sweep_id'])
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM run_notification WHERE run_id IS NULL")
+    with op.batch_alter_table('run_notification') as batch:
+        batch.drop_index('ix_run_notification_sweep_id')
+        batch.drop_constraint('fk_run_notification_sweep_id', type_='foreignkey')
+        batch.drop_column('sweep_id')
+        batch.alter_column('run_id', existing_type=sa.String(length=64), nullable=False)
     op.drop_index('ux_run_sweep_trial', table_name='run')
     # Native DROP COLUMN (SQLite >= 3.35): a batch rebuild of run would lose its indexes.
     op.drop_column('run', 'pause_at_epoch')

@@ -191,4 +191,5 @@ def sweep_public(sweep: Sweep, trials: list[TrialView]) -> SweepPublic:
         trials=[_trial_public(trial) for trial in trials],
         best_trial=_trial_public(best) if best is not None else None,
         error=spec.get("error"),
+        notify_url=spec.get("notify_url"),
     )

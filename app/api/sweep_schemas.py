@@ -137,6 +137,12 @@ class SweepCreate(RequestModel):
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="Missing: drawn.")
     early_stopping: AshaSpec | None = None
+    notify_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="An http(s) URL to POST the sweep object to when the sweep succeeds, "
+        "fails or is cancelled, signed like run webhooks (Backprop-Event: sweep.<status>).",
+    )
 
 
 class TrialPublic(BaseModel):
@@ -176,3 +182,4 @@ class SweepPublic(BaseModel):
     error: str | None = Field(
         default=None, description="Why a failed sweep stopped creating trials, if it did."
     )
+    notify_url: str | None = None

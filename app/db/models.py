@@ -392,7 +392,17 @@ class RunNotification(SQLModel, table=True):
     __table_args__ = (Index("ix_run_notification_status_next", "status", "next_attempt_at"),)
 
     id: str = Field(primary_key=True, max_length=64)
-    run_id: str = Field(foreign_key="run.id", ondelete="CASCADE", index=True, max_length=64)
+    run_id: str | None = Field(
+        default=None, foreign_key="run.id", ondelete="CASCADE", index=True, max_length=64
+    )
+    sweep_id: str | None = Field(
+        default=None,
+        foreign_key="sweep.id",
+        ondelete="CASCADE",
+        index=True,
+        max_length=64,
+        description="Set instead of run_id for a sweep's webhook (its terminal status).",
+    )
     owner: str = Field(max_length=64, description=OWNER_DOC)
     event: str = Field(max_length=32)
     url: str = Field(max_length=2048)

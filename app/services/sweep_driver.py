@@ -33,8 +33,8 @@ from app.db.database import Database
 from app.db.models import Run, Sweep, SweepRung, utcnow
 from app.errors import InvalidInputError, NotFoundError, StorageQuotaError, TooManyRunsError
 from app.jobs.lifecycle import Status
+from app.services import notifications, sweep_sampling, sweep_space, sweep_trials, sweeps
 from app.services import runs as run_service
-from app.services import sweep_sampling, sweep_space, sweep_trials, sweeps
 from app.services.sweep_trials import TrialView
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def _end(session: Session, sweep: Sweep, status: str, error: str | None = None) 
     if error is not None:
         sweep.spec = {**sweep.spec, "error": error}
     session.add(sweep)
+    notifications.enqueue_sweep(session, sweep)  # committed with the status, never lost
     session.commit()
     logger.info("sweep %s: %s", sweep.id, status, extra={"event": f"sweep.{status}"})
 

@@ -23,10 +23,11 @@ from app.db.ids import new_id
 from app.db.models import Run, Sweep, SweepRung, utcnow
 from app.errors import InvalidInputError, Loc, NotFoundError
 from app.jobs import lifecycle
-from app.services import labels, sweep_sampling, sweep_space
+from app.services import labels, notifications, sweep_sampling, sweep_space
 from app.services import networks as network_service
 from app.services import runs as run_service
 from app.services.pagination import PageResult, paginate
+from app.webhooks.targets import TargetRefusedError, check_target
 
 SEED_BITS = 32
 ACTIVE = ("queued", "running")
@@ -120,7 +121,17 @@ def _check_config(
         raise _relocate(exc.loc, exc.msg, params, inline) from None
 
 
+def _check_notify_url(sweep_in: SweepCreate, limits: run_service.RunLimits) -> None:
+    if sweep_in.notify_url is None:
+        return
+    try:
+        check_target(sweep_in.notify_url, allow_private=limits.webhook_allow_private)
+    except TargetRefusedError as exc:
+        raise _fail(("body", "notify_url"), str(exc)) from exc
+
+
 def _check_request(sweep_in: SweepCreate, limits: run_service.RunLimits) -> None:
+    _check_notify_url(sweep_in, limits)
     if (sweep_in.network is None) == (sweep_in.network_id is None):
         raise _fail(("body", "network_id"), "give either network (a spec) or network_id")
     for key in ("network_id", "dataset_id"):
@@ -242,6 +253,7 @@ def create_sweep(
             "early_stopping": (
                 sweep_in.early_stopping.model_dump() if sweep_in.early_stopping else None
             ),
+            "notify_url": sweep_in.notify_url,
         },
         planned=planned,
         created_at=now,
@@ -335,6 +347,7 @@ def cancel_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
         sweep.status = "cancelled"
         sweep.updated_at = sweep.finished_at = utcnow()
         session.add(sweep)
+        notifications.enqueue_sweep(session, sweep)
     session.commit()
     unfinished = [
         run.id for run in trial_runs(session, sweep_id) if run.status in lifecycle.UNFINISHED
