@@ -147,5 +147,16 @@ def test_a_sweep_on_the_celery_executor(stack: Callable[..., Stack]) -> None:
         losses = [client.get(f"/v1/runs/{t['run_id']}").json()["loss"] for t in trials]
         assert [trial["objective"] for trial in trials] == losses
         assert sweep["best_trial"]["objective"] == min(losses)
+        # ASHA on Celery: trials pause at the rung on a worker, the driver decides.
+        asha = {"type": "asha", "min_epochs": 100, "reduction_factor": 3}
+        body = _body(network_id, dataset_id, config=config, early_stopping=asha, max_trials=6)
+        sweep_id = client.post("/v1/sweeps", json=body).json()["id"]
+        sweep = _wait(client, sweep_id, _ended, timeout=300)
+        assert sweep["status"] == "succeeded", sweep
+        statuses = [trial["status"] for trial in sweep["trials"]]
+        assert set(statuses) <= {"succeeded", "pruned"} and "pruned" in statuses, statuses
+        for trial in sweep["trials"]:
+            run = client.get(f"/v1/runs/{trial['run_id']}").json()
+            assert run["epoch"] == (100 if trial["status"] == "pruned" else 300), trial
     for process in running.processes():
         assert "Traceback" not in process.log(), process.log()[-3000:]
