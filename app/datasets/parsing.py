@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -548,6 +548,20 @@ EXACT_BLOCK_CELLS = 1 << 16
 """Cells the exact path holds as Python strings at once (rows of a block x columns)."""
 
 
+@dataclass(frozen=True)
+class _Numbers:
+    """A column's part of a block that is numbers and empty cells only."""
+
+    values: NDArray[np.float64]
+    """(rows,): the numbers, NaN for empty cells."""
+    any_number: bool
+    """Whether a cell is not empty."""
+    labels: bool
+    """Whether every number is written with digits only."""
+    cell: Callable[[int], str]
+    """The cell of a row as read (for the message of a number that overflows)."""
+
+
 @dataclass
 class _Block:
     """The cells of some rows as the exact path stores them."""
@@ -579,13 +593,22 @@ class _CellTable:
 
     def add_rows(self, rows: list[list[str]], lines: list[int]) -> None:
         """Add the cells of ``rows`` (each of ``len(names)`` cells) read at ``lines``."""
-        if not rows:
-            return
-        block = _Block(np.full((len(rows), len(self.names)), np.nan), {})
+        if rows:
+            self.add_columns(list(zip(*rows, strict=True)), lines)
+
+    def add_columns(self, columns: Sequence[Sequence[str] | _Numbers], lines: list[int]) -> None:
+        """Add the cells of some rows, given column by column (the cells, or a column
+        already known to be numbers), read at ``lines``."""
+        block = _Block(np.full((len(lines), len(self.names)), np.nan), {})
         slow: list[int] = []
         first: tuple[int, int, InvalidInputError] | None = None  # the earliest bad cell
-        for j, cells in enumerate(zip(*rows, strict=True)):
-            found = self._add_column(j, cells, lines, block)
+        for j, cells in enumerate(columns):
+            if isinstance(cells, _Numbers):
+                found: tuple[int, InvalidInputError | None] | None = self.add_numbers(
+                    j, cells, lines, block
+                )
+            else:
+                found = self._add_column(j, cells, lines, block)
             if found is None:
                 slow.append(j)
             elif found[1] is not None and (first is None or (found[0], j) < first[:2]):
@@ -594,13 +617,13 @@ class _CellTable:
             for j in slow:
                 if first is not None and (r, j) > first[:2]:
                     raise first[2]
-                self._add_cell(j, rows[r][j], line, r, block)
+                self._add_cell(j, cast(Sequence[str], columns[j])[r], line, r, block)
         if first is not None:
             raise first[2]
         self.blocks.append(block)
 
     def _add_column(
-        self, j: int, cells: tuple[str, ...], lines: list[int], block: _Block
+        self, j: int, cells: Sequence[str], lines: list[int], block: _Block
     ) -> tuple[int, InvalidInputError | None] | None:
         """Column ``j``'s cells of a block at once when they are numbers and empty cells
         only, or text and empty cells only. Returns the row and error of its first bad
@@ -617,7 +640,7 @@ class _CellTable:
     def _add_numbers(
         self,
         j: int,
-        cells: tuple[str, ...],
+        cells: Sequence[str],
         stripped: list[str],
         joined: str,
         lines: list[int],
@@ -628,23 +651,34 @@ class _CellTable:
             numbers = list(map(float, [c or "nan" for c in stripped] if empty else stripped))
         except ValueError:
             return None  # a malformed number (1..2): one by one, for its error
-        values = np.array(numbers, np.float64)
+        labels = _NOT_DIGIT_CHARACTER.search(joined) is None
+        numeric = _Numbers(
+            np.array(numbers, np.float64), empty < len(cells), labels, cells.__getitem__
+        )
+        return self.add_numbers(j, numeric, lines, block)
+
+    def add_numbers(
+        self, j: int, numbers: _Numbers, lines: list[int], block: _Block
+    ) -> tuple[int, InvalidInputError | None]:
+        """Store column ``j``'s part of a block known to be numbers and empty cells;
+        the row and error of its first number that overflows (``1e400``), if any."""
+        values = numbers.values
         block.values[:, j] = values
-        if empty < len(cells):
+        if numbers.any_number:
             self.has_number[j] = True
             if self.whole[j]:
-                labels = _NOT_DIGIT_CHARACTER.search(joined) is None
-                self.whole[j] = labels and bool(np.nanmax(values) <= MAX_LABEL)
+                self.whole[j] = numbers.labels and bool(np.nanmax(values) <= MAX_LABEL)
         infinite = np.flatnonzero(np.isinf(values))
         if not infinite.size:
             return -1, None
-        row = int(infinite[0])  # 1e400: the error _parse_cell gives
-        return row, _error_of(partial(_parse_cell, cells[row], lines[row], self.names[j]))
+        row = int(infinite[0])  # the error _parse_cell gives
+        text = numbers.cell(row)
+        return row, _error_of(partial(_parse_cell, text, lines[row], self.names[j]))
 
     def _add_text(
         self,
         j: int,
-        cells: tuple[str, ...],
+        cells: Sequence[str],
         stripped: list[str],
         lines: list[int],
         block: _Block,
@@ -739,20 +773,44 @@ def _exact_parse(
     max_cells: int | None,
     missing: Missing = "error",
 ) -> ParsedDataset:
-    """Row by row with :mod:`csv`: parses what the fast path left (text columns, empty
-    cells), or raises the exact error (line, column, reason). Values go into arrays
-    block by block (:class:`_CellTable`), never lists of lists.
+    """Cell by cell: parses what the fast paths left (text columns, empty cells), or
+    raises the exact error (line, column, reason). Values go into arrays block by block
+    (:class:`_CellTable`), never lists of lists. The rows come from pyarrow's reader
+    when the file allows it (:func:`_arrow_cells`), else from :mod:`csv`.
 
     A column whose non-empty cells are all text is categorical; a column mixing numbers
     and text is an error at its first text cell."""
+    names = header.names
+    used = sorted(target_idx + feature_idx)
+    table = _CellTable([names[i] for i in used])
+    lines = _arrow_cells(content, header, used, max_cells, table)
+    if lines is None:
+        table = _CellTable([names[i] for i in used])
+        lines = _csv_cells(content, header, used, max_cells, table)
+    if not len(lines):
+        raise _file_error("no data rows after the header")
+    mixed = table.mixed_error()
+    if mixed is not None:
+        raise mixed
+    found_lines = np.frombuffer(lines, dtype=np.int64)
+    return encode_table(
+        table.columns(),
+        [names[i] for i in target_idx],
+        missing=missing,
+        locate=lambda row: f"line {int(found_lines[row])}",
+        max_cells=max_cells,
+    )
+
+
+def _csv_cells(
+    content: bytes, header: _Header, used: list[int], max_cells: int | None, table: _CellTable
+) -> array[int]:
+    """The data rows read by :mod:`csv` into ``table``; their lines."""
     try:
         text = content[header.data_offset :].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _decode_error(content, exc, header.data_offset) from None
-    names = header.names
-    width = len(names)
-    used = sorted(target_idx + feature_idx)
-    table = _CellTable([names[i] for i in used])
+    width = len(header.names)
     block_rows = max(1, EXACT_BLOCK_CELLS // width)
     rows: list[list[str]] = []
     row_lines: list[int] = []
@@ -787,16 +845,124 @@ def _exact_parse(
     lines.extend(row_lines)
     if failure is not None:
         raise failure
-    if not lines:
-        raise _file_error("no data rows after the header")
-    mixed = table.mixed_error()
-    if mixed is not None:
-        raise mixed
-    found_lines = np.frombuffer(lines, dtype=np.int64)
-    return encode_table(
-        table.columns(),
-        [names[i] for i in target_idx],
-        missing=missing,
-        locate=lambda row: f"line {int(found_lines[row])}",
-        max_cells=max_cells,
+    return lines
+
+
+_SKIPPED_LINE = re.compile(rb"\n\r?\n|\r(?!\n)")
+"""An empty line or a lone carriage return: a line pyarrow's reader and :mod:`csv`
+would number differently."""
+
+
+def _arrow_cells(
+    content: bytes, header: _Header, used: list[int], max_cells: int | None, table: _CellTable
+) -> array[int] | None:
+    """The data rows read by pyarrow's reader (C++) into ``table``, column by column;
+    their lines. None, for :func:`_csv_cells` to read the file from the start, when the
+    file has quotes, empty lines, more than :data:`ARROW_MAX_COLUMNS` columns, unused
+    columns or blank rows, or when pyarrow refuses it (ragged rows, bad UTF-8) or the
+    cells pass ``max_cells``: then :mod:`csv` decides, with the line of the error.
+
+    Without quotes and empty lines each row is one line, and the cells are the same
+    strings :mod:`csv` reads; :class:`_CellTable` then makes of them what it makes of
+    the rows of :mod:`csv`, errors included."""
+    start = header.data_offset
+    width = len(header.names)
+    data = memoryview(content)[start:]
+    if (
+        width > ARROW_MAX_COLUMNS
+        or len(used) != width
+        or content.find(b'"', start) >= 0
+        or content.startswith((b"\n", b"\r"), start)
+        or _SKIPPED_LINE.search(content, start) is not None
+    ):
+        return None
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    names = [f"c{i}" for i in range(width)]
+    lines = array("q")
+    max_rows = max_cells // width if max_cells is not None else -1
+    try:
+        reader = pa_csv.open_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=ARROW_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(delimiter=",", quote_char=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                null_values=[],
+                strings_can_be_null=False,
+            ),
+            memory_pool=pa.system_memory_pool(),
+        )
+        for batch in reader:
+            first = len(lines)
+            if first + batch.num_rows > max_rows >= 0:
+                return None
+            columns = _arrow_columns(batch)
+            if columns is None:
+                return None  # a row of blank cells
+            row_lines = list(range(header.lines + 1 + first, header.lines + 1 + len(batch) + first))
+            table.add_columns(columns, row_lines)
+            lines.extend(row_lines)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return lines
+
+
+def _arrow_cell(column: Any, row: int) -> str:
+    return str(column[row].as_py())
+
+
+def _arrow_columns(batch: Any) -> list[Sequence[str] | _Numbers] | None:
+    """The columns of a pyarrow batch of strings for :meth:`_CellTable.add_columns`:
+    a column of numbers and empty cells converted by pyarrow, any other as Python
+    strings. None when a row has only blank cells (:mod:`csv` skips it; pyarrow does
+    not).
+
+    pyarrow's parser refuses every cell :data:`NUMBER` refuses except ``nan``, ``inf``
+    and the like, and overflows (``1e400``) to infinity: so a column it converts to
+    finite numbers is one :data:`NUMBER` accepts, with ``float``'s values (both round
+    correctly). Others (padded cells, Unicode digits, non-finite) go as strings."""
+    columns: list[Sequence[str] | _Numbers] = []
+    blank: list[int] | None = None  # rows whose cells so far are all blank
+    for column in batch.columns:
+        numbers = _arrow_numbers(column)
+        if numbers is not None:
+            columns.append(numbers)
+            empty = np.isnan(numbers.values)
+            blank = (
+                [r for r in blank if empty[r]] if blank is not None else list(np.flatnonzero(empty))
+            )
+        else:
+            cells = column.to_pylist()
+            columns.append(cells)
+            rows = blank if blank is not None else range(len(cells))
+            blank = [r for r in rows if not cells[r].strip()]
+    return None if blank else columns
+
+
+def _arrow_numbers(column: Any) -> _Numbers | None:
+    """A pyarrow string column as numbers, or None (see :func:`_arrow_columns`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = pc.equal(column, "")
+    n_empty = int(pc.sum(empty).as_py() or 0)
+    try:
+        parsed = pc.cast(pc.if_else(empty, None, column) if n_empty else column, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    values = parsed.fill_null(math.nan).to_numpy(zero_copy_only=False)
+    finite = np.isfinite(values)
+    if n_empty:
+        finite |= empty.to_numpy(zero_copy_only=False)
+    if not finite.all():
+        return None
+    known = values[~np.isnan(values)] if n_empty else values
+    labels = bool(
+        np.all(known >= 0)
+        and np.all(known <= MAX_LABEL)
+        and np.all(known == np.floor(known))
+        and pc.all(pc.or_(empty, pc.utf8_is_digit(column))).as_py()
     )
+    return _Numbers(values, n_empty < len(column), labels, partial(_arrow_cell, column))

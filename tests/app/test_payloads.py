@@ -372,11 +372,12 @@ EXACT_CASES = [
 
 
 @pytest.mark.parametrize("text", EXACT_CASES)
-def test_exact_path_is_the_same_in_blocks_of_any_size(
+def test_exact_path_is_the_same_from_pyarrow_or_csv_in_blocks_of_any_size(
     text: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The exact path reads rows in blocks and whole column parts at once; blocks of
-    one row (cell by cell in row order) give the same arrays or the same error."""
+    """The exact path reads rows with pyarrow (a file without quotes or empty lines) or
+    with :mod:`csv`, in blocks, and whole column parts at once; :mod:`csv` in blocks of
+    one row (cell by cell in row order) gives the same arrays or the same error."""
 
     def parse() -> Any:
         try:
@@ -385,9 +386,40 @@ def test_exact_path_is_the_same_in_blocks_of_any_size(
             return str(error)
         return parsed.X.tobytes(), parsed.y.tobytes(), parsed.feature_names
 
-    whole = parse()
+    by_arrow = parse()
+    monkeypatch.setattr(parsing, "_arrow_cells", lambda *args: None)
+    by_csv = parse()
     monkeypatch.setattr(parsing, "EXACT_BLOCK_CELLS", 1)
-    assert parse() == whole
+    assert by_arrow == by_csv == parse()
+
+
+@pytest.mark.parametrize(
+    ("text", "reader"),
+    [
+        ("a,s,y\r\nsetosa,1,0\r\n,2,1\r\n", "pyarrow"),
+        ("a,s,y\nsetosa,1,0\n\n,2,1\n", "csv"),  # an empty line
+        ('a,s,y\n"setosa",1,0\n', "csv"),  # quotes
+        ("a,s,y\nsetosa,1,0\n,2\n", "csv"),  # a short row: pyarrow refuses it
+        ("a,s,y\nsetosa,1,0\n , , \nx,2,1\n", "csv"),  # a row of blank cells
+    ],
+)
+def test_which_reader_reads_a_csv_with_text(
+    text: str, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_by: list[str] = []
+    arrow_cells = parsing._arrow_cells
+
+    def spy(*args: Any) -> Any:
+        lines = arrow_cells(*args)
+        read_by.append("csv" if lines is None else "pyarrow")
+        return lines
+
+    monkeypatch.setattr(parsing, "_arrow_cells", spy)
+    try:
+        parse_csv(text.encode(), ["y"], missing="drop")
+    except InvalidInputError:
+        assert reader == "csv"  # the short row's error comes from csv
+    assert read_by == [reader]
 
 
 @pytest.mark.parametrize("text", CSV_CASES)
