@@ -194,8 +194,8 @@ def test_predict_runs_in_the_engines_blocks_and_equals_the_engine_bit_for_bit(
     make_client: Any,
 ) -> None:
     """A 50,000-unit layer (400 MB per activation array for 1,000 rows at once) runs in
-    blocks of one row, and the request's traced NumPy and Python allocations stay far
-    below that; a 254-unit layer runs in blocks of 256 rows over 30,000 rows, and its
+    blocks of 5 rows, and the request's traced NumPy and Python allocations stay far
+    below that; a 254-unit layer runs in blocks of 1,026 rows over 30,000 rows, and its
     outputs (streamed) are the bits of ``engine.Network.predict`` on the same rows,
     serialized as PredictResponse was before."""
     with make_client(workers=1) as client:

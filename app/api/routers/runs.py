@@ -297,7 +297,7 @@ async def predict(
 
     The body is read as a stream in a worker thread (more than
     ``BACKPROP_MAX_PREDICT_ROWS`` rows are refused at once); the network runs in
-    blocks of rows of at most 1 MiB of activations, and a large answer is streamed.
+    blocks of rows of at most 4 MiB of activations, and a large answer is streamed.
 
     A run on a dataset with a transform takes raw rows (category names for categorical
     columns, unscaled numbers) and applies it; a `cross_entropy` run's answer has
