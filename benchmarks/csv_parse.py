@@ -16,6 +16,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -133,9 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the row counts")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    import tempfile
-
-    results = []
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
         for name, content, target, missing in files(args.scale):
             took = seconds(content, target, missing)
