@@ -280,8 +280,9 @@ def _prediction(session: ReadSession, owner: str, run_id: str, X: Any) -> Respon
     session.close()
     if predictor.transform is not None:
         X = apply_transform(predictor.transform, X)
-    checked = inference.checked_input(predictor.network, X)
-    return streamed_response(inference.prediction_json(predictor, checked))
+    parts = inference.prediction_json(predictor, inference.checked_input(predictor.network, X))
+    del predictor, X  # the parts hold what they need; freed once written
+    return streamed_response(parts)
 
 
 @router.post(
