@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         ge=1024 * 1024,
         description="Bytes of outputs one evaluate request may hold (its pre-activations "
         "and activations of every row); more is refused with 422. Predict and plots need "
-        "no budget: they run in blocks of at most 1 MiB of activations.",
+        "no budget: they run in blocks of at most 4 MiB of activations.",
     )
     # -- package G: fair queue, cheap run creation, storage quotas (issue 10) ---------------
     storage_quota_bytes: int = Field(

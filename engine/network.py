@@ -25,7 +25,7 @@ from engine.initializers import INITIALIZERS
 from engine.layers import Array, Dense, Workspace
 
 LAYER_FIELDS = ("units", "activation", "bias", "dropout", "negative_slope")
-PREDICT_BLOCK_BYTES = 1024 * 1024
+PREDICT_BLOCK_BYTES = 4 * 1024 * 1024
 """Activation bytes of one forward pass of :meth:`Network.predict` (the widest
 layer's input, pre-activations and activations), which bounds its memory."""
 MAX_PREDICT_BLOCK_ROWS = 8192

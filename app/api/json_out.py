@@ -119,4 +119,7 @@ def streamed_response(
             return StreamingResponse(
                 _releasing(chain(head, parts)), media_type=media_type, headers=headers
             )
-    return Response(b"".join(head), media_type=media_type, headers=headers)
+    body = b"".join(head)
+    del head
+    release_freed_memory()  # what made the document is freed: give it back (a big predict)
+    return Response(body, media_type=media_type, headers=headers)

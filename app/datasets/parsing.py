@@ -22,9 +22,10 @@ import re
 import warnings
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -308,6 +309,13 @@ def parse_csv(
 
 _DIGITS = r"^[0-9]+$"
 
+ARROW_MAX_COLUMNS = 1024
+"""Widest file pyarrow's CSV reader parses. It costs about 4.2 KB and 5.5 us per column
+whatever the rows (100,000 columns: 424 MiB for a one-row file; 2,048 x 2,000: 132 MiB,
+27 MB/s), where NumPy's blockwise ``loadtxt`` (:func:`_fast_parse`) takes 20 MiB and
+42 MiB (52 MB/s). pyarrow is the faster below about 1,000 columns (20 columns: 108
+against 81 MB/s; 784: 89 against 88; 1,500: 77 against 88)."""
+
 
 def _arrow_parse(
     content: bytes,
@@ -320,7 +328,10 @@ def _arrow_parse(
     unquoted numbers only. None whenever anything is unusual (quotes, whitespace
     around a number, an empty or malformed cell, a ragged row, a value that is not
     finite, more than ``max_cells`` values): :func:`_fast_parse` and the exact path
-    then decide, with their line-numbered errors."""
+    then decide, with their line-numbered errors. Also None past
+    :data:`ARROW_MAX_COLUMNS` columns."""
+    if len(header.names) > ARROW_MAX_COLUMNS:
+        return None
     start = header.data_offset
     if _NOT_NUMERIC.search(content, start) is not None or content.find(b'"', start) >= 0:
         return None
@@ -526,67 +537,232 @@ def _looks_numeric(cell: str) -> bool:
     return True
 
 
-class _CellColumn:
-    """One CSV column as the exact path reads it: numbers (NaN when not a number) and
-    category codes (-1 when not text), so it can still become either kind."""
+_NOT_NUMBER_CHARACTER = re.compile(r"[^0-9eE+\-.\x00]")
+"""A character of no :data:`NUMBER`. Over the others (digits, ``eE+-.``) ``float``
+accepts exactly what :data:`NUMBER` does, so cells joined by NUL without such a
+character are numbers when ``float`` takes each (no ``inf``, ``nan``, ``1_000``)."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.values = array("d")
-        self.codes = array("q")
-        self.categories: dict[str, int] = {}
-        self.first_text: tuple[int, str] | None = None
-        self.has_number = False
-        self.whole = True
+_NOT_DIGIT_CHARACTER = re.compile(r"[^0-9\x00]")
 
-    def add(self, text: str, line: int) -> None:
+EXACT_BLOCK_CELLS = 1 << 16
+"""Cells the exact path holds as Python strings at once (rows of a block x columns)."""
+
+
+@dataclass(frozen=True)
+class _Numbers:
+    """A column's part of a block that is numbers and empty cells only."""
+
+    values: NDArray[np.float64]
+    """(rows,): the numbers, NaN for empty cells."""
+    any_number: bool
+    """Whether a cell is not empty."""
+    labels: bool
+    """Whether every number is written with digits only."""
+    cell: Callable[[int], str]
+    """The cell of a row as read (for the message of a number that overflows)."""
+
+
+@dataclass
+class _Block:
+    """The cells of some rows as the exact path stores them."""
+
+    values: NDArray[np.float64]
+    """(rows, columns): numbers, NaN for missing and text cells."""
+    codes: dict[int, NDArray[np.int64]]
+    """Column -> (rows,) category codes (-1 for other cells), for columns with text."""
+
+
+class _CellTable:
+    """CSV columns as the exact path reads them, block of rows by block of rows:
+    numbers (NaN when not a number) and category codes (-1 when not text), so each
+    column can still become either kind.
+
+    A column's part of a block that is numbers and empty cells only (the usual case)
+    is checked by one regex and converted by one NumPy call; the cells of the other
+    columns go one by one through :meth:`_add_cell`, in row order, so errors are the
+    ones (and in the order) a cell-by-cell reading gives.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.blocks: list[_Block] = []
+        self.categories: list[dict[str, int]] = [{} for _ in names]
+        self.first_text: dict[int, tuple[int, str]] = {}
+        self.has_number = np.zeros(len(names), dtype=bool)
+        self.whole = np.ones(len(names), dtype=bool)
+
+    def add_rows(self, rows: list[list[str]], lines: list[int]) -> None:
+        """Add the cells of ``rows`` (each of ``len(names)`` cells) read at ``lines``."""
+        if rows:
+            self.add_columns(list(zip(*rows, strict=True)), lines)
+
+    def add_columns(self, columns: Sequence[Sequence[str] | _Numbers], lines: list[int]) -> None:
+        """Add the cells of some rows, given column by column (the cells, or a column
+        already known to be numbers), read at ``lines``."""
+        block = _Block(np.full((len(lines), len(self.names)), np.nan), {})
+        slow: list[int] = []
+        first: tuple[int, int, InvalidInputError] | None = None  # the earliest bad cell
+        for j, cells in enumerate(columns):
+            if isinstance(cells, _Numbers):
+                found: tuple[int, InvalidInputError | None] | None = self.add_numbers(
+                    j, cells, lines, block
+                )
+            else:
+                found = self._add_column(j, cells, lines, block)
+            if found is None:
+                slow.append(j)
+            elif found[1] is not None and (first is None or (found[0], j) < first[:2]):
+                first = (found[0], j, found[1])
+        for r, line in enumerate(lines):
+            for j in slow:
+                if first is not None and (r, j) > first[:2]:
+                    raise first[2]
+                self._add_cell(j, cast(Sequence[str], columns[j])[r], line, r, block)
+        if first is not None:
+            raise first[2]
+        self.blocks.append(block)
+
+    def _add_column(
+        self, j: int, cells: Sequence[str], lines: list[int], block: _Block
+    ) -> tuple[int, InvalidInputError | None] | None:
+        """Column ``j``'s cells of a block at once when they are numbers and empty cells
+        only, or text and empty cells only. Returns the row and error of its first bad
+        cell, ``(-1, None)`` when there is none, or None, storing nothing, when the cells
+        must go one by one."""
+        stripped = list(map(str.strip, cells))
+        joined = "\x00".join(stripped)
+        if joined.count("\x00") != len(cells) - 1:
+            return None  # a NUL inside a cell
+        if _NOT_NUMBER_CHARACTER.search(joined) is None:
+            return self._add_numbers(j, cells, stripped, joined, lines, block)
+        return self._add_text(j, cells, stripped, lines, block)
+
+    def _add_numbers(
+        self,
+        j: int,
+        cells: Sequence[str],
+        stripped: list[str],
+        joined: str,
+        lines: list[int],
+        block: _Block,
+    ) -> tuple[int, InvalidInputError | None] | None:
+        empty = stripped.count("")
+        try:
+            numbers = list(map(float, [c or "nan" for c in stripped] if empty else stripped))
+        except ValueError:
+            return None  # a malformed number (1..2): one by one, for its error
+        labels = _NOT_DIGIT_CHARACTER.search(joined) is None
+        numeric = _Numbers(
+            np.array(numbers, np.float64), empty < len(cells), labels, cells.__getitem__
+        )
+        return self.add_numbers(j, numeric, lines, block)
+
+    def add_numbers(
+        self, j: int, numbers: _Numbers, lines: list[int], block: _Block
+    ) -> tuple[int, InvalidInputError | None]:
+        """Store column ``j``'s part of a block known to be numbers and empty cells;
+        the row and error of its first number that overflows (``1e400``), if any."""
+        values = numbers.values
+        block.values[:, j] = values
+        if numbers.any_number:
+            self.has_number[j] = True
+            if self.whole[j]:
+                self.whole[j] = numbers.labels and bool(np.nanmax(values) <= MAX_LABEL)
+        infinite = np.flatnonzero(np.isinf(values))
+        if not infinite.size:
+            return -1, None
+        row = int(infinite[0])  # the error _parse_cell gives
+        text = numbers.cell(row)
+        return row, _error_of(partial(_parse_cell, text, lines[row], self.names[j]))
+
+    def _add_text(
+        self,
+        j: int,
+        cells: Sequence[str],
+        stripped: list[str],
+        lines: list[int],
+        block: _Block,
+    ) -> tuple[int, InvalidInputError | None] | None:
+        categories = self.categories[j]
+        for value in [v for v in dict.fromkeys(stripped) if v and v not in categories]:
+            if NUMBER.fullmatch(value) is not None:
+                return None  # numbers among the text: one by one
+            if _looks_numeric(value) or value[0] in "=@" or len(categories) == MAX_CATEGORIES:
+                row = stripped.index(value)  # its first cell is the column's first error
+                error = _error_of(partial(self._add_cell, j, cells[row], lines[row], row, block))
+                return row, error
+            categories[value] = len(categories)
+        if j not in self.first_text:
+            row = next(r for r, value in enumerate(stripped) if value)
+            self.first_text[j] = (lines[row], cells[row])
+        block.codes[j] = np.array([categories.get(v, -1) for v in stripped], np.int64)
+        return -1, None
+
+    def _add_cell(self, j: int, text: str, line: int, row: int, block: _Block) -> None:
         cell = text.strip()
         if not cell:
-            self.values.append(math.nan)
-            self.codes.append(-1)
             return
+        name = self.names[j]
         if NUMBER.fullmatch(cell) is not None:
-            self.values.append(_parse_cell(text, line, self.name))
-            self.codes.append(-1)
-            self.has_number = True
-            self.whole = self.whole and cell.isdigit() and int(cell) <= MAX_LABEL
+            block.values[row, j] = _parse_cell(text, line, name)
+            self.has_number[j] = True
+            self.whole[j] = self.whole[j] and cell.isdigit() and int(cell) <= MAX_LABEL
             return
         if _looks_numeric(cell):
-            _parse_cell(text, line, self.name)  # raises: a malformed number, not a category
-        if self.first_text is None:
-            self.first_text = (line, text)
+            _parse_cell(text, line, name)  # raises: a malformed number, not a category
+        self.first_text.setdefault(j, (line, text))
         if cell[0] in "=@":
             raise _file_error(
-                f"line {line}, column {self.name!r}: {text!r} is not a number, and a "
+                f"line {line}, column {name!r}: {text!r} is not a number, and a "
                 "category may not start with = or @ (a spreadsheet formula)"
             )
-        code = self.categories.setdefault(cell, len(self.categories))
-        if len(self.categories) > MAX_CATEGORIES:
+        categories = self.categories[j]
+        code = categories.setdefault(cell, len(categories))
+        if len(categories) > MAX_CATEGORIES:
             raise _file_error(
-                f"line {line}, column {self.name!r}: more than {MAX_CATEGORIES} distinct "
+                f"line {line}, column {name!r}: more than {MAX_CATEGORIES} distinct "
                 "non-numeric values; a categorical column may have at most "
                 f"{MAX_CATEGORIES} (an id column? leave it out)"
             )
-        self.values.append(math.nan)
-        self.codes.append(code)
+        codes = block.codes.get(j)
+        if codes is None:
+            codes = block.codes[j] = np.full(block.values.shape[0], -1, np.int64)
+        codes[row] = code
 
-    def mixed_error(self) -> tuple[int, InvalidInputError] | None:
-        """A column of numbers with text in it: the first text cell is the error."""
-        if self.first_text is None or not self.has_number:
-            return None
-        line, text = self.first_text
-        try:
-            _parse_cell(text, line, self.name)
-        except InvalidInputError as error:
-            return line, error
-        raise AssertionError("unreachable: a text cell parsed as a number")  # pragma: no cover
+    def mixed_error(self) -> InvalidInputError | None:
+        """A column of numbers with text in it: its first text cell is the error (the
+        earliest such cell of all columns)."""
+        errors: list[tuple[int, InvalidInputError]] = []
+        for j, (line, text) in self.first_text.items():
+            if not self.has_number[j]:
+                continue
+            try:
+                _parse_cell(text, line, self.names[j])
+            except InvalidInputError as error:
+                errors.append((line, error))
+        return min(errors, key=lambda found: found[0])[1] if errors else None
 
-    def column(self) -> Column:
-        if self.first_text is not None:
-            codes = np.frombuffer(self.codes, dtype=np.int64)
-            return Column(name=self.name, codes=codes, categories=list(self.categories))
-        values = np.frombuffer(self.values, dtype=np.float64)
-        return Column(name=self.name, values=values, whole=self.whole)
+    def columns(self) -> list[Column]:
+        """One :class:`Column` per name, over every block."""
+        result = []
+        for j, name in enumerate(self.names):
+            if j in self.first_text:
+                parts = [b.codes.get(j, np.full(b.values.shape[0], -1)) for b in self.blocks]
+                codes = np.concatenate(parts).astype(np.int64, copy=False)
+                result.append(Column(name=name, codes=codes, categories=list(self.categories[j])))
+            else:
+                values = np.concatenate([b.values[:, j] for b in self.blocks])
+                result.append(Column(name=name, values=values, whole=bool(self.whole[j])))
+        return result
+
+
+def _error_of(call: Callable[[], object]) -> InvalidInputError:
+    """The error ``call`` raises (it must raise one)."""
+    try:
+        call()
+    except InvalidInputError as error:
+        return error
+    raise AssertionError("unreachable: the cell was expected to be refused")  # pragma: no cover
 
 
 def _exact_parse(
@@ -597,47 +773,196 @@ def _exact_parse(
     max_cells: int | None,
     missing: Missing = "error",
 ) -> ParsedDataset:
-    """Cell by cell with :mod:`csv`: parses what the fast path left (text columns, empty
-    cells), or raises the exact error (line, column, reason). Values go into flat
-    arrays, never lists of lists.
+    """Cell by cell: parses what the fast paths left (text columns, empty cells), or
+    raises the exact error (line, column, reason). Values go into arrays block by block
+    (:class:`_CellTable`), never lists of lists. The rows come from pyarrow's reader
+    when the file allows it (:func:`_arrow_cells`), else from :mod:`csv`.
 
     A column whose non-empty cells are all text is categorical; a column mixing numbers
     and text is an error at its first text cell."""
+    names = header.names
+    used = sorted(target_idx + feature_idx)
+    table = _CellTable([names[i] for i in used])
+    lines = _arrow_cells(content, header, used, max_cells, table)
+    if lines is None:
+        table = _CellTable([names[i] for i in used])
+        lines = _csv_cells(content, header, used, max_cells, table)
+    if not len(lines):
+        raise _file_error("no data rows after the header")
+    mixed = table.mixed_error()
+    if mixed is not None:
+        raise mixed
+    found_lines = np.frombuffer(lines, dtype=np.int64)
+    return encode_table(
+        table.columns(),
+        [names[i] for i in target_idx],
+        missing=missing,
+        locate=lambda row: f"line {int(found_lines[row])}",
+        max_cells=max_cells,
+    )
+
+
+def _csv_cells(
+    content: bytes, header: _Header, used: list[int], max_cells: int | None, table: _CellTable
+) -> array[int]:
+    """The data rows read by :mod:`csv` into ``table``; their lines."""
     try:
         text = content[header.data_offset :].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _decode_error(content, exc, header.data_offset) from None
-    names = header.names
-    width = len(names)
-    used = sorted(target_idx + feature_idx)
-    cells = [_CellColumn(names[i]) for i in used]
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    width = len(header.names)
+    block_rows = max(1, EXACT_BLOCK_CELLS // width)
+    rows: list[list[str]] = []
+    row_lines: list[int] = []
     lines = array("q")
-    line = header.lines
+    failure: InvalidInputError | None = None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    all_used = len(used) == width
+    max_rows = max_cells // width if max_cells is not None else -1
+    count = 0
     try:
         for row in reader:
             line = header.lines + reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != width:
-                raise _file_error(f"line {line}: expected {width} fields, got {len(row)}")
-            if max_cells is not None and (len(lines) + 1) * width > max_cells:
-                raise _file_error(f"line {line}: {CELLS_MESSAGE.format(max_cells=max_cells)}")
-            for column, index in zip(cells, used, strict=True):
-                column.add(row[index], line)
-            lines.append(line)
+            if len(row) != width or not row[0].strip():  # else: not blank, the right width
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if len(row) != width:
+                    failure = _file_error(f"line {line}: expected {width} fields, got {len(row)}")
+                    break
+            count += 1
+            if count > max_rows >= 0:
+                failure = _file_error(f"line {line}: {CELLS_MESSAGE.format(max_cells=max_cells)}")
+                break
+            rows.append(row if all_used else [row[i] for i in used])
+            row_lines.append(line)
+            if len(rows) == block_rows:
+                table.add_rows(rows, row_lines)
+                lines.extend(row_lines)
+                rows, row_lines = [], []
     except csv.Error as exc:
-        raise _file_error(f"line {header.lines + reader.line_num}: {exc}") from None
-    if not lines:
-        raise _file_error("no data rows after the header")
-    mixed = [found for column in cells if (found := column.mixed_error()) is not None]
-    if mixed:
-        raise min(mixed, key=lambda found: found[0])[1]
-    row_lines = np.frombuffer(lines, dtype=np.int64)
-    return encode_table(
-        [column.column() for column in cells],
-        [names[i] for i in target_idx],
-        missing=missing,
-        locate=lambda row: f"line {int(row_lines[row])}",
-        max_cells=max_cells,
+        failure = _file_error(f"line {header.lines + reader.line_num}: {exc}")
+    table.add_rows(rows, row_lines)  # its cells come first: they precede the failure
+    lines.extend(row_lines)
+    if failure is not None:
+        raise failure
+    return lines
+
+
+_SKIPPED_LINE = re.compile(rb"\n\r?\n|\r(?!\n)")
+"""An empty line or a lone carriage return: a line pyarrow's reader and :mod:`csv`
+would number differently."""
+
+
+def _arrow_cells(
+    content: bytes, header: _Header, used: list[int], max_cells: int | None, table: _CellTable
+) -> array[int] | None:
+    """The data rows read by pyarrow's reader (C++) into ``table``, column by column;
+    their lines. None, for :func:`_csv_cells` to read the file from the start, when the
+    file has quotes, empty lines, more than :data:`ARROW_MAX_COLUMNS` columns, unused
+    columns or blank rows, or when pyarrow refuses it (ragged rows, bad UTF-8) or the
+    cells pass ``max_cells``: then :mod:`csv` decides, with the line of the error.
+
+    Without quotes and empty lines each row is one line, and the cells are the same
+    strings :mod:`csv` reads; :class:`_CellTable` then makes of them what it makes of
+    the rows of :mod:`csv`, errors included."""
+    start = header.data_offset
+    width = len(header.names)
+    data = memoryview(content)[start:]
+    if (
+        width > ARROW_MAX_COLUMNS
+        or len(used) != width
+        or content.find(b'"', start) >= 0
+        or content.startswith((b"\n", b"\r"), start)
+        or _SKIPPED_LINE.search(content, start) is not None
+    ):
+        return None
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    names = [f"c{i}" for i in range(width)]
+    lines = array("q")
+    max_rows = max_cells // width if max_cells is not None else -1
+    try:
+        reader = pa_csv.open_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=ARROW_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(delimiter=",", quote_char=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                null_values=[],
+                strings_can_be_null=False,
+            ),
+            memory_pool=pa.system_memory_pool(),
+        )
+        for batch in reader:
+            first = len(lines)
+            if first + batch.num_rows > max_rows >= 0:
+                return None
+            columns = _arrow_columns(batch)
+            if columns is None:
+                return None  # a row of blank cells
+            row_lines = list(range(header.lines + 1 + first, header.lines + 1 + len(batch) + first))
+            table.add_columns(columns, row_lines)
+            lines.extend(row_lines)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return lines
+
+
+def _arrow_cell(column: Any, row: int) -> str:
+    return str(column[row].as_py())
+
+
+def _arrow_columns(batch: Any) -> list[Sequence[str] | _Numbers] | None:
+    """The columns of a pyarrow batch of strings for :meth:`_CellTable.add_columns`:
+    a column of numbers and empty cells converted by pyarrow, any other as Python
+    strings. None when a row has only blank cells (:mod:`csv` skips it; pyarrow does
+    not).
+
+    pyarrow's parser refuses every cell :data:`NUMBER` refuses except ``nan``, ``inf``
+    and the like, and overflows (``1e400``) to infinity: so a column it converts to
+    finite numbers is one :data:`NUMBER` accepts, with ``float``'s values (both round
+    correctly). Others (padded cells, Unicode digits, non-finite) go as strings."""
+    columns: list[Sequence[str] | _Numbers] = []
+    blank: list[int] | None = None  # rows whose cells so far are all blank
+    for column in batch.columns:
+        numbers = _arrow_numbers(column)
+        if numbers is not None:
+            columns.append(numbers)
+            empty = np.isnan(numbers.values)
+            blank = (
+                [r for r in blank if empty[r]] if blank is not None else list(np.flatnonzero(empty))
+            )
+        else:
+            cells = column.to_pylist()
+            columns.append(cells)
+            rows = blank if blank is not None else range(len(cells))
+            blank = [r for r in rows if not cells[r].strip()]
+    return None if blank else columns
+
+
+def _arrow_numbers(column: Any) -> _Numbers | None:
+    """A pyarrow string column as numbers, or None (see :func:`_arrow_columns`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    empty = pc.equal(column, "")
+    n_empty = int(pc.sum(empty).as_py() or 0)
+    try:
+        parsed = pc.cast(pc.if_else(empty, None, column) if n_empty else column, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    values = parsed.fill_null(math.nan).to_numpy(zero_copy_only=False)
+    finite = np.isfinite(values)
+    if n_empty:
+        finite |= empty.to_numpy(zero_copy_only=False)
+    if not finite.all():
+        return None
+    known = values[~np.isnan(values)] if n_empty else values
+    labels = bool(
+        np.all(known >= 0)
+        and np.all(known <= MAX_LABEL)
+        and np.all(known == np.floor(known))
+        and pc.all(pc.or_(empty, pc.utf8_is_digit(column))).as_py()
     )
+    return _Numbers(values, n_empty < len(column), labels, partial(_arrow_cell, column))

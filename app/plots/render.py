@@ -167,7 +167,7 @@ def render_decision_boundary(data: BoundaryData, *, width: int, height: int) -> 
     on a fixed 0..1 scale), points colored by their target on the same scale.
     Several outputs: the predicted class (argmax) as colored regions, points
     colored by their class. The grid goes through the network in the engine's
-    row blocks (at most 1 MiB of activations each).
+    row blocks (at most 4 MiB of activations each).
     """
     model = data.model
     net = engine.Network.from_spec(model.spec)

@@ -1,10 +1,11 @@
 """Predictions of a run's network, in the engine's row blocks, written as they come.
 
 The network runs in the blocks of :meth:`engine.Network.predict_blocks`: at most
-``engine.network.PREDICT_BLOCK_BYTES`` (1 MiB) of the widest layer's activations,
+``engine.network.PREDICT_BLOCK_BYTES`` (4 MiB) of the widest layer's activations,
 one row for wider layers. Each block's outputs are written as JSON in pieces of whole
-rows (:mod:`app.api.json_out`), so a request holds one block and one piece, whatever
-the number of rows or the network's width.
+rows (:mod:`app.api.json_out`), blocks of a few rows gathered to ~32K values first;
+so a request holds a few blocks and one piece, whatever the number of rows or the
+network's width.
 
 Bit for bit: the blocks are the ones ``engine.Network.predict`` runs, so the outputs
 are its bits. Products of other heights could round differently: BLAS picks its
@@ -23,7 +24,7 @@ from numpy.typing import NDArray
 from sqlmodel import Session
 
 import engine
-from app.api.json_out import api_dumps, array_json, object_json
+from app.api.json_out import CHUNK_CELLS, api_dumps, array_json, object_json
 from app.api.schemas import PredictRequest
 from app.datasets.json_arrays import ArraySpec, parse_object, refuse_early, validate_fields
 from app.datasets.transforms import labels_of
@@ -184,13 +185,12 @@ def prediction_json(predictor: Predictor, X: NDArray[Any]) -> Iterator[bytes]:
 
     def predictions() -> Iterator[bytes]:
         yield b"["
-        for index, block in enumerate(output_blocks(net, X)):
+        for index, outputs in enumerate(gathered(output_blocks(net, X), CHUNK_CELLS)):
             if index:
                 yield b","
-            pieces = list_items(array_json(np.asarray(block, dtype=np.float64)))
-            yield from pieces
+            yield from list_items(array_json(np.asarray(outputs, dtype=np.float64)))
             if predictor.classify:
-                labels.extend(labels_of(predictor.transform or {}, block))
+                labels.extend(labels_of(predictor.transform or {}, outputs))
         yield b"]"
 
     members: list[tuple[str, bytes | Iterator[bytes]]] = [
@@ -204,6 +204,21 @@ def prediction_json(predictor: Predictor, X: NDArray[Any]) -> Iterator[bytes]:
 
         members.append(("labels", labels_json()))
     return object_json(members)
+
+
+def gathered(blocks: Iterator[NDArray[Any]], cells: int) -> Iterator[NDArray[Any]]:
+    """Consecutive ``blocks`` joined into arrays of at least ``cells`` values (the last
+    may have fewer): a wide network's blocks of a few rows are written as few pieces."""
+    pending: list[NDArray[Any]] = []
+    size = 0
+    for block in blocks:
+        pending.append(block)
+        size += block.size
+        if size >= cells:
+            yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+            pending, size = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
 
 def list_items(pieces: Iterator[bytes]) -> Iterator[bytes]:

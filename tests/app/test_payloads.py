@@ -4,6 +4,8 @@ streamed responses byte for byte as before, and the 500s on odd numbers."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import tracemalloc
 from typing import Any
@@ -14,8 +16,10 @@ from pydantic import TypeAdapter
 
 import engine
 from app.api.schemas import DatasetData, PredictResponse, WeightsPublic
+from app.datasets import parsing
 from app.datasets.arrays import array_to_json, weights_to_json
 from app.datasets.parsing import parse_csv
+from app.errors import InvalidInputError
 from tests.conftest import XOR_X, run_body, wait_terminal
 
 JSON = {"content-type": "application/json"}
@@ -190,8 +194,8 @@ def test_predict_runs_in_the_engines_blocks_and_equals_the_engine_bit_for_bit(
     make_client: Any,
 ) -> None:
     """A 50,000-unit layer (400 MB per activation array for 1,000 rows at once) runs in
-    blocks of one row, and the request's traced NumPy and Python allocations stay far
-    below that; a 254-unit layer runs in blocks of 256 rows over 30,000 rows, and its
+    blocks of 5 rows, and the request's traced NumPy and Python allocations stay far
+    below that; a 254-unit layer runs in blocks of 1,026 rows over 30,000 rows, and its
     outputs (streamed) are the bits of ``engine.Network.predict`` on the same rows,
     serialized as PredictResponse was before."""
     with make_client(workers=1) as client:
@@ -303,6 +307,40 @@ def test_csv_header_check_is_linear_in_the_columns() -> None:
     assert large < 8 * max(small, 1e-3), (small, large)
 
 
+WIDE_CSV_PEAK = """
+import gc, sys
+import pyarrow.csv  # its import is part of the baseline, not of the parse
+from app.datasets.parsing import parse_csv
+
+def status(field):
+    line = next(l for l in open("/proc/self/status") if l.startswith(field))
+    return int(line.split()[1]) * 1024
+
+columns = 100_000
+content = (",".join(f"c{i}" for i in range(columns)) + "\\n"
+           + ",".join("1" for _ in range(columns)) + "\\n").encode()
+gc.collect()
+baseline = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # the high-water mark starts again from here
+parsed = parse_csv(content, ["c0"])
+assert parsed.X.shape == (1, columns - 1), parsed.X.shape
+print(status("VmHWM:") - baseline)
+"""
+
+
+def test_a_100k_column_csv_parses_in_bounded_memory() -> None:
+    """A one-row CSV of 100,000 columns (0.9 MB) peaks under 64 MiB above the RSS
+    before the parse (pyarrow's reader took 447 MiB for it: ~4.2 KB per column), in a
+    fresh process so the peak is this parse's alone."""
+    result = subprocess.run(
+        [sys.executable, "-c", WIDE_CSV_PEAK], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    peak = int(result.stdout.split()[-1])
+    assert peak < 64 * 1024 * 1024, f"{peak / 2**20:.0f} MiB above the baseline"
+
+
 CSV_CASES = [
     "a,b,y\n0,0,0\n0,1..2,1\n",
     "a,b,y\n0,0,0\n0,1_000,1\n",
@@ -319,6 +357,69 @@ CSV_CASES = [
     "a,b,y\n1e3,-2.5E-3,7\n.5,5.,6\n",
     'a,b,y\n"1\n",2,3\n4,"5",6\n\n"7","8\n\n",9\n',
 ]
+
+
+EXACT_CASES = [
+    "a,s,y\nsetosa,1,0\n,2,1\nvirginica,3,0\nsetosa,,1\n",  # text and missing cells
+    "a,s,y\nx,1,0\ny,1e400,1\n=z,2,0\n",  # 1e400 (line 3) before the formula (line 4)
+    "a,s,y\nx,1,0\n=z,2,0\ny,1e400,1\n",  # the formula first
+    "a,s,y\nx,1,0\ny,2..5,1\nz,b,0\n",  # a malformed number
+    "a,s,y\nx,1,0\ny,b,1\nz,3,0\n",  # a column of numbers with text in it
+    "a,s,y\n\u0661,x,0\n2,y,1\n",  # an Arabic-Indic digit is a number
+    "a,s,y\nx,1,0\ny,2,1\nz,3\n",  # a short row after good ones
+    "a,s,y\nx,1,0\n=y,2,0\nz,3\n",  # a bad cell in the row before a short one: its error
+]
+
+
+@pytest.mark.parametrize("text", EXACT_CASES)
+def test_exact_path_is_the_same_from_pyarrow_or_csv_in_blocks_of_any_size(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exact path reads rows with pyarrow (a file without quotes or empty lines) or
+    with :mod:`csv`, in blocks, and whole column parts at once; :mod:`csv` in blocks of
+    one row (cell by cell in row order) gives the same arrays or the same error."""
+
+    def parse() -> Any:
+        try:
+            parsed = parse_csv(text.encode(), ["y"], missing="most_frequent")
+        except InvalidInputError as error:
+            return str(error)
+        return parsed.X.tobytes(), parsed.y.tobytes(), parsed.feature_names
+
+    by_arrow = parse()
+    monkeypatch.setattr(parsing, "_arrow_cells", lambda *args: None)
+    by_csv = parse()
+    monkeypatch.setattr(parsing, "EXACT_BLOCK_CELLS", 1)
+    assert by_arrow == by_csv == parse()
+
+
+@pytest.mark.parametrize(
+    ("text", "reader"),
+    [
+        ("a,s,y\r\nsetosa,1,0\r\n,2,1\r\n", "pyarrow"),
+        ("a,s,y\nsetosa,1,0\n\n,2,1\n", "csv"),  # an empty line
+        ('a,s,y\n"setosa",1,0\n', "csv"),  # quotes
+        ("a,s,y\nsetosa,1,0\n,2\n", "csv"),  # a short row: pyarrow refuses it
+        ("a,s,y\nsetosa,1,0\n , , \nx,2,1\n", "csv"),  # a row of blank cells
+    ],
+)
+def test_which_reader_reads_a_csv_with_text(
+    text: str, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_by: list[str] = []
+    arrow_cells = parsing._arrow_cells
+
+    def spy(*args: Any) -> Any:
+        lines = arrow_cells(*args)
+        read_by.append("csv" if lines is None else "pyarrow")
+        return lines
+
+    monkeypatch.setattr(parsing, "_arrow_cells", spy)
+    try:
+        parse_csv(text.encode(), ["y"], missing="drop")
+    except InvalidInputError:
+        assert reader == "csv"  # the short row's error comes from csv
+    assert read_by == [reader]
 
 
 @pytest.mark.parametrize("text", CSV_CASES)

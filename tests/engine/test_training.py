@@ -659,8 +659,8 @@ def test_predict_on_more_rows_than_a_block_equals_the_whole_forward_pass() -> No
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_predict_blocks_fit_the_block_bytes_and_give_predicts_bits(dtype: str) -> None:
-    """A 3-254-3 network's widest layer takes 3 + 2 x 254 values per row: 256 rows of
-    float64 (513 of float32) fit 1 MiB. Predicting any split of the rows at block
+    """A 3-254-3 network's widest layer takes 3 + 2 x 254 values per row: 1,026 rows of
+    float64 (2,052 of float32) fit 4 MiB. Predicting any split of the rows at block
     boundaries gives the bits of one predict call (the same products)."""
     spec = {**CLASSIFIER, "input_size": 3}
     spec["layers"] = [{"units": 254, "activation": "tanh"}, {"units": 3, "activation": "softmax"}]
@@ -669,7 +669,7 @@ def test_predict_blocks_fit_the_block_bytes_and_give_predicts_bits(dtype: str) -
     block = net.predict_block_rows()
     itemsize = np.dtype(dtype).itemsize
     assert block == PREDICT_BLOCK_BYTES // (itemsize * (3 + 2 * 254))
-    assert block == {"float64": 256, "float32": 513}[dtype]
+    assert block == {"float64": 1026, "float32": 2052}[dtype]
     X = np.random.default_rng(5).normal(size=(5 * block + 3, 3))
     whole = net.predict(X)
     for cut in (block, 3 * block):
@@ -683,7 +683,7 @@ def test_predict_blocks_fit_the_block_bytes_and_give_predicts_bits(dtype: str) -
 def test_a_layer_wider_than_the_block_bytes_predicts_one_row_at_a_time() -> None:
     spec = {**CLASSIFIER, "input_size": 2}
     spec["layers"] = [
-        {"units": 70_000, "activation": "relu"},
+        {"units": 300_000, "activation": "relu"},
         {"units": 1, "activation": "identity"},
     ]
     net = engine.Network.from_spec(spec)

@@ -280,8 +280,9 @@ def _prediction(session: ReadSession, owner: str, run_id: str, X: Any) -> Respon
     session.close()
     if predictor.transform is not None:
         X = apply_transform(predictor.transform, X)
-    checked = inference.checked_input(predictor.network, X)
-    return streamed_response(inference.prediction_json(predictor, checked))
+    parts = inference.prediction_json(predictor, inference.checked_input(predictor.network, X))
+    del predictor, X  # the parts hold what they need; freed once written
+    return streamed_response(parts)
 
 
 @router.post(
@@ -297,7 +298,7 @@ async def predict(
 
     The body is read as a stream in a worker thread (more than
     ``BACKPROP_MAX_PREDICT_ROWS`` rows are refused at once); the network runs in
-    blocks of rows of at most 1 MiB of activations, and a large answer is streamed.
+    blocks of rows of at most 4 MiB of activations, and a large answer is streamed.
 
     A run on a dataset with a transform takes raw rows (category names for categorical
     columns, unscaled numbers) and applies it; a `cross_entropy` run's answer has
