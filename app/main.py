@@ -35,6 +35,7 @@ from app.api.routers import (
     networks,
     plots,
     runs,
+    sweeps,
     webhooks,
 )
 from app.config import Settings, get_settings
@@ -210,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkpoints.router,
         webhooks.router,
         evaluate.router,
+        sweeps.router,
     ):
         app.include_router(router, dependencies=secured, responses=errors(401, 503))
     # The event stream authenticates itself (header or ?access_token=, for EventSource).

@@ -18,10 +18,12 @@ from app.api.schemas import (
     RunPublic,
     WeightsPublic,
 )
+from app.api.sweep_schemas import SweepPublic, TrialPublic
 from app.datasets.arrays import finite_or_none, weights_to_json
 from app.datasets.transforms import default_feature_names, default_target_names
-from app.db.models import Checkpoint, Dataset, Network, Run, RunNotification
+from app.db.models import Checkpoint, Dataset, Network, Run, RunNotification, Sweep
 from app.services.pagination import PageResult
+from app.services.sweep_trials import TrialView, best_of
 
 
 def network_public(network: Network) -> NetworkPublic:
@@ -150,4 +152,44 @@ def notification_public(row: RunNotification) -> NotificationPublic:
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
         delivered_at=row.delivered_at,
+    )
+
+
+def _trial_public(trial: TrialView) -> TrialPublic:
+    return TrialPublic(
+        number=trial.number,
+        run_id=trial.run_id,
+        parameters=trial.parameters,
+        status=trial.status,
+        objective=trial.objective,
+        epoch=trial.epoch,
+        rung=trial.rung,
+    )
+
+
+def sweep_public(sweep: Sweep, trials: list[TrialView]) -> SweepPublic:
+    """A sweep's response body from its row and its trials."""
+    spec = sweep.spec
+    best = best_of(sweep, trials)
+    return SweepPublic(
+        id=sweep.id,
+        status=sweep.status,
+        name=sweep.name,
+        tags=list(sweep.tags or []),
+        metadata=dict(sweep.meta or {}),
+        method=spec["method"],
+        max_trials=int(spec["max_trials"]),
+        parallelism=int(spec["parallelism"]),
+        objective=dict(spec["objective"]),
+        parameters=dict(spec["parameters"]),
+        early_stopping=spec.get("early_stopping"),
+        seed=int(spec["seed"]),
+        network_id=sweep.network_id,
+        dataset_id=sweep.dataset_id,
+        created_at=sweep.created_at,
+        updated_at=sweep.updated_at,
+        trials=[_trial_public(trial) for trial in trials],
+        best_trial=_trial_public(best) if best is not None else None,
+        error=spec.get("error"),
+        notify_url=spec.get("notify_url"),
     )

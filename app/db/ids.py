@@ -16,6 +16,7 @@ PREFIXES = {
     "run": "run",
     "checkpoint": "ckpt",
     "notification": "ntf",
+    "sweep": "swp",
 }
 
 

@@ -162,6 +162,7 @@ class Run(SQLModel, table=True):
         Index("ix_run_status_owner_id", "status", "owner", "id"),
         Index("ix_run_owner_started_at", "owner", "started_at"),
         Index("ix_run_owner_sweep_id", "owner", "sweep_id"),
+        Index("ux_run_sweep_trial", "sweep_id", "sweep_trial", unique=True),
     )
 
     id: str = Field(primary_key=True, max_length=64)
@@ -208,7 +209,14 @@ class Run(SQLModel, table=True):
     tags: list[str] = _tags_field()
     meta: dict[str, Any] = _meta_field()
     sweep_id: str | None = Field(
-        default=None, max_length=64, description="The sweep the run is a trial of (reserved)."
+        default=None, max_length=64, description="The sweep the run is a trial of."
+    )
+    sweep_trial: int | None = Field(
+        default=None, description="Its trial number in the sweep (unique per sweep)."
+    )
+    pause_at_epoch: int | None = Field(
+        default=None,
+        description="The worker pauses the run at this epoch's end (a sweep's ASHA rung).",
     )
     best_epoch: int | None = Field(
         default=None, description="The epoch of best_loss (the monitored value's best)."
@@ -384,7 +392,17 @@ class RunNotification(SQLModel, table=True):
     __table_args__ = (Index("ix_run_notification_status_next", "status", "next_attempt_at"),)
 
     id: str = Field(primary_key=True, max_length=64)
-    run_id: str = Field(foreign_key="run.id", ondelete="CASCADE", index=True, max_length=64)
+    run_id: str | None = Field(
+        default=None, foreign_key="run.id", ondelete="CASCADE", index=True, max_length=64
+    )
+    sweep_id: str | None = Field(
+        default=None,
+        foreign_key="sweep.id",
+        ondelete="CASCADE",
+        index=True,
+        max_length=64,
+        description="Set instead of run_id for a sweep's webhook (its terminal status).",
+    )
     owner: str = Field(max_length=64, description=OWNER_DOC)
     event: str = Field(max_length=32)
     url: str = Field(max_length=2048)
@@ -430,5 +448,65 @@ class RunTag(SQLModel, table=True):
     __table_args__ = (Index("ix_run_tag_owner_tag", "owner", "tag", "run_id"),)
 
     run_id: str = Field(primary_key=True, foreign_key="run.id", ondelete="CASCADE", max_length=64)
+    tag: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=64, description=OWNER_DOC)
+
+
+class Sweep(SQLModel, table=True):
+    """A hyperparameter sweep (:mod:`app.services.sweeps`); its trials are runs with its
+    ``sweep_id`` and their ``sweep_trial`` number.
+
+    ``spec`` is the validated request (config, parameters, method, objective, ...);
+    ``planned`` the parameters of every trial drawn so far, by trial number (grid and
+    random: all of them at creation; TPE: one more each time a trial is created).
+    """
+
+    __tablename__ = "sweep"
+    __table_args__ = (Index("ix_sweep_owner_id", "owner", "id"), Index("ix_sweep_status", "status"))
+
+    id: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=64, description=OWNER_DOC)
+    status: str = Field(max_length=16)
+    name: str | None = Field(default=None, max_length=200)
+    network_id: str = Field(foreign_key="network.id", ondelete="CASCADE", max_length=64)
+    dataset_id: str = Field(foreign_key="dataset.id", ondelete="CASCADE", max_length=64)
+    spec: dict[str, Any] = Field(sa_type=JSON)
+    planned: list[Any] = Field(default_factory=list, sa_type=JSON)
+    best_trial: int | None = Field(default=None, description="The best finished trial's number.")
+    trials_created: int = Field(
+        default=0, description="Trials created so far: the next trial's number (never reused)."
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    tags: list[str] = _tags_field()
+    meta: dict[str, Any] = _meta_field()
+
+
+class SweepRung(SQLModel, table=True):
+    """A trial's objective at an ASHA rung and the decision taken there (written once)."""
+
+    __tablename__ = "sweep_rung"
+
+    sweep_id: str = Field(
+        primary_key=True, foreign_key="sweep.id", ondelete="CASCADE", max_length=64
+    )
+    trial: int = Field(primary_key=True)
+    rung: int = Field(primary_key=True)
+    epoch: int
+    value: float | None = None
+    decision: str = Field(max_length=16, description="promote or prune.")
+    decided_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SweepTag(SQLModel, table=True):
+    """One tag of a sweep: what ``GET /v1/sweeps?tag=`` filters on."""
+
+    __tablename__ = "sweep_tag"
+    __table_args__ = (Index("ix_sweep_tag_owner_tag", "owner", "tag", "sweep_id"),)
+
+    sweep_id: str = Field(
+        primary_key=True, foreign_key="sweep.id", ondelete="CASCADE", max_length=64
+    )
     tag: str = Field(primary_key=True, max_length=64)
     owner: str = Field(max_length=64, description=OWNER_DOC)

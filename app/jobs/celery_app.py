@@ -40,6 +40,8 @@ from app.jobs.execute_run import _database, execute_run
 from app.jobs.fair_claim import execute_fairest
 from app.jobs.lifecycle import Status
 from app.jobs.supervisor import SupervisorHeartbeat
+from app.jobs.sweep_driver import after_trial
+from app.jobs.worker import TRIAL_ENDINGS
 from app.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -153,6 +155,10 @@ def _run_task(app: Any, settings: Settings, run_id: Any) -> str:
             _describe(settings, run_id),
             extra={"event": "run.delivery_dropped", "run_id": run_id},
         )
+    elif outcome.result in TRIAL_ENDINGS:  # a sweep's next trial, dispatched now
+        db = _database(settings.database_url, os.getpid())
+        for next_run in after_trial(db, settings, run_id):
+            app.send_task(TASK_NAME, args=[next_run], queue=QUEUE)
     elif outcome.result == "requeued":
         # Handed back (shutdown, or a pause withdrawn after the worker stopped for it):
         # wake a worker now (the message being acknowledged is this one; a duplicate

@@ -25,6 +25,7 @@ from typing import Any
 from app.config import Settings
 from app.db.database import Database
 from app.jobs.celery_app import QUEUE, TASK_NAME, make_celery
+from app.jobs.sweep_driver import SweepDriver
 from app.jobs.sweeper import LeaseSweeper
 from app.logs import log_transition
 from app.services import execution
@@ -59,6 +60,7 @@ class CeleryExecutor:
             max_attempts=settings.max_attempts,
             requeued=self.submit,
         )
+        self.sweeps = SweepDriver(db=db, settings=settings, submit=self.submit)
         self.broker_queue_length: int | None = None
         """Messages waiting in the broker queue at the last supervisor round."""
 
@@ -108,6 +110,7 @@ class CeleryExecutor:
         while not self._halt.wait(self.settings.poll_seconds):
             try:
                 self.sweep()
+                self.sweeps.drive()
                 self.redispatch_orphans()
             except Exception as error:
                 self.sweeper.round_failed(error)

@@ -190,6 +190,7 @@ def _lease(
         source=progress,
         settings=settings,
         lease_since=claim_sent,
+        pause_at_epoch=context.pause_at_epoch,
     )
 
 

@@ -64,6 +64,8 @@ class RunLease(engine.Callback):
         Lease, flush, outage and checkpoint settings.
     lease_since : float
         ``time.monotonic()`` when the claim was sent.
+    pause_at_epoch : int, optional
+        Stop at this epoch's end and pause the run (a sweep trial at its ASHA rung).
     """
 
     def __init__(
@@ -75,8 +77,12 @@ class RunLease(engine.Callback):
         source: ProgressCallback,
         settings: Settings,
         lease_since: float,
+        pause_at_epoch: int | None = None,
     ) -> None:
         self.db = db
+        self.pause_at_epoch = pause_at_epoch
+        self.paused_at_rung = False
+        """Training stopped at ``pause_at_epoch`` (the outcome is then a pause)."""
         self.run_id = run_id
         self.owner = owner
         self.source = source
@@ -137,6 +143,10 @@ class RunLease(engine.Callback):
         if self.outage.active and time.monotonic() >= self.lease_until:
             self._hold()
         reason = self.stop_reason
+        if reason is None and epoch == self.pause_at_epoch:
+            logger.info("run %s: pausing at epoch %d (its rung)", self.run_id, epoch)
+            self.paused_at_rung = True
+            reason = Request.PAUSE.value
         if reason is not None:
             trainer.stop(reason)
 
@@ -316,6 +326,7 @@ class RunLease(engine.Callback):
                 error=error,
                 final_weights=lambda: encode_weights(network.get_weights()),
                 replace=replace,
+                pause_here=self.paused_at_rung and action == Action.STOP,
             ),
         )
 

@@ -25,6 +25,7 @@ from app.config import Settings
 from app.db.database import Database
 from app.jobs.stop_flag import SharedStopFlag
 from app.jobs.supervisor import SupervisorHeartbeat
+from app.jobs.sweep_driver import SweepDriver
 from app.jobs.sweeper import LeaseSweeper
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class LocalPool:
             max_attempts=settings.max_attempts,
             requeued=self._wake_requeued,
         )
+        self.sweeps = SweepDriver(db=db, settings=settings, submit=self.submit)
 
     @property
     def processes(self) -> list[BaseProcess]:
@@ -108,6 +110,7 @@ class LocalPool:
             self._restart_dead()
             try:
                 self.sweeper.sweep()
+                self.sweeps.drive()
             except Exception as error:
                 self.sweeper.round_failed(error)
 

@@ -9,7 +9,8 @@ thread pool (``BACKPROP_WEBHOOK_CONCURRENCY``): neither the API's requests nor
 the trainers ever wait for a receiver. Delivery is at least once: a receiver
 dedupes on ``Backprop-Notification-Id``.
 
-Each attempt: the run object (frozen at the first attempt), signed
+Each attempt: the run object (a sweep's webhook: the sweep object; frozen at the first
+attempt), signed
 (:mod:`app.webhooks.signing`) with the tenant's secret, to an address checked
 again just before (:mod:`app.webhooks.targets`), redirects not followed,
 ``BACKPROP_WEBHOOK_TIMEOUT_SECONDS`` for the whole attempt, at most
@@ -32,13 +33,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlmodel import Session
 
 from app.api.json_out import model_dumps
-from app.api.presenters import run_public
+from app.api.presenters import run_public, sweep_public
 from app.config import Settings
 from app.db.database import Database
-from app.db.models import Run, RunNotification, WebhookSecret, utcnow
-from app.services import idempotency, notifications
+from app.db.models import Run, RunNotification, Sweep, WebhookSecret, utcnow
+from app.services import idempotency, notifications, sweep_trials, sweeps
 from app.webhooks.signing import SIGNATURE_HEADER, sign
 from app.webhooks.targets import TargetRefusedError, check_target
 
@@ -48,6 +50,15 @@ MAX_RESPONSE_BYTES = 64 * 1024
 """Most of a receiver's answer read (the rest is dropped with the connection)."""
 PRUNE_EVERY_SECONDS = 60.0
 USER_AGENT = "Backprop-Webhook/1"
+
+
+def _sweep_body(session: Session, sweep_id: str) -> bytes | None:
+    """The sweep object of a sweep's webhook, or None when the sweep is gone."""
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        return None
+    runs, rows = sweeps.trial_runs(session, sweep.id), sweeps.rungs(session, sweep.id)
+    return model_dumps(sweep_public(sweep, sweep_trials.trials_of(sweep, runs, rows)))
 
 
 class Notifier:
@@ -144,8 +155,11 @@ class Notifier:
         if row.body is not None:
             return row.body
         with self.db.reading() as session:
-            run = session.get(Run, row.run_id)
-            body = model_dumps(run_public(run)) if run is not None else None
+            if row.sweep_id is not None:
+                body = _sweep_body(session, row.sweep_id)
+            else:
+                run = session.get(Run, row.run_id)
+                body = model_dumps(run_public(run)) if run is not None else None
         if body is None:
             return None
         with self.db.writing() as session:
@@ -249,10 +263,10 @@ class Notifier:
         level = logging.INFO if delivered else logging.WARNING
         logger.log(
             level,
-            "webhook %s (%s, run %s) attempt %d: %s",
+            "webhook %s (%s, %s) attempt %d: %s",
             row.id,
             row.event,
-            row.run_id,
+            row.run_id or row.sweep_id,
             row.attempts + 1,
             "delivered" if delivered else f"{attempt['error']}; {status}",
         )

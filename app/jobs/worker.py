@@ -15,12 +15,15 @@ from app.db.errors import unavailable_reason
 from app.jobs.execute_run import default_owner
 from app.jobs.fair_claim import execute_fairest
 from app.jobs.process import die_with_parent
+from app.jobs.sweep_driver import after_trial
 from app.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
 WORKER_NICENESS = 10
 """Added to a worker's nice value: training yields the CPU to the API server's threads."""
+TRIAL_ENDINGS = frozenset({"succeeded", "failed", "cancelled", "paused"})
+"""Outcomes after which a sweep trial's sweep may go on (a free slot, a rung reached)."""
 
 
 def worker_main(
@@ -80,6 +83,9 @@ def worker_main(
             else:
                 outage = None
             if outcome is not None:
+                if outcome.result in TRIAL_ENDINGS:  # a sweep's next trial, queued now
+                    for run_id in after_trial(db, settings, outcome.run_id):
+                        wakeups.put_nowait(run_id)
                 continue
             # Nothing claimable (none queued, or other workers won the races): wait
             # for the next hint instead of spinning on the same rows.

@@ -104,6 +104,8 @@ class RunContext:
     resume_epoch: int
     best_loss: float | None
     best_epoch: int | None = None
+    pause_at_epoch: int | None = None
+    """The worker pauses the run at this epoch's end (a sweep's ASHA rung), or None."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,7 @@ def load_context(*, session: Session, run_id: str, owner: str) -> RunContext | N
         resume_epoch=resume_epoch,
         best_loss=best_loss,
         best_epoch=best_epoch,
+        pause_at_epoch=run.pause_at_epoch,
     )
     session.commit()
     return context
@@ -450,6 +453,7 @@ def finish(
     error: dict[str, str] | None = None,
     final_weights: Callable[[], bytes] | None = None,
     replace: bool = False,
+    pause_here: bool = False,
 ) -> Status | None:
     """Write the last batch and the run's outcome in one transaction; release the lease.
 
@@ -468,12 +472,22 @@ def finish(
         Encodes the weights to store when the run ended (not when handed back).
     replace : bool
         As in :func:`flush`.
+    pause_here : bool
+        The worker stopped at the run's ``pause_at_epoch`` (a sweep's rung): the stop is
+        a pause request of its own, stored first unless a request is pending (a cancel
+        still wins), so ``STOP`` leaves the run paused there.
 
     Returns
     -------
     Status or None
         The status written, or None when the lease was lost (nothing written).
     """
+    if pause_here:
+        session.execute(
+            update(Run)
+            .where(_owned(run_id, owner), col(Run.requested).is_(None))
+            .values(requested=Request.PAUSE)
+        )
     values = _departure(action, stop_reason, literal(utcnow(), UTCDateTime()))
     if error is not None:
         values["error"] = error

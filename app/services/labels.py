@@ -20,15 +20,16 @@ from sqlmodel import Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from app.api.schemas import LabelsPatch
-from app.db.models import Dataset, DatasetTag, Network, NetworkTag, Run, RunTag
+from app.db.models import Dataset, DatasetTag, Network, NetworkTag, Run, RunTag, Sweep, SweepTag
 from app.errors import InvalidInputError
 
-Labelled = TypeVar("Labelled", Network, Dataset, Run)
+Labelled = TypeVar("Labelled", Network, Dataset, Run, Sweep)
 
 _TAG_TABLES: dict[type[SQLModel], tuple[type[SQLModel], str]] = {
     Network: (NetworkTag, "network_id"),
     Dataset: (DatasetTag, "dataset_id"),
     Run: (RunTag, "run_id"),
+    Sweep: (SweepTag, "sweep_id"),
 }
 
 

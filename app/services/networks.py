@@ -57,9 +57,15 @@ def build_network(spec: dict[str, Any]) -> engine.Network:
 
 
 def create_network(
-    *, session: Session, owner: str, network_in: NetworkCreate, max_parameters: int
+    *,
+    session: Session,
+    owner: str,
+    network_in: NetworkCreate,
+    max_parameters: int,
+    commit: bool = True,
 ) -> Network:
-    """Validate ``network_in`` with the engine and store it with its initial weights.
+    """Validate ``network_in`` with the engine and store it with its initial weights
+    (``commit=False``: added and flushed only, for a caller's larger transaction).
 
     Raises
     ------
@@ -89,7 +95,10 @@ def create_network(
     session.add(network)
     labels.add_tags(session, network, network_in.tags)
     session.add(NetworkArrays(network_id=network.id, weights=encode_weights(net.get_weights())))
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return network
 
 

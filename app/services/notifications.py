@@ -1,4 +1,5 @@
-"""Webhook notifications of runs: enqueued with the terminal transition, delivered later.
+"""Webhook notifications of runs and sweeps: enqueued with the terminal transition,
+delivered later.
 
 :func:`enqueue` is called inside every transaction that makes a run terminal
 (the API's cancel, the worker's finish or failure, the sweep of expired
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.db.ids import new_id
-from app.db.models import RunNotification, WebhookSecret, utcnow
+from app.db.models import RunNotification, Sweep, WebhookSecret, utcnow
 from app.jobs.lifecycle import TERMINAL, Status
 
 PENDING = "pending"
@@ -70,6 +71,28 @@ def enqueue(session: Session, ended: Iterable[Ended]) -> int:
         )
         added += 1
     return added
+
+
+def enqueue_sweep(session: Session, sweep: Sweep) -> bool:
+    """Add the pending webhook of a sweep made terminal, if it has a ``notify_url`` (in the
+    caller's transaction, not committed here); True if one was added."""
+    url = sweep.spec.get("notify_url")
+    if not url:
+        return False
+    now = utcnow()
+    session.add(
+        RunNotification(
+            id=new_id("notification"),
+            sweep_id=sweep.id,
+            owner=sweep.owner,
+            event=f"sweep.{sweep.status}",
+            url=str(url),
+            status=PENDING,
+            created_at=now,
+            next_attempt_at=now,
+        )
+    )
+    return True
 
 
 def list_for_run(*, session: Session, run_id: str) -> list[RunNotification]:

@@ -264,6 +264,15 @@ def check_active_cap(*, session: Session, owner: str, max_active_runs: int) -> N
 
 
 @dataclass(frozen=True)
+class SweepLink:
+    """The sweep trial a run is (:mod:`app.services.sweep_driver`); unique per sweep."""
+
+    sweep_id: str
+    trial: int
+    pause_at_epoch: int | None = None
+
+
+@dataclass(frozen=True)
 class _RunPlan:
     """A run validated in a read transaction, ready to be stored by :func:`_store_run`."""
 
@@ -290,6 +299,7 @@ def create_run(
     run_in: RunCreate,
     limits: RunLimits,
     read_session: Session | None = None,
+    sweep: SweepLink | None = None,
 ) -> Run:
     """Validate a run completely (config, network, data, validation data, warm start,
     limits, storage quota) and store it as ``queued`` for ``owner``; nothing is
@@ -300,7 +310,8 @@ def create_run(
     the data is checked against the summaries stored with them
     (:func:`app.datasets.summary.check_summary`). The write transaction in
     ``session`` is short: tenant lock, active-run count, storage charge, insert,
-    commit. Without ``read_session``, ``session`` does both.
+    commit. Without ``read_session``, ``session`` does both. ``sweep`` makes the run a
+    sweep's trial (an IntegrityError at commit when that trial exists already).
 
     Raises
     ------
@@ -319,7 +330,18 @@ def create_run(
     plan = _plan_run(reads, owner, run_in, limits)
     if read_session is not None:
         read_session.rollback()  # end the read transaction before the write one
-    return _store_run(session, owner, plan, limits)
+    return _store_run(session, owner, plan, limits, sweep)
+
+
+def validated_config(
+    *, session: Session, owner: str, run_in: RunCreate, limits: RunLimits
+) -> dict[str, Any]:
+    """The normalized config :func:`create_run` would store for ``run_in`` (nothing written).
+
+    Raises what :func:`create_run` raises for an invalid run (not the 429 and 507 of
+    the write).
+    """
+    return dict(_plan_run(session, owner, run_in, limits).config)
 
 
 def _check_work(run_in: RunCreate, dataset: Dataset, limits: RunLimits) -> None:
@@ -423,7 +445,9 @@ def _plan_run(session: Session, owner: str, run_in: RunCreate, limits: RunLimits
     )
 
 
-def _store_run(session: Session, owner: str, plan: _RunPlan, limits: RunLimits) -> Run:
+def _store_run(
+    session: Session, owner: str, plan: _RunPlan, limits: RunLimits, sweep: SweepLink | None
+) -> Run:
     """The short write of :func:`create_run`: lock, count, charge, insert, commit."""
     lock_active_runs(session=session, owner=owner)
     check_active_cap(session=session, owner=owner, max_active_runs=limits.max_active_runs)
@@ -468,6 +492,9 @@ def _store_run(session: Session, owner: str, plan: _RunPlan, limits: RunLimits) 
         tags=list(plan.tags),
         meta=dict(plan.meta or {}),
     )
+    if sweep is not None:
+        run.sweep_id, run.sweep_trial = sweep.sweep_id, sweep.trial
+        run.pause_at_epoch = sweep.pause_at_epoch
     session.add(run)
     labels.add_tags(session, run, run.tags)
     session.add(RunArrays(run_id=run.id, init_weights=plan.init_weights))

@@ -41,6 +41,7 @@ def test_the_server_commands_register_once() -> None:
         "predict",
         "runs",
         "serve",
+        "sweep",
         "train",
         "worker",
     ]

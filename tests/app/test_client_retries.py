@@ -17,6 +17,7 @@ from backprop_client import (
     IDEMPOTENCY_HEADER,
     BackpropConnectionError,
     Client,
+    Conflict,
     NotFound,
     RateLimited,
     ServiceUnavailable,
@@ -154,6 +155,22 @@ def test_a_post_retried_after_503_sends_the_same_idempotency_key() -> None:
     keys = [s.headers["idempotency-key"] for s in script.seen]
     assert keys[0] == keys[1] and uuid.UUID(keys[0]).version == 4
     assert script.seen[0].body == script.seen[1].body
+
+
+def test_a_post_whose_key_is_in_flight_is_retried_and_a_state_conflict_is_not() -> None:
+    in_flight = reply(
+        409,
+        {"detail": "a request with this Idempotency-Key is still being processed"},
+        Retry_After="0",
+    )
+    with serving(in_flight, in_flight, reply(201, NETWORK), retries=3) as (bp, script):
+        assert bp.create_network({"name": "xor"}).id == "net_1"
+    assert len(script.seen) == 3
+    assert len({s.headers["idempotency-key"] for s in script.seen}) == 1
+    busy = reply(409, {"detail": "dataset 'ds_1' is used by 2 runs"})  # no Retry-After
+    with serving(busy, reply(201, NETWORK), retries=3) as (bp, script), pytest.raises(Conflict):
+        bp.create_network({"name": "xor"})
+    assert len(script.seen) == 1
 
 
 def test_every_logical_post_has_its_own_key() -> None:

@@ -99,7 +99,7 @@ def test_every_request_body_has_an_example(client: Any) -> None:
             ref = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
             component = schema["components"]["schemas"][ref]
             assert component.get("examples"), f"{method} {path}: {ref} has no example"
-    assert bodies == 9  # issue 13 added PATCH of runs, networks and datasets, and evaluate
+    assert bodies == 10  # issue 13 added PATCH of runs, networks and datasets, evaluate, sweeps
 
 
 def test_examples_run_the_xor_walkthrough(client: Any) -> None:

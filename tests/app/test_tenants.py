@@ -16,12 +16,13 @@ import pytest
 from tests.conftest import XOR_X, XOR_Y, create_xor, run_body, wait_terminal
 
 KEYS = {"alpha": "alpha-key-0123456789", "beta": "beta-key-9876543210"}
-ID_PARAM = re.compile(r"\{(network_id|dataset_id|run_id|checkpoint_id)\}")
+ID_PARAM = re.compile(r"\{(network_id|dataset_id|run_id|checkpoint_id|sweep_id)\}")
 UNKNOWN = {
     "network_id": "net_000000000000000000000000",
     "dataset_id": "ds_000000000000000000000000",
     "run_id": "run_000000000000000000000000",
     "checkpoint_id": "ckpt_000000000000000000000000",
+    "sweep_id": "swp_000000000000000000000000",
 }
 
 
@@ -51,7 +52,21 @@ def _resources(tenant: TenantClient) -> dict[str, str]:
     finished = wait_terminal(tenant, run["id"])
     assert finished["status"] == "succeeded", finished
     checkpoints = tenant.get(f"/v1/runs/{run['id']}/checkpoints").json()["data"]
+    sweep = tenant.post(
+        "/v1/sweeps",
+        json={
+            "network_id": network_id,
+            "dataset_id": dataset_id,
+            "config": {"loss": "mse", "epochs": 5},
+            "parameters": {"optimizer.learning_rate": {"choice": [0.5]}},
+            "max_trials": 1,
+            "parallelism": 1,
+            "objective": {"metric": "loss"},
+        },
+    )
+    assert sweep.status_code == 201, sweep.text
     return {
+        "sweep_id": sweep.json()["id"],
         "network_id": network_id,
         "dataset_id": dataset_id,
         "validation_id": validation.json()["id"],
@@ -77,7 +92,7 @@ def _operations(tenant: TenantClient) -> list[tuple[str, str]]:
         for method in operations
         if ID_PARAM.search(path)
     ]
-    assert len(found) >= 13, found
+    assert len(found) >= 15, found
     return found
 
 
@@ -116,6 +131,8 @@ def _check_paths(
             assert response.status_code == 200, (method, path, response.text)
             if "/{" in path and path.count("/") == 3:  # the object itself: PATCH changed nothing
                 assert "intruder" not in response.json().get("tags", []), (path, response.text)
+    sweep = owner_client.get(f"/v1/sweeps/{mine['sweep_id']}").json()
+    assert sweep["status"] != "cancelled", sweep  # the intruder's cancel did nothing
 
 
 def _check_bodies(
@@ -134,8 +151,24 @@ def _check_bodies(
         response = theirs.post("/v1/runs", json=body)
         assert response.status_code == 404, (override, response.text)
         assert response.json()["detail"].startswith(f"{kind} "), response.text
+    for override, kind in cases[:2]:  # a sweep on another tenant's network or dataset
+        body = {
+            "network_id": own["network_id"],
+            "dataset_id": own["dataset_id"],
+            "config": {"loss": "mse", "epochs": 5},
+            "parameters": {"optimizer.learning_rate": {"choice": [0.5]}},
+            "objective": {"metric": "loss"},
+            **override,
+        }
+        response = theirs.post("/v1/sweeps", json=body)
+        assert response.status_code == 404, (override, response.text)
+        assert response.json()["detail"].startswith(f"{kind} "), response.text
     # Filters by another tenant's ids find nothing.
-    for query in (f"network_id={mine['network_id']}", f"dataset_id={mine['dataset_id']}"):
+    for query in (
+        f"network_id={mine['network_id']}",
+        f"dataset_id={mine['dataset_id']}",
+        f"sweep_id={mine['sweep_id']}",
+    ):
         assert theirs.get(f"/v1/runs?{query}").json()["data"] == []
 
 
@@ -144,11 +177,11 @@ def _check_lists(clients: dict[str, TenantClient], resources: Any) -> None:
         other = resources["beta" if name == "alpha" else "alpha"]
         listed = {
             item["id"]
-            for url in ("/v1/networks", "/v1/datasets", "/v1/runs")
+            for url in ("/v1/networks", "/v1/datasets", "/v1/runs", "/v1/sweeps")
             for item in tenant.get(url).json()["data"]
         }
         mine = resources[name]
-        assert {mine["network_id"], mine["dataset_id"], mine["run_id"]} <= listed
+        assert {mine["network_id"], mine["dataset_id"], mine["run_id"], mine["sweep_id"]} <= listed
         assert not listed & set(other.values())
 
 

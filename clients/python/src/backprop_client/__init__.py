@@ -16,6 +16,7 @@ from backprop_client.errors import (
     ServerError,
     ServiceUnavailable,
     StorageQuotaExceeded,
+    SweepWaitTimeout,
     Unauthorized,
     WaitTimeout,
 )
@@ -38,6 +39,8 @@ from backprop_client.models import (
     Run,
     RunComparison,
     RunError,
+    Sweep,
+    Trial,
     Weights,
 )
 
@@ -74,6 +77,9 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "StorageQuotaExceeded",
+    "Sweep",
+    "SweepWaitTimeout",
+    "Trial",
     "Unauthorized",
     "WaitTimeout",
     "Weights",

@@ -1,5 +1,6 @@
-"""The ``backprop`` command (Click): ``train``, ``runs ...``, ``predict``, ``evaluate``; and, where the
-server is installed, its ``serve``, ``worker`` and ``migrate`` (plugins, see below).
+"""The ``backprop`` command (Click): ``train``, ``runs ...``, ``predict``, ``evaluate``,
+``sweep ...``; and, where the server is installed, its ``serve``, ``worker`` and
+``migrate`` (plugins, see below).
 
 Global options come before the subcommand (``backprop --server URL runs list``) and
 are also accepted after it (``backprop runs list --server URL``):
@@ -28,6 +29,7 @@ import click
 from backprop_client.cli_common import EXIT_INTERRUPTED, EXIT_OK, Options
 from backprop_client.cli_experiments import evaluate
 from backprop_client.cli_runs import predict, runs
+from backprop_client.cli_sweeps import sweep
 from backprop_client.cli_train import train
 from backprop_client.client import DEFAULT_URL
 
@@ -71,7 +73,7 @@ def cli(
     ctx.obj = Options(server=server, api_key=api_key or None, timeout=timeout, json=json_output)
 
 
-CLIENT_COMMANDS: tuple[click.Command, ...] = (train, runs, predict, evaluate)
+CLIENT_COMMANDS: tuple[click.Command, ...] = (train, runs, predict, evaluate, sweep)
 
 
 def _plugins(extra: Iterable[Register]) -> list[Register]:

@@ -18,7 +18,8 @@ Every response is a typed model (:class:`Network`, :class:`Dataset`, :class:`Run
 server's ``detail``; a server that cannot be reached raises
 :class:`BackpropConnectionError`.
 
-Retries: a request that meets a 503 (the server's database is unavailable for now)
+Retries: a request that meets a 503 (the server's database is unavailable for now),
+a POST whose ``Idempotency-Key`` is still being processed (409 with ``Retry-After``)
 or a connection error is sent again, up to ``retries`` times, after the server's
 ``Retry-After`` or an exponential backoff (each wait at most ``max_retry_wait``
 seconds). Every POST carries an ``Idempotency-Key`` header (a uuid4), the same one
@@ -45,8 +46,10 @@ from backprop_client.errors import (
     BackpropConnectionError,
     RetryLater,
     ServiceUnavailable,
+    SweepWaitTimeout,
     WaitTimeout,
     error_from_response,
+    retry_after_seconds,
 )
 from backprop_client.events import END, RunEvent, parse_event
 from backprop_client.models import (
@@ -61,6 +64,7 @@ from backprop_client.models import (
     Prediction,
     Run,
     RunComparison,
+    Sweep,
     Weights,
 )
 
@@ -70,6 +74,10 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 RETRY_STATUSES = frozenset({503})
 """Statuses a request is retried on (with connection errors)."""
+IN_FLIGHT_STATUS = 409
+"""The idempotency layer's answer to a POST whose key's first request is still being
+processed: a 409 *with* ``Retry-After`` (a state conflict has none); retried like a 503,
+and the retry gets the first request's answer."""
 STREAM_READ_TIMEOUT = 60.0
 """Seconds an event stream may stay silent (the server sends a keep-alive every 15 s)."""
 
@@ -102,9 +110,21 @@ RESPONSE_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/runs/{run_id}/evaluate"): Evaluation,
     ("POST", "/v1/networks/{network_id}/evaluate"): Evaluation,
     ("GET", "/v1/runs/compare"): RunComparison,
+    ("POST", "/v1/sweeps"): Sweep,
+    ("GET", "/v1/sweeps/{sweep_id}"): Sweep,
+    ("GET", "/v1/sweeps"): Page[Sweep],
+    ("POST", "/v1/sweeps/{sweep_id}/cancel"): Sweep,
 }
 """The model the client reads each JSON answer into (checked against the server's
 ``/openapi.json`` by the contract test)."""
+
+
+def _retryable(response: httpx.Response) -> bool:
+    """A 503, or a POST's idempotency key still in flight (409 with ``Retry-After``)."""
+    if response.status_code in RETRY_STATUSES:
+        return True
+    in_flight = response.status_code == IN_FLIGHT_STATUS and "retry-after" in response.headers
+    return in_flight and response.request.method == "POST"
 
 
 def _jsonable(value: Any) -> Any:
@@ -265,9 +285,11 @@ class Client:
                 if not response.is_error:
                     return response
                 error = error_from_response(response)
-                if response.status_code not in RETRY_STATUSES or attempt == allowed:
+                if not _retryable(response) or attempt == allowed:
                     raise error
                 retry_after = error.retry_after if isinstance(error, RetryLater) else None
+                if response.status_code == IN_FLIGHT_STATUS:
+                    retry_after = retry_after_seconds(response.headers.get("retry-after"))
                 reason, wait = error.message, self._backoff(attempt, retry_after)
             logger.info("%s %s: %s; retrying in %.1f s", method, path, reason, wait)
             time.sleep(wait)
@@ -743,6 +765,100 @@ class Client:
             failures += 1
             logger.info("run %s events: %s; reconnecting in %.1f s", run_id, reason, wait)
             time.sleep(wait)
+
+    # ------------------------------------------------------------------ sweeps
+
+    def create_sweep(
+        self,
+        dataset_id: str,
+        parameters: Mapping[str, Mapping[str, Any]],
+        *,
+        network_id: str | None = None,
+        network: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Sweep:
+        """Start a sweep: ``parameters`` maps dotted paths into ``config`` (the run
+        config) to ``{"log_uniform"|"uniform"|"int_uniform": [lo, hi]}`` or
+        ``{"choice": [...]}``; ``fields`` are the rest of the ``POST /v1/sweeps`` body
+        (``method``, ``max_trials``, ``parallelism``, ``objective``, ``seed``,
+        ``early_stopping``, ``name``, ``tags``, ``metadata``)."""
+        body = _drop_none(
+            {
+                "dataset_id": dataset_id,
+                "network_id": network_id,
+                "network": dict(network) if network is not None else None,
+                "config": dict(config or {}),
+                "parameters": {path: dict(spec) for path, spec in parameters.items()},
+                **fields,
+            }
+        )
+        return self._post("/v1/sweeps", Sweep, body)
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        """One sweep with its trials."""
+        return self._get(f"/v1/sweeps/{sweep_id}", Sweep)
+
+    def sweeps_page(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        status: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> Page[Sweep]:
+        """One page of sweeps, newest first, optionally filtered."""
+        return self._page(
+            "/v1/sweeps",
+            Sweep,
+            limit=limit,
+            after=after,
+            status=status,
+            **_filters(tags, name_prefix, created_after, created_before),
+        )
+
+    def list_sweeps(
+        self,
+        *,
+        status: str | None = None,
+        tags: Sequence[str] | None = None,
+        name_prefix: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Sweep]:
+        """Every sweep matching the filters, newest first."""
+        return self._iterate(
+            "/v1/sweeps",
+            Sweep,
+            page_size,
+            status=status,
+            **_filters(tags, name_prefix, created_after, created_before),
+        )
+
+    def cancel_sweep(self, sweep_id: str) -> Sweep:
+        """Cancel a sweep and its unfinished trials (idempotent)."""
+        return self._post(f"/v1/sweeps/{sweep_id}/cancel", Sweep)
+
+    def wait_sweep(
+        self, sweep_id: str, *, poll: float = 1.0, timeout: float | None = None
+    ) -> Sweep:
+        """Poll the sweep until it succeeded, failed or was cancelled; return it.
+
+        Raises :class:`SweepWaitTimeout` (with the last sweep) after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            sweep = self.get_sweep(sweep_id)
+            if sweep.terminal:
+                return sweep
+            if deadline is not None and time.monotonic() >= deadline:
+                message = f"sweep {sweep_id} is still {sweep.status} after {timeout} s"
+                raise SweepWaitTimeout(message, sweep)
+            time.sleep(_until(deadline, poll))
 
     def wait(
         self,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from backprop_client.models import Run
+    from backprop_client.models import Run, Sweep
 
 
 class BackpropError(Exception):
@@ -98,6 +98,15 @@ class WaitTimeout(BackpropError, TimeoutError):  # noqa: N818
     def __init__(self, message: str, run: Run):
         super().__init__(message)
         self.run = run
+
+
+class SweepWaitTimeout(BackpropError, TimeoutError):  # noqa: N818
+    """:meth:`Client.wait_sweep` gave up before the sweep ended; :attr:`sweep` is its last
+    state."""
+
+    def __init__(self, message: str, sweep: Sweep):
+        super().__init__(message)
+        self.sweep = sweep
 
 
 _ERRORS: dict[int, type[BackpropError]] = {

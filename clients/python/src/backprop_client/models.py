@@ -254,6 +254,47 @@ class RunComparison(_Model):
     differing: list[str]
 
 
+class Trial(_Model):
+    """One trial of a sweep: its run, parameters, status (the run's, or ``pruned``)."""
+
+    number: int
+    run_id: str | None
+    parameters: dict[str, Any]
+    status: str
+    objective: float | None
+    epoch: int
+    rung: int | None = None
+
+
+class Sweep(_Model):
+    """A hyperparameter sweep: its request, status, trials and best trial."""
+
+    id: str
+    status: str
+    name: str | None = None
+    tags: list[str] = []
+    metadata: dict[str, Any] = {}
+    method: str
+    max_trials: int
+    parallelism: int
+    objective: dict[str, Any]
+    parameters: dict[str, Any]
+    early_stopping: dict[str, Any] | None = None
+    seed: int
+    network_id: str
+    dataset_id: str
+    created_at: datetime
+    updated_at: datetime
+    trials: list[Trial] = []
+    best_trial: Trial | None = None
+    error: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """True once the sweep succeeded, failed or was cancelled."""
+        return self.status in TERMINAL_STATUSES
+
+
 class Page(BaseModel, Generic[T]):
     """One page of a list; pass ``next_after`` as ``after`` for the next page."""
 
