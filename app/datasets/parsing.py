@@ -45,6 +45,32 @@ _NOT_NUMERIC = re.compile(rb'[^0-9eE+\-.,"\s]')
 cell is made of number characters only, so NumPy's parser accepts exactly the cells
 :data:`NUMBER` accepts (it rejects the malformed ones, such as ``1..2``)."""
 
+
+SCAN_BYTES = 1 << 20
+"""Bytes per call when a whole file is scanned (a regular expression, a count): the
+call holds the GIL, so a 54 MiB file in one call kept the event loop waiting 0.1 s."""
+
+
+def found_in(pattern: re.Pattern[bytes], content: bytes, start: int) -> bool:
+    """Whether ``pattern`` (a match and what it looks ahead at: at most 8 bytes) occurs
+    in ``content[start:]``, searched :data:`SCAN_BYTES` at a time (each window overlaps
+    the next by 8 bytes; a match starting in the overlap is the next window's)."""
+    for position in range(start, len(content), SCAN_BYTES):
+        found = pattern.search(content, position, min(len(content), position + SCAN_BYTES + 8))
+        if found is not None and found.start() < position + SCAN_BYTES:
+            return True
+    return False
+
+
+def count_in(content: bytes, needle: bytes, start: int) -> int:
+    """``content.count(needle, start)`` for a one-byte ``needle``, :data:`SCAN_BYTES`
+    at a time."""
+    return sum(
+        content.count(needle, position, position + SCAN_BYTES)
+        for position in range(start, len(content), SCAN_BYTES)
+    )
+
+
 _NOT_DIGIT = re.compile(rb"[.eE+\-]")
 _ANY_CELL = re.compile(rb"[^\s,]")
 _BOM = b"\xef\xbb\xbf"
@@ -333,7 +359,7 @@ def _arrow_parse(
     if len(header.names) > ARROW_MAX_COLUMNS:
         return None
     start = header.data_offset
-    if _NOT_NUMERIC.search(content, start) is not None or content.find(b'"', start) >= 0:
+    if found_in(_NOT_NUMERIC, content, start) or content.find(b'"', start) >= 0:
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -344,7 +370,7 @@ def _arrow_parse(
     labels = len(target_idx) == 1
     if labels:
         types[names[target_idx[0]]] = pa.string()
-    capacity = content.count(b"\n", start) + 1  # at least the data rows
+    capacity = count_in(content, b"\n", start) + 1  # at least the data rows
     if max_cells is not None:
         capacity = min(capacity, max_cells // len(names) + 1)
     X = np.empty((capacity, len(feature_idx)))
@@ -450,12 +476,12 @@ def _fast_parse(
         When the file has more than ``max_cells`` values, at the line that crosses it.
     """
     width = len(header.names)
-    if _NOT_NUMERIC.search(content, header.data_offset) is not None:
+    if found_in(_NOT_NUMERIC, content, header.data_offset):
         return None  # bytes no number has: an error to locate (or a line of empty cells)
     allowed = None if max_cells is None else max_cells // width
     if allowed == 0:
         return None  # not even one row fits: the exact path refuses at the first one
-    capacity = content.count(b"\n", header.data_offset) + 1  # at least the data rows
+    capacity = count_in(content, b"\n", header.data_offset) + 1  # at least the data rows
     if allowed is not None:
         capacity = min(capacity, allowed)
     X = np.empty((capacity, len(feature_idx)))
@@ -878,7 +904,7 @@ def _arrow_cells(
         or len(used) != width
         or content.find(b'"', start) >= 0
         or content.startswith((b"\n", b"\r"), start)
-        or _SKIPPED_LINE.search(content, start) is not None
+        or found_in(_SKIPPED_LINE, content, start)
     ):
         return None
     import pyarrow as pa
