@@ -62,6 +62,8 @@ class RunLimits:
     max_scheduled_checkpoints: int = 1000
     history_max_points: int = 100_000
     webhook_allow_private: bool = False
+    max_network_parameters: int = 10_000_000
+    """Largest network a sweep's trial may build (``BACKPROP_MAX_NETWORK_PARAMETERS``)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunLimits:
@@ -74,6 +76,7 @@ class RunLimits:
             max_scheduled_checkpoints=settings.max_scheduled_checkpoints,
             history_max_points=settings.history_max_points,
             webhook_allow_private=settings.webhook_allow_private,
+            max_network_parameters=settings.max_network_parameters,
         )
 
     @property

@@ -136,10 +136,11 @@ def _create_one(session: Session, sweep_id: str, limits: run_service.RunLimits) 
         sweep_id=sweep.id, trial=number, pause_at_epoch=sweeps.first_rung(sweep)
     )
     try:
+        network_id = sweeps.trial_network_id(session, sweep, number, limits)
         run = run_service.create_run(
             session=session,
             owner=sweep.owner,
-            run_in=sweeps.trial_run_in(sweep, number),
+            run_in=sweeps.trial_run_in(sweep, number, network_id),
             limits=limits,
             sweep=link,
         )

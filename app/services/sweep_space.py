@@ -1,8 +1,12 @@
-"""A sweep's search space: parameter paths into the run config and their distributions.
+"""A sweep's search space: parameter paths into the run config or the network spec,
+and their distributions.
 
-Every parameter is a dotted path into the run ``config`` of the sweep (the
-``POST /v1/runs`` body without its ids): ``optimizer.learning_rate`` sets
-``config["optimizer"]["learning_rate"]``; a digit segment indexes an existing list.
+A parameter is a dotted path. One that starts with a network spec field
+(:data:`SPEC_ROOTS`: ``layers``, ``init``) addresses the sweep's network spec:
+``layers.0.units`` sets ``spec["layers"][0]["units"]``, and each trial with such a
+parameter trains a network of its own. Every other path addresses the run ``config``
+of the sweep (the ``POST /v1/runs`` body without its ids): ``optimizer.learning_rate``
+sets ``config["optimizer"]["learning_rate"]``. A digit segment indexes an existing list.
 The distributions become Optuna's (``FloatDistribution`` with ``log``,
 ``IntDistribution``, ``CategoricalDistribution``) so that the samplers draw from them.
 """
@@ -28,6 +32,20 @@ RESERVED_ROOTS = frozenset(
 )
 """Config fields a sweep sets itself or that are not hyperparameters."""
 MAX_GRID_POINTS = 100_000
+SPEC_ROOTS = frozenset({"layers", "init"})
+"""First segments of the paths that address the network spec, not the run config."""
+
+
+def is_spec_path(path: str) -> bool:
+    """Whether ``path`` addresses the network spec (``layers.0.units``)."""
+    return path.split(".", 1)[0] in SPEC_ROOTS
+
+
+def split(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``parameters`` as (the run config's, the network spec's)."""
+    spec = {path: value for path, value in parameters.items() if is_spec_path(path)}
+    config = {path: value for path, value in parameters.items() if path not in spec}
+    return config, spec
 
 
 def _loc(path: str, *rest: str | int) -> tuple[str | int, ...]:

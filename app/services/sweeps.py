@@ -86,15 +86,65 @@ def first_rung(sweep: Sweep) -> int | None:
     return rungs[0] if rungs else None
 
 
-def trial_run_in(sweep: Sweep, number: int) -> RunCreate:
-    """The ``POST /v1/runs`` body of trial ``number`` (its parameters set)."""
-    config = sweep_space.apply(sweep.spec["config"], sweep.planned[number])
-    run_in = _run_in(config, sweep.network_id, sweep.dataset_id)
+def trial_run_in(sweep: Sweep, number: int, network_id: str) -> RunCreate:
+    """The ``POST /v1/runs`` body of trial ``number`` (its parameters set), on
+    ``network_id`` (:func:`trial_network_id`)."""
+    config_params, _ = sweep_space.split(sweep.planned[number])
+    config = sweep_space.apply(sweep.spec["config"], config_params)
+    run_in = _run_in(config, network_id, sweep.dataset_id)
     name = f"{sweep.name or sweep.id} #{number}"
     seed = run_in.seed
     if seed is None:  # reproducible trials: the run seed follows from the sweep's
         seed = sweep_sampling.seed_for(int(sweep.spec["seed"]), number) % 2**SEED_BITS
     return run_in.model_copy(update={"name": name[:200], "seed": seed})
+
+
+def network_request(
+    session: Session, owner: str, network_id: str, name: str, spec_params: dict[str, Any]
+) -> NetworkCreate:
+    """The ``POST /v1/networks`` body of the sweep's network with ``spec_params`` set (its
+    init seed kept, so trials differ by their parameters only).
+
+    Raises
+    ------
+    pydantic.ValidationError
+        When the parameters make a spec that is not a network.
+    """
+    base = network_service.get_network(session=session, owner=owner, network_id=network_id).spec
+    spec: dict[str, Any] = {
+        key: base[key] for key in ("input_size", "layers", "init") if key in base
+    }
+    spec = sweep_space.apply(spec, spec_params)
+    return NetworkCreate.model_validate({**spec, "name": name[:200]})
+
+
+def trial_network_id(
+    session: Session, sweep: Sweep, number: int, limits: run_service.RunLimits
+) -> str:
+    """The network trial ``number`` trains: the sweep's, or (when it sets network spec
+    parameters) one of its own, added to ``session`` without a commit.
+
+    Raises
+    ------
+    InvalidInputError
+        When the trial's network is not valid (checked for every bound at creation).
+    """
+    _, spec_params = sweep_space.split(sweep.planned[number])
+    if not spec_params:
+        return sweep.network_id
+    name = f"{sweep.name or sweep.id} #{number}"
+    try:
+        network_in = network_request(session, sweep.owner, sweep.network_id, name, spec_params)
+    except ValidationError as exc:
+        raise InvalidInputError(("body", "parameters"), exc.errors()[0]["msg"]) from None
+    network = network_service.create_network(
+        session=session,
+        owner=sweep.owner,
+        network_in=network_in,
+        max_parameters=limits.max_network_parameters,
+        commit=False,
+    )
+    return network.id
 
 
 def _check_config(
@@ -105,10 +155,58 @@ def _check_config(
     params: dict[str, Any],
     limits: run_service.RunLimits,
 ) -> dict[str, Any]:
-    """The normalized run config of ``params`` set into the sweep's config; 422 located."""
-    inline = sweep_in.network is not None
+    """The normalized run config of ``params`` set into the sweep's config (and network
+    spec, on a network checked and dropped again); 422 located."""
+    config_params, spec_params = sweep_space.split(params)
+    if spec_params:
+        nested = session.begin_nested()
+        try:
+            network_id = _check_network(session, owner, network_id, spec_params, limits)
+            return _check_run(session, owner, sweep_in, network_id, params, limits)
+        finally:
+            nested.rollback()
+    return _check_run(session, owner, sweep_in, network_id, config_params, limits)
+
+
+def _check_network(
+    session: Session,
+    owner: str,
+    network_id: str,
+    spec_params: dict[str, Any],
+    limits: run_service.RunLimits,
+) -> str:
+    """A network with ``spec_params`` set (added in the caller's savepoint); 422 located."""
     try:
-        config = sweep_space.apply(sweep_in.config, params)
+        network_in = network_request(session, owner, network_id, "sweep check", spec_params)
+        network = network_service.create_network(
+            session=session,
+            owner=owner,
+            network_in=network_in,
+            max_parameters=limits.max_network_parameters,
+            commit=False,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise _relocate(error["loc"], error["msg"], spec_params, False) from None
+    except InvalidInputError as exc:
+        if tuple(exc.loc[:2]) == ("body", "parameters"):
+            raise  # a path that does not fit the spec, located already
+        raise _relocate(exc.loc, exc.msg, spec_params, False) from None
+    return network.id
+
+
+def _check_run(
+    session: Session,
+    owner: str,
+    sweep_in: SweepCreate,
+    network_id: str,
+    params: dict[str, Any],
+    limits: run_service.RunLimits,
+) -> dict[str, Any]:
+    inline = sweep_in.network is not None
+    config_params, _ = sweep_space.split(params)
+    try:
+        config = sweep_space.apply(sweep_in.config, config_params)
         run_in = _run_in(config, network_id, sweep_in.dataset_id)
     except ValidationError as exc:
         error = exc.errors()[0]

@@ -167,6 +167,34 @@ def test_grid_sweep_tries_every_point_once(client: Any) -> None:
     assert [tuple(t["parameters"].values()) for t in again["trials"]] == firsts
 
 
+def test_network_spec_parameters_give_each_trial_its_network(client: Any) -> None:
+    """``layers.0.units`` addresses the network spec: each trial trains a network of its
+    own with that width (the sweep's network, its init seed included, otherwise)."""
+    network_id, dataset_id = create_xor(client)
+    parameters = {
+        "layers.0.units": {"choice": [2, 5]},
+        "optimizer.learning_rate": {"choice": [0.5]},
+    }
+    body = sweep_body(
+        network_id, dataset_id, method="grid", parameters=parameters, max_trials=2, parallelism=2
+    )
+    base = client.get(f"/v1/networks/{network_id}").json()
+    sweep = with_trials(client, body, 2)
+    widths = set()
+    for trial in sweep["trials"]:
+        run = client.get(f"/v1/runs/{trial['run_id']}").json()
+        assert run["network_id"] != network_id
+        network = client.get(f"/v1/networks/{run['network_id']}").json()
+        layers = network["layers"]
+        assert layers[0]["units"] == trial["parameters"]["layers.0.units"]
+        assert layers[1] == base["layers"][1]
+        assert network["init"] == base["init"]
+        assert run["config"]["optimizer"]["learning_rate"] == 0.5
+        widths.add(layers[0]["units"])
+    assert widths == {2, 5}
+    assert client.get(f"/v1/networks/{network_id}").json() == base
+
+
 def test_parallelism_bounds_the_unfinished_trials(client: Any) -> None:
     network_id, dataset_id = create_xor(client)
     sweep = with_trials(client, sweep_body(network_id, dataset_id, parallelism=2), 2)
@@ -251,6 +279,21 @@ BAD_BODIES: list[tuple[str, dict[str, Any], list[Any]]] = [
         ["body", "parameters", "optimizer.learning_rate"],
     ),
     ("no parameters", {"parameters": {}}, ["body", "parameters"]),
+    (
+        "network spec path past the layers",
+        {"parameters": {"layers.5.units": {"choice": [2, 3]}}},
+        ["body", "parameters", "layers.5.units"],
+    ),
+    (
+        "network spec value the network refuses",
+        {"parameters": {"layers.0.activation": {"choice": ["sigmoid", "nope"]}}},
+        ["body", "parameters", "layers.0.activation"],
+    ),
+    (
+        "network spec value over the parameter limit",
+        {"parameters": {"layers.0.units": {"choice": [2, 10_000_000]}}},
+        ["body", "parameters", "layers.0.units"],
+    ),
     ("unknown method", {"method": "bayes"}, ["body", "method"]),
     ("max_trials 0", {"max_trials": 0}, ["body", "max_trials"]),
     ("max_trials too many", {"max_trials": 1001}, ["body", "max_trials"]),
