@@ -93,11 +93,30 @@ def api_schema(fuzz_server: ServerProcess) -> Any:
     return _schema(fuzz_server)
 
 
+UNOBSERVABLE = "Invalid component: parameter `tag` in query"
+"""A negative case whose only fault is the type of the repeatable ``tag`` query
+parameter (an object, a number or one string instead of an array of strings): on the
+wire it is ``?tag=...``, the same bytes as a valid one-tag filter, so a 200 is right.
+Schemathesis reports it as "schema-violating request accepted" (ST201); any other
+failure of the same case still fails the test."""
+
+
+def _only_unobservable(failure: str) -> bool:
+    """Whether a failure report is that one false positive and nothing else."""
+    return "found 1 distinct failure" in failure and UNOBSERVABLE in failure
+
+
 def _fuzz(operation: Any, mode: GenerationMode) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
     @FUZZ_SETTINGS
     def check(case: Any) -> None:
-        case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)
+        try:
+            case.call_and_validate(excluded_checks=EXCLUDED_CHECKS)
+        except (Exception, BaseExceptionGroup) as exc:
+            text = str(exc)
+            if mode is GenerationMode.NEGATIVE and _only_unobservable(text):
+                return
+            raise
 
     check()
 
