@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query
+from pydantic import BeforeValidator
 
 from app.api.schemas import MAX_TAG_LENGTH, MAX_TAGS
 from app.errors import InvalidInputError
@@ -22,6 +24,19 @@ After = Annotated[
 ]
 DEFAULT = DEFAULT_LIMIT
 
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse a number where a date-time is due: pydantic would read ``21385279`` as
+    Unix seconds, which the documented ISO 8601 parameter is not."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("must be an ISO 8601 date-time such as 2026-12-01T00:00:00Z")
+    return value
+
+
+DateTime = Annotated[datetime, BeforeValidator(_iso_only)]
+
 
 def list_filters(
     tag: Annotated[
@@ -35,10 +50,10 @@ def list_filters(
         str | None, Query(min_length=1, max_length=200, description="Names starting so.")
     ] = None,
     created_after: Annotated[
-        datetime | None, Query(description="Created strictly later (ISO 8601; naive = UTC).")
+        DateTime | None, Query(description="Created strictly later (ISO 8601; naive = UTC).")
     ] = None,
     created_before: Annotated[
-        datetime | None, Query(description="Created strictly earlier (ISO 8601; naive = UTC).")
+        DateTime | None, Query(description="Created strictly earlier (ISO 8601; naive = UTC).")
     ] = None,
 ) -> ListFilters:
     """The filters of every list (runs, networks, datasets)."""
