@@ -34,7 +34,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -42,7 +41,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +52,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchm
 sys.path.insert(0, str(ROOT))
 
 import engine  # noqa: E402
+from benchmarks.service import machine, parse_time, percentile_ms, verdict  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "sweep.json"
@@ -96,16 +95,6 @@ def config(epochs: int, learning_rate: float, seed: int) -> dict[str, Any]:
         "epochs": epochs,
         "seed": seed,
     }
-
-
-def parse_time(value: str) -> float:
-    """An ISO 8601 time from the API as a POSIX timestamp."""
-    return datetime.fromisoformat(value).timestamp()
-
-
-def percentile_ms(seconds: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile of ``seconds`` in milliseconds."""
-    return float(np.percentile(np.asarray(seconds) * 1000.0, q))
 
 
 def created(response: httpx.Response) -> dict[str, Any]:
@@ -274,30 +263,6 @@ def dispatch(client: httpx.Client, ids: tuple[str, str], sizes: Sizes) -> dict[s
 
 
 # -- report -------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    """What ran the benchmark."""
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "loadavg_at_start": list(os.getloadavg()),
-    }
-
-
-def verdict(ok: bool) -> str:
-    """A goal column entry."""
-    return "met" if ok else "**missed**"
 
 
 def markdown(results: dict[str, Any]) -> str:

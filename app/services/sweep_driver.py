@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -298,28 +299,31 @@ def step(db: Database, sweep_id: str, limits: run_service.RunLimits) -> list[str
     with db.reading() as session:
         if not has_work(session, sweep_id):
             return []
-    created: list[str] = []
+    resumed = _repeat(db, sweep_id, limits, _decide_one, "took that decision")
+    return [run_id for run_id in resumed if run_id] + _repeat(
+        db, sweep_id, limits, _create_one, "created that trial"
+    )
+
+
+def _repeat(
+    db: Database,
+    sweep_id: str,
+    limits: run_service.RunLimits,
+    one: Callable[[Session, str, run_service.RunLimits], str | None],
+    raced: str,
+) -> list[str]:
+    """``one`` in a write transaction each, until it returns None (at most
+    :data:`MAX_CREATES_PER_STEP` times; a unique-key race with another server is retried)."""
+    done: list[str] = []
     for _ in range(MAX_CREATES_PER_STEP):
         with db.writing() as session:
             try:
-                run_id = _decide_one(session, sweep_id, limits)
+                run_id = one(session, sweep_id, limits)
             except IntegrityError:
                 session.rollback()
-                logger.info("sweep %s: another server took that decision", sweep_id)
+                logger.info("sweep %s: another server %s", sweep_id, raced)
                 continue
         if run_id is None:
             break
-        if run_id:
-            created.append(run_id)
-    for _ in range(MAX_CREATES_PER_STEP):
-        with db.writing() as session:
-            try:
-                run_id = _create_one(session, sweep_id, limits)
-            except IntegrityError:
-                session.rollback()
-                logger.info("sweep %s: another server created that trial", sweep_id)
-                continue
-        if run_id is None:
-            break
-        created.append(run_id)
-    return created
+        done.append(run_id)
+    return done
