@@ -241,6 +241,8 @@ class Supervisor(SQLModel, table=True):
     clock. When a run's lease expires, the sweep counts the attempt only if the
     holder's supervisor beat after the lease's expiry (the worker died while its
     supervisor lived: the run's own fault), not when the supervisor died too.
+    ``beat_at`` stays put for a lease after the supervisor's own outage of the
+    database (its workers could not renew their leases either).
     """
 
     __tablename__ = "supervisor"

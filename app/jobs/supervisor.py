@@ -13,6 +13,10 @@ It beats every ``min(BACKPROP_POLL_SECONDS, BACKPROP_LEASE_SECONDS / 3)`` and
 counts as alive until a lease after its last beat, so by the time a dead
 service's leases expire, its supervisor is already known to be dead and the
 runs go back to the queue without an attempt.
+
+After an outage of the database its beats keep it alive but do not move
+``beat_at`` for one lease: its workers could not renew their leases either,
+and get that long to do so before an expired lease counts against them.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class SupervisorHeartbeat:
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
         self._outage: str | None = None
+        self._steady_after = 0.0  # time.monotonic() from which beats move beat_at
         self._next_prune = 0.0
 
     def start(self) -> None:
@@ -83,7 +88,10 @@ class SupervisorHeartbeat:
             self.beat()
 
     def beat(self) -> bool:
-        """Write one heartbeat; False (logged once per outage) when the database is down."""
+        """Write one heartbeat; False (logged once per outage) when the database is down.
+
+        A beat within a lease after an outage is not steady (see the module)."""
+        steady = self._outage is None and time.monotonic() >= self._steady_after
         try:
             with self.db.writing() as session:
                 supervisors.beat(
@@ -93,6 +101,7 @@ class SupervisorHeartbeat:
                     host=socket.gethostname(),
                     pid=os.getpid(),
                     ttl_seconds=self.ttl,
+                    steady=steady,
                 )
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
@@ -109,6 +118,7 @@ class SupervisorHeartbeat:
         if self._outage is not None:
             logger.warning("supervisor %s: beating again", self.id)
             self._outage = None
+            self._steady_after = time.monotonic() + self.ttl
         return True
 
     def stop(self) -> None:

@@ -13,14 +13,26 @@ PRUNE_AFTER_SECONDS = 24 * 3600.0
 
 
 def beat(
-    *, session: Session, supervisor_id: str, kind: str, host: str, pid: int, ttl_seconds: float
+    *,
+    session: Session,
+    supervisor_id: str,
+    kind: str,
+    host: str,
+    pid: int,
+    ttl_seconds: float,
+    steady: bool = True,
 ) -> None:
     """Record that the supervisor lives (inserting its row the first time).
 
     ``expires_at`` = now + ``ttl_seconds``: until then it counts as alive even
-    without a new beat.
+    without a new beat. ``beat_at`` moves only on a ``steady`` beat: one of a
+    supervisor that has reached the database for a whole lease, so that its
+    workers had a lease's time to renew theirs (after an outage of the database,
+    a worker's lease may have expired while nobody could write).
     """
-    values = {"beat_at": db_now(session), "expires_at": db_now(session, ttl_seconds)}
+    values = {"expires_at": db_now(session, ttl_seconds)}
+    if steady:
+        values["beat_at"] = db_now(session)
     found = session.execute(
         update(Supervisor)
         .where(col(Supervisor.id) == supervisor_id)

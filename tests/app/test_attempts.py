@@ -3,8 +3,10 @@ worker died while its supervisor lived; times are the database's clock."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -15,6 +17,7 @@ from app.db.clock import db_now
 from app.db.database import Database
 from app.db.models import DEFAULT_OWNER, Run, Supervisor, utcnow
 from app.jobs.lifecycle import Status
+from app.jobs.supervisor import SupervisorHeartbeat
 from app.services import datasets, execution, networks, runs, supervisors
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
 
@@ -188,3 +191,52 @@ def test_the_database_clock_is_utc_whatever_the_session_time_zone(db: Database) 
     now, later = now.replace(tzinfo=None), later.replace(tzinfo=None)  # naive UTC, both
     assert abs((now - utcnow().replace(tzinfo=None)).total_seconds()) < 5
     assert (later - now).total_seconds() == pytest.approx(30, abs=0.01)
+
+
+def _beat_at(db: Database, supervisor_id: str) -> datetime:
+    with db.reading() as session:
+        row = session.get(Supervisor, supervisor_id)
+        assert row is not None
+        return row.beat_at
+
+
+def _expire_lease(db: Database, run_id: str) -> None:
+    with db.writing() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.lease_expires_at = utcnow()
+        session.add(run)
+        session.commit()
+
+
+def test_after_its_own_outage_a_supervisor_gives_its_workers_a_lease_to_renew(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    """A database outage stops the workers' renewals and the supervisor's beats alike.
+    The supervisor's first beats after it keep it alive without moving ``beat_at``, so a
+    lease that expired during the outage is not yet blamed on its (living) worker; once
+    the supervisor has reached the database for a whole lease, it is."""
+    heartbeat = SupervisorHeartbeat(
+        database_url=database_url, kind="serve", lease_seconds=1.0, poll_seconds=1.0
+    )
+    reachable = heartbeat.db
+    try:
+        assert heartbeat.beat()
+        before = _beat_at(db, heartbeat.id)
+        run_id = _claimed(db, supervisor=heartbeat.id)
+        heartbeat.db = Database(f"sqlite:///{tmp_path / 'gone' / 'backprop.db'}")  # unreachable
+        assert not heartbeat.beat()
+        _expire_lease(db, run_id)  # during the outage, after the last beat
+        heartbeat.db.dispose()
+        heartbeat.db = reachable
+        time.sleep(0.05)
+        assert heartbeat.beat()  # back: alive, but its beat does not blame the worker yet
+        assert _beat_at(db, heartbeat.id) == before
+        assert _sweep(db) == []
+        assert _run(db, run_id).status == "running"
+        time.sleep(1.1)  # a whole lease of reaching the database without a renewal
+        assert heartbeat.beat()
+        assert _beat_at(db, heartbeat.id) > before
+        assert _sweep(db) == [execution.Swept(run_id, Status.QUEUED, counted=True)]
+    finally:
+        reachable.dispose()
