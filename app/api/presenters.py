@@ -144,6 +144,7 @@ def notification_public(row: RunNotification) -> NotificationPublic:
     return NotificationPublic(
         id=row.id,
         run_id=row.run_id,
+        sweep_id=row.sweep_id,
         event=row.event,
         url=row.url,
         status=row.status,

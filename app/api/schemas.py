@@ -706,11 +706,17 @@ class NotificationAttempt(BaseModel):
 
 
 class NotificationPublic(BaseModel):
-    """A webhook owed for a run's terminal status, and its delivery."""
+    """A webhook owed for a run's or a sweep's terminal status, and its delivery."""
 
     id: str = Field(description="Also sent as the Backprop-Notification-Id header (dedupe on it).")
-    run_id: str
-    event: str = Field(description="run.succeeded, run.failed or run.cancelled.")
+    run_id: str | None = Field(description="The run it is about (null for a sweep's).")
+    sweep_id: str | None = Field(
+        default=None, description="The sweep it is about (null for a run's)."
+    )
+    event: str = Field(
+        description="run.succeeded, run.failed or run.cancelled; sweep.succeeded, "
+        "sweep.failed or sweep.cancelled."
+    )
     url: str
     status: Literal["pending", "delivered", "failed"]
     attempts: int

@@ -105,6 +105,16 @@ def list_for_run(*, session: Session, run_id: str) -> list[RunNotification]:
     return list(session.exec(statement).all())
 
 
+def list_for_sweep(*, session: Session, sweep_id: str) -> list[RunNotification]:
+    """A sweep's own notifications, oldest first (the caller checked the sweep's owner)."""
+    statement = (
+        select(RunNotification)
+        .where(col(RunNotification.sweep_id) == sweep_id)
+        .order_by(col(RunNotification.id))
+    )
+    return list(session.exec(statement).all())
+
+
 def due_ids(*, session: Session, limit: int) -> list[tuple[str, datetime]]:
     """Pending notifications whose next attempt is due: ``(id, next_attempt_at)``."""
     statement = (

@@ -21,6 +21,20 @@ def _received(receiver: Receiver, count: int, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def _settled(client: Any, sweep_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The sweep's one notification once it is no longer pending."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/v1/sweeps/{sweep_id}/notifications")
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["data"]
+        assert len(items) <= 1, items
+        if items and items[0]["status"] != "pending":
+            return items[0]
+        assert time.monotonic() < deadline, f"the sweep's notification is not settled: {items}"
+        time.sleep(0.05)
+
+
 def test_a_finished_sweep_posts_the_signed_sweep_object(make_client: Callable[..., Any]) -> None:
     with webhook_receiver([500]) as receiver, make_client(workers=1, **FAST) as client:
         network_id, dataset_id = create_xor(client)
@@ -34,6 +48,15 @@ def test_a_finished_sweep_posts_the_signed_sweep_object(make_client: Callable[..
         assert sweep["status"] == "succeeded"
         _received(receiver, 2)  # a 500 first, then delivered on the retry
         secret = client.get("/v1/webhooks/secret").json()["secret"]
+        recorded = _settled(client, sweep["id"])
+        assert client.get("/v1/sweeps/swp_unknown/notifications").status_code == 404
+    assert (recorded["sweep_id"], recorded["run_id"]) == (sweep["id"], None)
+    assert (recorded["event"], recorded["status"], recorded["attempts"]) == (
+        "sweep.succeeded",
+        "delivered",
+        2,
+    )
+    assert [a["status_code"] for a in recorded["attempt_log"]] == [500, 200]
     first, second = receiver.received[:2]
     assert first.body == second.body  # the same bytes on every attempt
     for request in (first, second):
