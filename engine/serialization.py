@@ -6,7 +6,9 @@ The format is a small self-describing container::
 
 The header lists every array's name, dtype (``"<f8"``, ``"<f4"``, ``"<i8"``...),
 shape and byte offset, plus optional JSON metadata. Arrays are stored C-ordered
-and little-endian. Decoding accepts only plain numeric dtypes and checks every
+and little-endian, each at a multiple of :data:`ALIGNMENT` bytes from the start (the
+header is padded with spaces, arrays with zero bytes), so that views into a stored
+container are aligned. Decoding accepts only plain numeric dtypes and checks every
 size against the buffer, so untrusted bytes cannot execute code or read out of
 bounds.
 """
@@ -16,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,36 +35,105 @@ class SerializationError(ValueError):
     """Bytes that are not a valid array container."""
 
 
-def encode_arrays(
-    arrays: Mapping[str, NDArray[Any]],
+ALIGNMENT = 8
+"""Every array of a container starts at a multiple of this many bytes from the
+container's start, the largest itemsize (buffers from ``malloc`` and Python's ``bytes``
+are at least 16-byte aligned, so views into a stored container are aligned). NumPy's
+kernels take slow paths on unaligned data: ``np.take`` of one row of an unaligned
+(100,000 x 2) view copied the whole array, 92 us against 0.9 us, so a per-sample epoch
+through the API ran 6x slower than ``engine.fit`` on the same arrays."""
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // ALIGNMENT) * ALIGNMENT
+
+
+@dataclass(frozen=True)
+class ContainerLayout:
+    """Where everything goes in a container of given arrays (see the module).
+
+    Attributes
+    ----------
+    prefix : bytes
+        The container's first bytes: magic, header length and the JSON header, padded
+        with spaces to a multiple of :data:`ALIGNMENT`.
+    offsets : tuple of int
+        Where each array's bytes start in the container (multiples of ``ALIGNMENT``).
+    size : int
+        The container's length in bytes.
+    """
+
+    prefix: bytes
+    offsets: tuple[int, ...]
+    size: int
+
+
+def container_layout(
+    arrays: Sequence[tuple[str, np.dtype[Any], tuple[int, ...]]],
     meta: Mapping[str, Any] | None = None,
-) -> bytes:
-    """Pack named arrays (and optional JSON ``meta``) into bytes."""
-    entries, chunks, offset = [], [], 0
-    for name, value in arrays.items():
-        array = np.asarray(value)
-        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
+) -> ContainerLayout:
+    """The layout of a container of ``arrays`` (name, little-endian dtype, shape; in order)
+    and JSON ``meta``.
+
+    Raises
+    ------
+    SerializationError
+        A dtype outside :data:`ALLOWED_DTYPES`, or ``meta`` that JSON cannot hold.
+    """
+    entries: list[dict[str, Any]] = []
+    end = 0
+    for name, dtype, shape in arrays:
         if dtype.str not in ALLOWED_DTYPES:
-            raise SerializationError(f"array {name!r} has unsupported dtype {array.dtype}")
-        data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+            raise SerializationError(f"array {name!r} has unsupported dtype {dtype}")
+        offset = _aligned(end)
+        nbytes = math.prod(shape) * dtype.itemsize
         entries.append(
             {
                 "name": name,
                 "dtype": dtype.str,
-                "shape": list(array.shape),
+                "shape": list(shape),
                 "offset": offset,
-                "nbytes": len(data),
+                "nbytes": nbytes,
             }
         )
-        chunks.append(data)
-        offset += len(data)
+        end = offset + nbytes
     try:
         header = json.dumps(
             {"arrays": entries, "meta": dict(meta or {})}, separators=(",", ":"), allow_nan=True
         ).encode()
     except (TypeError, ValueError) as error:
         raise SerializationError(f"metadata is not JSON-serializable: {error}") from None
-    return b"".join([MAGIC, struct.pack("<I", len(header)), header, *chunks])
+    start = _aligned(len(MAGIC) + 4 + len(header))
+    header += b" " * (start - len(MAGIC) - 4 - len(header))  # JSON may end with spaces
+    prefix = MAGIC + struct.pack("<I", len(header)) + header
+    offsets = tuple(start + entry["offset"] for entry in entries)
+    return ContainerLayout(prefix=prefix, offsets=offsets, size=start + end)
+
+
+def little_endian(array: NDArray[Any]) -> NDArray[Any]:
+    """``array`` as stored: little-endian (a copy only when it was big-endian)."""
+    if array.dtype.byteorder == ">":
+        return array.astype(array.dtype.newbyteorder("<"))
+    return array
+
+
+def write_arrays(arrays: Sequence[NDArray[Any]], layout: ContainerLayout) -> bytearray:
+    """A container of ``layout`` with ``arrays`` (little-endian, in layout order) in it."""
+    blob = bytearray(layout.size)
+    blob[: len(layout.prefix)] = layout.prefix
+    for array, offset in zip(arrays, layout.offsets, strict=True):
+        np.ndarray(array.shape, array.dtype, buffer=blob, offset=offset)[...] = array
+    return blob
+
+
+def encode_arrays(
+    arrays: Mapping[str, NDArray[Any]],
+    meta: Mapping[str, Any] | None = None,
+) -> bytes:
+    """Pack named arrays (and optional JSON ``meta``) into bytes."""
+    prepared = {name: little_endian(np.asarray(value)) for name, value in arrays.items()}
+    layout = container_layout([(n, a.dtype, a.shape) for n, a in prepared.items()], meta)
+    return bytes(write_arrays(list(prepared.values()), layout))
 
 
 def decode_container(
@@ -123,7 +195,9 @@ def _read_array(entry: Mapping[str, Any], body: memoryview, copy: bool = True) -
     if nbytes != math.prod(shape) * dtype.itemsize or offset + nbytes > len(body):
         raise SerializationError(f"array {entry.get('name')!r} does not fit its declared shape")
     array = np.frombuffer(body[offset : offset + nbytes], dtype=dtype).reshape(shape)
-    return array.copy() if copy else array
+    # A container written before ALIGNMENT (or cut out of another buffer) may place an
+    # array off its alignment: copy it rather than hand NumPy's slow paths a view.
+    return array.copy() if copy or not array.flags.aligned else array
 
 
 def decode_arrays(blob: bytes, *, copy: bool = True) -> dict[str, NDArray[Any]]:

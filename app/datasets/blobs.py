@@ -1,60 +1,35 @@
 """Array blobs written in place: the bytes of :func:`engine.serialization.encode_arrays`
-without its intermediate copies.
+without its last copy.
 
-``encode_arrays`` copies every array (``tobytes``) and then the whole container
-(``b"".join``): three times a dataset's size at its peak. :func:`encode_arrays`
-here allocates the container once and copies each array into it, giving the same
-bytes (so the same ``sha256``); it returns a ``bytearray``, which the database
-drivers store as they store ``bytes``.
+``encode_arrays`` returns ``bytes``, a copy of the container it filled: twice a
+dataset's size at its peak. :func:`encode_arrays` here returns the filled
+``bytearray`` itself (the database drivers store it as they store ``bytes``), and
+:func:`allocate` gives the views to fill before any array exists outside the
+container. The bytes are the same (so the same ``sha256``).
 """
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.serialization import ALLOWED_DTYPES, MAGIC, SerializationError
+from engine.serialization import (
+    ALLOWED_DTYPES,
+    SerializationError,
+    container_layout,
+    little_endian,
+    write_arrays,
+)
 
 
 def encode_arrays(arrays: Mapping[str, NDArray[Any]]) -> bytearray:
     """The container of ``arrays`` (no metadata), byte for byte ``encode_arrays``'s."""
-    entries: list[dict[str, Any]] = []
-    prepared: list[tuple[NDArray[Any], int]] = []
-    offset = 0
-    for name, value in arrays.items():
-        array = np.asarray(value)
-        dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-        if dtype.str not in ALLOWED_DTYPES:
-            raise SerializationError(f"array {name!r} has unsupported dtype {array.dtype}")
-        nbytes = int(array.size) * dtype.itemsize
-        entries.append(
-            {
-                "name": name,
-                "dtype": dtype.str,
-                "shape": list(array.shape),
-                "offset": offset,
-                "nbytes": nbytes,
-            }
-        )
-        prepared.append((array.astype(dtype, copy=False), offset))
-        offset += nbytes
-    header = json.dumps(
-        {"arrays": entries, "meta": {}}, separators=(",", ":"), allow_nan=True
-    ).encode()
-    start = len(MAGIC) + 4 + len(header)
-    blob = bytearray(start + offset)
-    blob[: len(MAGIC)] = MAGIC
-    struct.pack_into("<I", blob, len(MAGIC), len(header))
-    blob[len(MAGIC) + 4 : start] = header
-    for array, array_offset in prepared:
-        target = np.ndarray(array.shape, array.dtype, buffer=blob, offset=start + array_offset)
-        target[...] = array
-    return blob
+    prepared = {name: little_endian(np.asarray(value)) for name, value in arrays.items()}
+    layout = container_layout([(name, a.dtype, a.shape) for name, a in prepared.items()])
+    return write_arrays(list(prepared.values()), layout)
 
 
 def pack(arrays: Mapping[str, NDArray[Any]]) -> tuple[bytearray, dict[str, NDArray[Any]]]:
@@ -63,20 +38,11 @@ def pack(arrays: Mapping[str, NDArray[Any]]) -> tuple[bytearray, dict[str, NDArr
     Replacing the arrays by the views stores them once: the originals can be freed
     before the container is written to the database.
     """
-    blob = encode_arrays(arrays)
-    (header_length,) = struct.unpack_from("<I", blob, len(MAGIC))
-    start = len(MAGIC) + 4 + header_length
-    entries = json.loads(bytes(blob[len(MAGIC) + 4 : start]))["arrays"]
-    views: dict[str, NDArray[Any]] = {}
-    for entry in entries:
-        view = np.ndarray(
-            tuple(entry["shape"]),
-            np.dtype(entry["dtype"]),
-            buffer=blob,
-            offset=start + entry["offset"],
-        )
+    prepared = {name: little_endian(np.asarray(value)) for name, value in arrays.items()}
+    blob, views = allocate({name: (a.shape, a.dtype.str) for name, a in prepared.items()})
+    for name, view in views.items():
+        view[...] = prepared[name]
         view.setflags(write=False)
-        views[entry["name"]] = view
     return blob, views
 
 
@@ -92,30 +58,15 @@ def allocate(
     layout : mapping of name to (shape, dtype string)
         The arrays in container order; dtypes from ``ALLOWED_DTYPES`` (``"<f8"``...).
     """
-    entries: list[dict[str, Any]] = []
-    offset = 0
-    for name, (shape, dtype) in layout.items():
+    for name, (_, dtype) in layout.items():
         if dtype not in ALLOWED_DTYPES:
             raise SerializationError(f"array {name!r} has unsupported dtype {dtype}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        entry = {"name": name, "dtype": dtype, "shape": list(shape), "offset": offset}
-        entries.append({**entry, "nbytes": nbytes})
-        offset += nbytes
-    header = json.dumps(
-        {"arrays": entries, "meta": {}}, separators=(",", ":"), allow_nan=True
-    ).encode()
-    start = len(MAGIC) + 4 + len(header)
-    blob = bytearray(start + offset)
-    blob[: len(MAGIC)] = MAGIC
-    struct.pack_into("<I", blob, len(MAGIC), len(header))
-    blob[len(MAGIC) + 4 : start] = header
+    specs = [(name, np.dtype(dtype), tuple(shape)) for name, (shape, dtype) in layout.items()]
+    placed = container_layout(specs)
+    blob = bytearray(placed.size)
+    blob[: len(placed.prefix)] = placed.prefix
     views = {
-        entry["name"]: np.ndarray(
-            tuple(entry["shape"]),
-            np.dtype(entry["dtype"]),
-            buffer=blob,
-            offset=start + entry["offset"],
-        )
-        for entry in entries
+        name: np.ndarray(shape, dtype, buffer=blob, offset=offset)
+        for (name, dtype, shape), offset in zip(specs, placed.offsets, strict=True)
     }
     return blob, views

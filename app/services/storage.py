@@ -45,6 +45,7 @@ from app.db.models import (
 from app.errors import StorageQuotaError
 from engine.config import ENGINE_KEYS
 from engine.optimizers import make_optimizer
+from engine.serialization import ALIGNMENT
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 QUOTA_SETTING = "BACKPROP_STORAGE_QUOTA_BYTES"
@@ -63,12 +64,16 @@ HISTORY_COLUMN_BYTES = 8
 def _header_bound(arrays: Iterable[tuple[str, int]], largest: int, meta_bytes: int = 0) -> int:
     """Most bytes the framing of a blob of ``(name, ndim)`` arrays can take.
 
-    ``largest`` bounds every integer of the header (each dimension, offset and
-    size), so each takes at most its number of digits.
+    ``largest`` bounds the arrays' bytes; with the padding that aligns the header's
+    end and each array (less than :data:`~engine.serialization.ALIGNMENT` bytes each)
+    it bounds every integer of the header (each dimension, offset and size), so each
+    takes at most its number of digits.
     """
-    digits = len(str(largest))
-    entries = sum(ENTRY_FRAME + len(name) + (ndim + 2) * digits for name, ndim in arrays)
-    return BLOB_PREFIX + HEADER_FRAME + entries + meta_bytes
+    named = list(arrays)
+    padding = ALIGNMENT * (len(named) + 1)
+    digits = len(str(largest + padding))
+    entries = sum(ENTRY_FRAME + len(name) + (ndim + 2) * digits for name, ndim in named)
+    return BLOB_PREFIX + HEADER_FRAME + entries + meta_bytes + padding
 
 
 def _json_bytes(value: Any) -> int:

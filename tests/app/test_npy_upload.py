@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.datasets import files as dataset_files
-from app.datasets.blobs import encode_arrays
+from app.datasets.blobs import allocate, encode_arrays, pack
 from app.datasets.files import read_npy
 from app.errors import InvalidInputError
 from engine import serialization
@@ -113,3 +113,27 @@ def test_decode_without_copy_views_the_stored_bytes() -> None:
         assert np.shares_memory(views[name], np.frombuffer(blob, np.uint8))
         assert not views[name].flags.writeable
         assert not np.shares_memory(copies[name], np.frombuffer(blob, np.uint8))
+
+
+def test_in_place_containers_are_the_engines_bytes_with_aligned_views() -> None:
+    """``app.datasets.blobs`` writes the engine's container without its copies: the same
+    bytes (so the same sha256) from encode_arrays, pack and a filled allocate."""
+    rng = np.random.default_rng(4)
+    arrays = {
+        "X": rng.normal(size=(5, 3)).astype(">f8"),  # stored little-endian
+        "y": np.array([1, 0, 1, 1, 0], np.int32),
+        "mask": np.array([True, False, True]),
+        "w": rng.normal(size=(2, 2)).astype(np.float32),
+    }
+    expected = serialization.encode_arrays(arrays)
+    assert bytes(encode_arrays(arrays)) == expected
+    packed, views = pack(arrays)
+    assert bytes(packed) == expected
+    empty, slots = allocate(
+        {name: (a.shape, a.dtype.newbyteorder("<").str) for name, a in arrays.items()}
+    )
+    for name, array in arrays.items():
+        slots[name][...] = array
+        assert views[name].flags.aligned and not views[name].flags.writeable
+        np.testing.assert_array_equal(views[name], array)
+    assert bytes(empty) == expected

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 import engine
 from engine.serialization import (
+    ALIGNMENT,
     MAGIC,
     SerializationError,
     decode_arrays,
@@ -79,6 +80,48 @@ def test_non_contiguous_and_big_endian_inputs_are_stored_as_their_values() -> No
     np.testing.assert_array_equal(decoded["f"], base)
     np.testing.assert_array_equal(decoded["b"], base)
     assert decoded["b"].dtype == np.dtype("<f8")
+
+
+def test_views_into_a_container_are_aligned_whatever_the_names_and_sizes() -> None:
+    """Odd-sized arrays (u8, bool, 3 x i32) and names of every length before 8-byte ones:
+    each array starts at a multiple of ALIGNMENT, so views need no copy."""
+    for name_length in range(1, 2 * ALIGNMENT + 1):
+        arrays = {"n" * name_length: ARRAYS["u8"][:3], **ARRAYS, "last": ARRAYS["f64"]}
+        blob = encode_arrays(arrays, {"pad": "m" * name_length})
+        views = decode_arrays(blob, copy=False)
+        for name, array in arrays.items():
+            assert views[name].flags.aligned, (name_length, name)
+            assert np.shares_memory(views[name], np.frombuffer(blob, np.uint8)) or not array.size
+            assert_bit_equal(views[name], array)
+
+
+def test_an_unaligned_container_of_an_older_version_decodes_to_aligned_arrays() -> None:
+    """Containers stored before ALIGNMENT put arrays right after one another and the
+    header: decoded without copying, an unaligned array is copied instead of viewed."""
+    arrays = {"b": np.array([True, False, True]), "x": np.arange(6.0).reshape(3, 2)}
+    entries, offset = [], 0
+    for name, array in arrays.items():
+        entries.append(
+            {
+                "name": name,
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+                "offset": offset,
+                "nbytes": array.nbytes,
+            }
+        )
+        offset += array.nbytes
+    header = json.dumps({"arrays": entries, "meta": {}}, separators=(",", ":")).encode()
+    header += b" " * ((-len(header) - len(MAGIC) - 4) % ALIGNMENT + 1)  # x off by 3+1
+    blob = b"".join(
+        [MAGIC, struct.pack("<I", len(header)), header, *(a.tobytes() for a in arrays.values())]
+    )
+    views = decode_arrays(blob, copy=False)
+    assert views["x"].flags.aligned and not np.shares_memory(
+        views["x"], np.frombuffer(blob, np.uint8)
+    )
+    for name, array in arrays.items():
+        assert_bit_equal(views[name], array)
 
 
 def test_decoded_arrays_are_writable_copies() -> None:
