@@ -181,10 +181,12 @@ def table_of(columns: Sequence[Column]) -> Table:
     """The :class:`Table` of columns given one by one (their values are copied into one
     block: drop ``columns`` after, or the numbers exist twice)."""
     numeric = [i for i, column in enumerate(columns) if not column.categorical]
-    first = columns[0]
-    data = first.codes if first.codes is not None else first.values
-    assert data is not None
-    values = np.empty((int(data.shape[0]), len(numeric)), dtype=np.float64)
+    rows = 0
+    if columns:
+        data = columns[0].codes if columns[0].codes is not None else columns[0].values
+        assert data is not None
+        rows = int(data.shape[0])
+    values = np.empty((rows, len(numeric)), dtype=np.float64)
     for j, i in enumerate(numeric):
         values[:, j] = columns[i].values
     numbers = Numbers(
