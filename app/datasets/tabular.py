@@ -232,13 +232,17 @@ class _Missing:
 
     numbers: NDArray[np.bool_]
     """(n_rows, n_numeric): True at a missing numeric cell."""
+    counts: NDArray[np.intp]
+    """(n_numeric,): missing cells per numeric column."""
     categorical: dict[int, NDArray[np.bool_]]
     """Position -> (n_rows,): True at a missing cell of a categorical column."""
 
 
 def _missing_cells(table: Table) -> _Missing:
+    numbers = np.isnan(table.numbers.values)
     return _Missing(
-        numbers=np.isnan(table.numbers.values),
+        numbers=numbers,
+        counts=np.count_nonzero(numbers, axis=0),  # one reduction: each costs ~3 ms a 1M cells
         categorical={p: column.missing_mask() for p, column in table.categorical.items()},
     )
 
@@ -249,12 +253,11 @@ def _first_missing(
     """``(row, position)`` of the first missing cell in row-major order among the
     ``chosen`` columns (a mask of shape (n_columns,))."""
     best: tuple[int, int] | None = None
-    among = chosen[table.numbers.positions]
-    cells = missing.numbers if among.all() else missing.numbers[:, among]
-    rows = cells.any(axis=1)
-    if rows.any():
-        row = int(np.argmax(rows))
-        best = (row, int(table.numbers.positions[among][np.argmax(cells[row])]))
+    among = chosen[table.numbers.positions] & (missing.counts > 0)
+    if among.any():
+        cells = missing.numbers if among.all() else missing.numbers[:, among]
+        row, column = divmod(int(np.argmax(cells.ravel())), cells.shape[1])  # the first True
+        best = (row, int(table.numbers.positions[among][column]))
     for position, mask in missing.categorical.items():
         if chosen[position] and mask.any():
             found = (int(np.argmax(mask)), position)
@@ -431,7 +434,9 @@ def _handle_missing(
 
 def _drop(table: Table, cells: _Missing) -> Table:
     """The table without the rows that have a missing cell."""
-    drop = cells.numbers.any(axis=1)
+    drop = np.zeros(table.n_rows, dtype=bool)
+    if cells.counts.any():
+        drop |= cells.numbers.any(axis=1)
     for mask in cells.categorical.values():
         drop |= mask
     if not drop.any():
@@ -455,7 +460,7 @@ def _check_imputable(
     """Raise for the first feature column (in table order) whose missing cells cannot be
     imputed: it has no values, or it is categorical and ``missing`` is mean."""
     positions = table.numbers.positions
-    empty = cells.numbers.all(axis=0) & cells.numbers.any(axis=0) & ~is_target[positions]
+    empty = (cells.counts == table.n_rows) & (cells.counts > 0) & ~is_target[positions]
     errors: list[tuple[int, InvalidInputError]] = []
     if empty.any():
         position = int(positions[np.argmax(empty)])
@@ -486,7 +491,7 @@ def _numeric_fills(
     """The mean or most frequent value of each numeric feature that has missing cells
     (its present cells': the loop in Python is over those columns for most_frequent)."""
     values = table.numbers.values
-    filled = np.flatnonzero(cells.numbers.any(axis=0) & ~is_target[table.numbers.positions])
+    filled = np.flatnonzero((cells.counts > 0) & ~is_target[table.numbers.positions])
     fill = np.empty(filled.size)
     for chunk in _chunks(filled.size, table.n_rows):
         columns = filled[chunk]
@@ -494,7 +499,7 @@ def _numeric_fills(
         if missing == "mean":
             part = values[:, columns]
             part[where] = 0.0
-            fill[chunk] = part.sum(axis=0) / np.count_nonzero(~where, axis=0)
+            fill[chunk] = part.sum(axis=0) / (table.n_rows - cells.counts[columns])
         else:
             fill[chunk] = [_most_frequent(values[~where[:, k], j]) for k, j in enumerate(columns)]
     return _Fills(columns=filled, values=fill, missing=cells.numbers)
