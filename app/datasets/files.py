@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 from app.datasets.blobs import allocate
 from app.datasets.json_arrays import MAX_LABEL
 from app.datasets.parsing import ParsedDataset, parse_csv
-from app.datasets.tabular import Column, Missing, encode_table
+from app.datasets.tabular import Column, Missing, encode_table, table_of
 from app.errors import InvalidInputError
 
 FORMATS = {
@@ -341,8 +341,10 @@ def read_arrow_table(
         columns.append(_arrow_column(table.column_names[0], table.column(0)))
         table = table.remove_column(0)
     del table
+    encoded = table_of(columns)  # the numeric columns as one block
+    del columns
     return encode_table(
-        columns, targets, missing=missing, locate=lambda row: f"row {row}", max_cells=max_cells
+        encoded, targets, missing=missing, locate=lambda row: f"row {row}", max_cells=max_cells
     )
 
 

@@ -85,7 +85,7 @@ def finish(
         "targets",
     )
     columns = (
-        [dict(column) for column in parsed.columns]
+        list(parsed.columns)
         if parsed.columns is not None
         else [{"name": name, "kind": "numeric"} for name in features]
     )
