@@ -28,8 +28,8 @@ the server's RSS while 5 subscribers that never read stay connected for 30 s.
 The subscribers run in a child process (raw sockets, one event loop), so that
 reading hundreds of streams does not delay the probe or the pollers.
 
-Writes ``benchmarks/results/load.json``; ``--quick`` is a smoke run (5 s, 20
-pollers, 20 subscribers; it writes JSON only with ``--output``).
+Writes ``benchmarks/results/load.json``; ``--quick`` is a smoke run (2 s, 2
+runs, 20 pollers, 20 subscribers; it writes JSON only with ``--output``).
 """
 
 from __future__ import annotations
@@ -172,7 +172,12 @@ async def poll_sampling_rss(
 
 
 def measure(
-    server: ServerProcess, pollers: int, seconds: float, runs_count: int, subscribers: int
+    server: ServerProcess,
+    pollers: int,
+    seconds: float,
+    runs_count: int,
+    subscribers: int,
+    quick: bool = False,
 ) -> dict[str, Any]:
     """Start the runs, poll, and read the server's memory and the runs' epochs around it;
     then the event streams (:func:`measure_streams`)."""
@@ -191,7 +196,9 @@ def measure(
             load_end = os.getloadavg()
             rss_end = rss_kib(pid)
             after = snapshot(client, runs)
-            sse = measure_streams(server, client, runs, pollers, seconds, subscribers)
+            sse = measure_streams(
+                server, client, runs, pollers, seconds, subscribers, connect_s=1.0 if quick else 3.0
+            )
         finally:
             for run in runs:
                 client.post(f"/v1/runs/{run}/cancel")
@@ -230,12 +237,14 @@ def measure_streams(
     pollers: int,
     seconds: float,
     subscribers: int,
+    connect_s: float = 3.0,
 ) -> dict[str, Any]:
-    """The event-stream phases (see the module docstring) on a new every-epoch run."""
+    """The event-stream phases (see the module docstring) on a new every-epoch run;
+    ``connect_s`` given to the subscribers to connect before each measured phase."""
     assert server.process is not None
     pid = server.process.pid
     sse_run = start_every_epoch_run(client)
-    load = streams.StreamLoad(server.port, pid, sse_run, AUTH, subscribers, seconds)
+    load = streams.StreamLoad(server.port, pid, sse_run, AUTH, subscribers, seconds, connect_s)
     try:
         alone = streams.subscribers_alone(load, client)
         group = streams.SubscriberProcess(
@@ -336,14 +345,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument(
-        "--quick", action="store_true", help="5 s, 20 pollers, 20 subscribers (smoke run)"
+        "--quick",
+        action="store_true",
+        help="2 s, 2 runs, 20 pollers, 20 subscribers given 1 s to connect (smoke run)",
     )
     parser.add_argument(
         "--output", "--json", type=Path, help=f"JSON path (default {RESULTS}, none with --quick)"
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.pollers, args.subscribers = 5.0, 20, 20
+        args.seconds, args.runs, args.pollers, args.subscribers = 2.0, 2, 20, 20
     info = machine()
     env = {
         # One more worker: the every-epoch run of the event-stream phases.
@@ -356,7 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         running_server(Path(workdir), env) as server,
     ):
         try:
-            result = measure(server, args.pollers, args.seconds, args.runs, args.subscribers)
+            result = measure(
+                server, args.pollers, args.seconds, args.runs, args.subscribers, args.quick
+            )
         except Exception:
             print(server.log()[-5000:], file=sys.stderr)
             raise
