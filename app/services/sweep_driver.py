@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -265,29 +266,53 @@ def _decide_one(session: Session, sweep_id: str, limits: run_service.RunLimits) 
     return None
 
 
-def has_work(session: Session, sweep_id: str) -> bool:
-    """Cheap read: may a step change anything now (a decision, a trial, the end)?
+@dataclass(frozen=True)
+class Work:
+    """What a step of a sweep may do now (read without the write lock)."""
 
-    Keeps an idle sweep from taking the write lock every supervisor round.
+    decisions: bool
+    """An ASHA decision may be taken."""
+    creations: int
+    """Trials that may be created (``parallelism`` minus the unfinished ones, at most the
+    trials left)."""
+    ends: bool
+    """Every trial is created and finished: the sweep ends."""
+
+    def __bool__(self) -> bool:
+        return self.decisions or self.creations > 0 or self.ends
+
+
+NO_WORK = Work(decisions=False, creations=0, ends=False)
+
+
+def pending_work(session: Session, sweep_id: str) -> Work:
+    """Cheap read: what may a step change now (decisions, trials, the end)?
+
+    Keeps an idle sweep from taking the write lock every supervisor round, and a step
+    from taking it for nothing (a decision in a sweep without early stopping, one more
+    creation once ``parallelism`` trials run).
     """
     sweep = session.get(Sweep, sweep_id)
     if sweep is None or sweep.status not in sweeps.ACTIVE:
-        return False
+        return NO_WORK
     runs = sweeps.trial_runs(session, sweep.id)
     rows = sweeps.rungs(session, sweep.id)
     trials = sweep_trials.trials_of(sweep, runs, rows)
     unfinished = sum(1 for trial in trials if not trial.finished)
-    if sweep.trials_created < total_trials(sweep):
-        if unfinished < int(sweep.spec["parallelism"]):
-            return True
-    elif unfinished == 0:
-        return True  # it ends
+    left = total_trials(sweep) - sweep.trials_created
+    creations = max(0, min(left, int(sweep.spec["parallelism"]) - unfinished))
     decided = {(row.trial, row.rung) for row in rows}
     rung_epochs = sweeps.rung_epochs(sweep)
-    return any(
+    decisions = bool(sweep.spec.get("early_stopping")) and any(
         _may_decide(int(run.sweep_trial or 0), rung_epochs.index(run.epoch), trials, decided)
         for run in _awaiting(sweep, runs, decided)
     )
+    return Work(decisions=decisions, creations=creations, ends=left <= 0 and unfinished == 0)
+
+
+def has_work(session: Session, sweep_id: str) -> bool:
+    """Whether a step may change anything now (:func:`pending_work`)."""
+    return bool(pending_work(session, sweep_id))
 
 
 def step(db: Database, sweep_id: str, limits: run_service.RunLimits) -> list[str]:
@@ -297,12 +322,16 @@ def step(db: Database, sweep_id: str, limits: run_service.RunLimits) -> list[str
     Returns the ids of the runs to dispatch (resumed and created).
     """
     with db.reading() as session:
-        if not has_work(session, sweep_id):
-            return []
-    resumed = _repeat(db, sweep_id, limits, _decide_one, "took that decision")
-    return [run_id for run_id in resumed if run_id] + _repeat(
-        db, sweep_id, limits, _create_one, "created that trial"
-    )
+        work = pending_work(session, sweep_id)
+    if not work:
+        return []
+    decided: list[str] = []
+    if work.decisions:
+        decided = _repeat(db, sweep_id, limits, _decide_one, "took that decision")
+    # A decision (a prune) may free a slot: then create until refused, as the count is old.
+    creations = MAX_CREATES_PER_STEP if decided else max(work.creations, 1)
+    created = _repeat(db, sweep_id, limits, _create_one, "created that trial", creations)
+    return [run_id for run_id in decided if run_id] + created
 
 
 def _repeat(
@@ -311,11 +340,15 @@ def _repeat(
     limits: run_service.RunLimits,
     one: Callable[[Session, str, run_service.RunLimits], str | None],
     raced: str,
+    limit: int = MAX_CREATES_PER_STEP,
 ) -> list[str]:
-    """``one`` in a write transaction each, until it returns None (at most
-    :data:`MAX_CREATES_PER_STEP` times; a unique-key race with another server is retried)."""
+    """``one`` in a write transaction each, until it returns None or has returned ``limit``
+    ids (at most :data:`MAX_CREATES_PER_STEP` transactions; a unique-key race with another
+    server is retried)."""
     done: list[str] = []
     for _ in range(MAX_CREATES_PER_STEP):
+        if len(done) >= limit:
+            break
         with db.writing() as session:
             try:
                 run_id = one(session, sweep_id, limits)

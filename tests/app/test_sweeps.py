@@ -17,10 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from app.db.database import Database
 from app.jobs.sweep_driver import SweepDriver
 from app.services import sweep_driver
+from app.services.runs import RunLimits
 from tests.conftest import XOR_NETWORK, create_xor, run_body
 
 SWEEP_TERMINAL = ("succeeded", "failed", "cancelled")
@@ -204,10 +206,25 @@ def test_parallelism_bounds_the_unfinished_trials(client: Any) -> None:
     with client.app.state.db.reading() as session:  # idle: no write transaction per round
         assert not sweep_driver.has_work(session, sweep["id"])
     client.post(f"/v1/runs/{sweep['trials'][0]['run_id']}/cancel")
-    with client.app.state.db.reading() as session:
+    db = client.app.state.db
+    with db.reading() as session:
         assert sweep_driver.has_work(session, sweep["id"])
+        assert sweep_driver.pending_work(session, sweep["id"]) == sweep_driver.Work(
+            decisions=False, creations=1, ends=False
+        )
     page = client.get("/v1/runs", params={"sweep_id": sweep["id"]}).json()
     assert len(page["data"]) == 2
+    writes: list[object] = []
+    record = writes.append
+    event.listen(db.writer, "begin", record)
+    try:  # the free slot's trial in one write: no decision, no creation found refused
+        created = sweep_driver.step(
+            db, sweep["id"], RunLimits.from_settings(client.app.state.settings)
+        )
+    finally:
+        event.remove(db.writer, "begin", record)
+    assert len(created) == 1 and len(writes) == 1
+    assert len(client.get("/v1/sweeps/" + sweep["id"]).json()["trials"]) == 3
 
 
 def test_cancel_stops_the_sweep_and_its_trials(client: Any) -> None:
