@@ -20,9 +20,16 @@ env: $(STAMP)
 $(UV):
 	$(PYTHON) -m pip install --user --quiet uv
 
+# Bytecode is compiled at install time (--compile-bytecode, and compileall for our own
+# sources): with PYTHONDONTWRITEBYTECODE set, as on the CI machines and in the Docker
+# image, every process (each `backprop serve`, each spawned worker) would otherwise
+# compile every module it imports from source: 4.2 s to import the server, 1.6 s compiled.
+COMPILE_SOURCES := $(VENV)/bin/python -m compileall -q app engine clients/python/src > /dev/null
+
 # Everything: the server, the client, the test tools (dev group) and PyTorch when on disk.
 $(STAMP): $(LOCKED) | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
+	$(COMPILE_SOURCES)
 ifneq ($(TORCH_WHEEL),)
 	$(UV) pip install --quiet --python $(VENV)/bin/python "$(TORCH_WHEEL)" || echo "torch wheel not installed; torch parity tests will be skipped"
 endif
@@ -30,7 +37,8 @@ endif
 
 # Serving only: no dev group, no PyTorch. --inexact keeps what `make env` added before.
 $(SERVE_STAMP): $(LOCKED) | $(UV)
-	$(UV) sync --frozen --no-dev --inexact
+	$(UV) sync --frozen --no-dev --inexact --compile-bytecode
+	$(COMPILE_SOURCES)
 	touch $(SERVE_STAMP)
 
 run: $(SERVE_STAMP)
