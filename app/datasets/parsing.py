@@ -671,17 +671,20 @@ def _wide_numbers(rows: list[list[str]], width: int) -> _Wide | None:
     )
 
 
-def _character_kinds(cells: list[str]) -> tuple[NDArray[np.bool_], NDArray[np.intp]] | None:
+def _character_kinds(
+    cells: list[str], kind: int = 2
+) -> tuple[NDArray[np.bool_], NDArray[np.intp]] | None:
     """Which cells are empty (shape (len(cells),)) and the indices of those with a
-    character of no number (kind 2 of :data:`_CHARACTER_KIND`; shape (n_found,), sorted,
-    an index once per run of such characters). None when a cell holds a NUL."""
+    character of at least ``kind`` (:data:`_CHARACTER_KIND`; 2: of no number, 1: not a
+    digit; shape (n_found,), sorted, an index once per run of such characters). None
+    when a cell holds a NUL."""
     joined = "\x00".join(cells)
     codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype="<u4")
     ends = np.flatnonzero(codes == 0)  # after each cell but the last
     if ends.size != len(cells) - 1:
         return None
     lengths = np.diff(ends, prepend=-1, append=codes.size) - 1
-    text = _CHARACTER_KIND[np.minimum(codes, 128)] == 2
+    text = _CHARACTER_KIND[np.minimum(codes, 128)] >= kind
     runs = np.flatnonzero(text[1:] & ~text[:-1]) + 1  # where a run of such characters starts
     if text[:1].any():
         runs = np.concatenate(([0], runs))
@@ -701,11 +704,10 @@ def _labels(
     if not looked.any():
         return labels
     texts = cells if looked.all() else list(compress(cells, looked.tolist()))
-    joined = "\x00".join(texts)
-    found = [m.start() for m in _NOT_DIGIT_CHARACTER.finditer(joined)]
-    if found:
-        ends = np.cumsum(np.fromiter(map(len, texts), np.intp, count=len(texts)) + 1)
-        cell = np.searchsorted(ends, np.asarray(found, dtype=np.intp), side="right")
+    found = _character_kinds(texts, kind=1)
+    assert found is not None  # the cells hold no NUL: _wide_numbers checked them
+    cell = found[1]
+    if cell.size:
         labels[np.flatnonzero(looked)[cell] % chosen.shape[1]] = False
     return labels
 

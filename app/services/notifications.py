@@ -97,21 +97,16 @@ def enqueue_sweep(session: Session, sweep: Sweep) -> bool:
 
 def list_for_run(*, session: Session, run_id: str) -> list[RunNotification]:
     """A run's notifications, oldest first (the caller checked the run's owner)."""
-    statement = (
-        select(RunNotification)
-        .where(col(RunNotification.run_id) == run_id)
-        .order_by(col(RunNotification.id))
-    )
-    return list(session.exec(statement).all())
+    return _oldest_first(session, col(RunNotification.run_id) == run_id)
 
 
 def list_for_sweep(*, session: Session, sweep_id: str) -> list[RunNotification]:
     """A sweep's own notifications, oldest first (the caller checked the sweep's owner)."""
-    statement = (
-        select(RunNotification)
-        .where(col(RunNotification.sweep_id) == sweep_id)
-        .order_by(col(RunNotification.id))
-    )
+    return _oldest_first(session, col(RunNotification.sweep_id) == sweep_id)
+
+
+def _oldest_first(session: Session, where: Any) -> list[RunNotification]:
+    statement = select(RunNotification).where(where).order_by(col(RunNotification.id))
     return list(session.exec(statement).all())
 
 
