@@ -44,6 +44,7 @@ def _serve(host: str, port: int) -> int:
     import uvicorn
 
     from app.db.migrations import migrate
+    from app.edge.route_tables import build_route_tables
     from app.jobs.dispatch import ExecutorUnavailableError, check_broker_url
     from app.main import create_app
 
@@ -57,7 +58,9 @@ def _serve(host: str, port: int) -> int:
     migrate(settings.database_url)
     sys.setswitchinterval(SERVER_SWITCH_INTERVAL)
     logger.info("serving on http://%s:%d (docs at /docs)", host, port)
-    config = uvicorn_config(create_app(settings), settings, host, port)
+    app = create_app(settings)
+    build_route_tables(app)
+    config = uvicorn_config(app, settings, host, port)
     for module in PRELOADED:
         importlib.import_module(module)
     gc.collect()
