@@ -137,7 +137,7 @@ def encode_arrays(
 
 
 def decode_container(
-    blob: bytes, *, copy: bool = True
+    blob: bytes | bytearray, *, copy: bool = True
 ) -> tuple[dict[str, NDArray[Any]], dict[str, Any]]:
     """Unpack bytes from :func:`encode_arrays` into ``(arrays, meta)``.
 
@@ -200,7 +200,7 @@ def _read_array(entry: Mapping[str, Any], body: memoryview, copy: bool = True) -
     return array.copy() if copy or not array.flags.aligned else array
 
 
-def decode_arrays(blob: bytes, *, copy: bool = True) -> dict[str, NDArray[Any]]:
+def decode_arrays(blob: bytes | bytearray, *, copy: bool = True) -> dict[str, NDArray[Any]]:
     """Unpack the arrays of :func:`encode_arrays` (metadata ignored); ``copy`` as in
     :func:`decode_container`."""
     return decode_container(blob, copy=copy)[0]

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, or_, select
 from app.datasets.blobs import encode_arrays
 from app.datasets.parsing import ParsedDataset
 from app.datasets.summary import DataSummary, LabelRecords, RecordsLoader, summarize
+from app.db.blob_reads import read_blob
 from app.db.ids import new_id
 from app.db.models import Dataset, DatasetArrays, DatasetSummary, Run, utcnow
 from app.errors import ConflictError, NotFoundError
@@ -244,13 +245,15 @@ def load_arrays(
     (the worker reads the datasets of the run it claimed).
     """
     # The column, not the row: the session does not keep the blob once it is decoded.
-    data = session.exec(
-        select(DatasetArrays.data).where(DatasetArrays.dataset_id == dataset_id)
-    ).first()
+    data = read_blob(session, DatasetArrays.data, DatasetArrays.dataset_id, dataset_id)
     if data is None:
         raise NotFoundError("dataset", dataset_id)
-    decoded = serialization.decode_arrays(data, copy=copy)
+    # A bytearray (SQLite) is this call's own buffer: views into it are as good as copies.
+    decoded = serialization.decode_arrays(data, copy=copy and isinstance(data, bytes))
     del data
+    if not copy:
+        for array in decoded.values():
+            array.flags.writeable = False
     return decoded["X"], decoded["y"]
 
 
