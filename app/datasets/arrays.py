@@ -35,9 +35,10 @@ def encode_weights(layers: Sequence[LayerArrays]) -> bytes:
     return serialization.encode_arrays(arrays)
 
 
-def decode_weights(blob: bytes) -> list[dict[str, NDArray[Any] | None]]:
-    """Inverse of :func:`encode_weights`."""
-    arrays = serialization.decode_arrays(blob)
+def decode_weights(blob: bytes | bytearray) -> list[dict[str, NDArray[Any] | None]]:
+    """Inverse of :func:`encode_weights`; the arrays are views of a ``bytearray`` (the
+    caller's own buffer, :func:`app.db.blob_reads.read_blob`), copies of ``bytes``."""
+    arrays = serialization.decode_arrays(blob, copy=isinstance(blob, bytes))
     n_layers = int(arrays["n_layers"][0])
     return [
         {"weights": arrays[f"{index}.weights"], "bias": arrays.get(f"{index}.bias")}

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.datasets.arrays import decode_weights
 from app.datasets.summary import check_summary
 from app.datasets.summary import targets_for_loss as targets_for_loss
+from app.db.blob_reads import read_blob
 from app.db.ids import new_id
 from app.db.models import (
     Checkpoint,
@@ -713,10 +714,15 @@ def get_checkpoint(
 ) -> tuple[Checkpoint, list[dict[str, Any]]]:
     """Return a checkpoint of one of ``owner``'s runs and its weights."""
     checkpoint = _owned_checkpoint(session, owner, checkpoint_id)
-    state = session.get(CheckpointState, checkpoint_id)
-    if state is None:  # pragma: no cover - written with the checkpoint
+    weights = _checkpoint_weights(session, checkpoint_id)
+    if weights is None:  # pragma: no cover - written with the checkpoint
         raise NotFoundError("checkpoint", checkpoint_id)
-    return checkpoint, decode_weights(state.weights)
+    return checkpoint, decode_weights(weights)
+
+
+def _checkpoint_weights(session: Session, checkpoint_id: str) -> bytes | bytearray | None:
+    """The weights blob alone (not the training state next to it), read piece by piece."""
+    return read_blob(session, CheckpointState.weights, CheckpointState.checkpoint_id, checkpoint_id)
 
 
 def get_weights(*, session: Session, owner: str, run_id: str) -> tuple[int, list[dict[str, Any]]]:
@@ -728,15 +734,19 @@ def get_weights(*, session: Session, owner: str, run_id: str) -> tuple[int, list
         When the run has neither (queued, or failed before its first checkpoint).
     """
     run = get_run(session=session, owner=owner, run_id=run_id)
-    arrays = session.get(RunArrays, run_id)
-    if run.status in lifecycle.TERMINAL and arrays is not None and arrays.final_weights:
-        return int(arrays.final_epoch or run.epoch), decode_weights(arrays.final_weights)
+    if run.status in lifecycle.TERMINAL:
+        final = read_blob(session, RunArrays.final_weights, RunArrays.run_id, run_id)
+        if final:
+            final_epoch = session.exec(
+                select(RunArrays.final_epoch).where(RunArrays.run_id == run_id)
+            ).first()
+            return int(final_epoch or run.epoch), decode_weights(final)
     latest = latest_checkpoint(session, run_id)
     if latest is None:
         raise ConflictError(
             f"run {run_id!r} ({run.status}) has no weights yet: no checkpoint so far"
         )
-    state = session.get(CheckpointState, latest.id)
-    if state is None:  # pragma: no cover - written with the checkpoint
+    weights = _checkpoint_weights(session, latest.id)
+    if weights is None:  # pragma: no cover - written with the checkpoint
         raise ConflictError(f"run {run_id!r} has no weights yet")
-    return latest.epoch, decode_weights(state.weights)
+    return latest.epoch, decode_weights(weights)
