@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from app.datasets import blobs
 from engine import serialization
 
 LayerArrays = Mapping[str, Any]
 
 
-def encode_weights(layers: Sequence[LayerArrays]) -> bytes:
+def encode_weights(layers: Sequence[LayerArrays]) -> memoryview:
     """Encode ``[{"weights": W, "bias": b | None}, ...]`` as one blob.
 
     Parameters
@@ -32,12 +33,12 @@ def encode_weights(layers: Sequence[LayerArrays]) -> bytes:
         arrays[f"{index}.weights"] = np.asarray(layer["weights"])
         if layer.get("bias") is not None:
             arrays[f"{index}.bias"] = np.asarray(layer["bias"])
-    return serialization.encode_arrays(arrays)
+    return blobs.encode_arrays(arrays)
 
 
-def decode_weights(blob: bytes | bytearray) -> list[dict[str, NDArray[Any] | None]]:
-    """Inverse of :func:`encode_weights`; the arrays are views of a ``bytearray`` (the
-    caller's own buffer, :func:`app.db.blob_reads.read_blob`), copies of ``bytes``."""
+def decode_weights(blob: serialization.Blob) -> list[dict[str, NDArray[Any] | None]]:
+    """Inverse of :func:`encode_weights`; the arrays are views of a writable buffer (the
+    caller's own, :func:`app.db.blob_io.read_blob`), copies of ``bytes``."""
     arrays = serialization.decode_arrays(blob, copy=isinstance(blob, bytes))
     n_layers = int(arrays["n_layers"][0])
     return [

@@ -3,7 +3,8 @@ without its last copy.
 
 ``encode_arrays`` returns ``bytes``, a copy of the container it filled: twice a
 dataset's size at its peak. :func:`encode_arrays` here returns the filled
-``bytearray`` itself (the database drivers store it as they store ``bytes``), and
+buffer itself (:func:`engine.serialization.blank_buffer`; the database drivers store
+it as they store ``bytes``), and
 :func:`allocate` gives the views to fill before any array exists outside the
 container. The bytes are the same (so the same ``sha256``).
 """
@@ -19,20 +20,21 @@ from numpy.typing import NDArray
 from engine.serialization import (
     ALLOWED_DTYPES,
     SerializationError,
+    blank_buffer,
     container_layout,
     little_endian,
     write_arrays,
 )
 
 
-def encode_arrays(arrays: Mapping[str, NDArray[Any]]) -> bytearray:
+def encode_arrays(arrays: Mapping[str, NDArray[Any]]) -> memoryview:
     """The container of ``arrays`` (no metadata), byte for byte ``encode_arrays``'s."""
     prepared = {name: little_endian(np.asarray(value)) for name, value in arrays.items()}
     layout = container_layout([(name, a.dtype, a.shape) for name, a in prepared.items()])
     return write_arrays(list(prepared.values()), layout)
 
 
-def pack(arrays: Mapping[str, NDArray[Any]]) -> tuple[bytearray, dict[str, NDArray[Any]]]:
+def pack(arrays: Mapping[str, NDArray[Any]]) -> tuple[memoryview, dict[str, NDArray[Any]]]:
     """:func:`encode_arrays`, and read-only views of each array inside the container.
 
     Replacing the arrays by the views stores them once: the originals can be freed
@@ -48,7 +50,7 @@ def pack(arrays: Mapping[str, NDArray[Any]]) -> tuple[bytearray, dict[str, NDArr
 
 def allocate(
     layout: Mapping[str, tuple[tuple[int, ...], str]],
-) -> tuple[bytearray, dict[str, NDArray[Any]]]:
+) -> tuple[memoryview, dict[str, NDArray[Any]]]:
     """An empty container for arrays of the given shapes and dtypes, and writable views
     of each array inside it: fill the views and the container is
     :func:`encode_arrays`'s bytes for those arrays, with no array outside it.
@@ -63,7 +65,7 @@ def allocate(
             raise SerializationError(f"array {name!r} has unsupported dtype {dtype}")
     specs = [(name, np.dtype(dtype), tuple(shape)) for name, (shape, dtype) in layout.items()]
     placed = container_layout(specs)
-    blob = bytearray(placed.size)
+    blob = blank_buffer(placed.size)
     blob[: len(placed.prefix)] = placed.prefix
     views = {
         name: np.ndarray(shape, dtype, buffer=blob, offset=offset)

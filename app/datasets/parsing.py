@@ -90,7 +90,7 @@ class ParsedDataset:
     X: NDArray[np.float64]
     y: NDArray[Any]
     target_type: str
-    blob: bytearray | None = None
+    blob: memoryview | None = None
     feature_names: tuple[str, ...] | None = None
     """Names of the (encoded) features; None: ``x0, x1, ...``."""
     target_names: tuple[str, ...] | None = None

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, insert, text, update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, or_, select
 
 from app.datasets.blobs import encode_arrays
 from app.datasets.parsing import ParsedDataset
 from app.datasets.summary import DataSummary, LabelRecords, RecordsLoader, summarize
-from app.db.blob_reads import read_blob
+from app.db.blob_io import insert_blob, read_blob
 from app.db.ids import new_id
 from app.db.models import Dataset, DatasetArrays, DatasetSummary, Run, utcnow
 from app.errors import ConflictError, NotFoundError
@@ -110,39 +110,11 @@ def create_dataset(
         )
     session.add(dataset)
     labels.add_tags(session, dataset, dataset.tags)
-    store_blob(session, dataset.id, blob)
+    session.flush()  # the dataset row first (the foreign key)
+    insert_blob(session, DatasetArrays, {"dataset_id": dataset.id}, "data", blob)
     session.add(_summary_row(computed))
     session.commit()
     return dataset
-
-
-BLOB_WRITE_BYTES = 1 << 20
-
-
-def store_blob(session: Session, dataset_id: str, blob: bytearray | bytes) -> None:
-    """Insert the dataset's arrays; on SQLite, piece by piece into a ``zeroblob``.
-
-    Bound as a parameter, SQLite copies the whole blob and keeps that copy in the
-    cached prepared statement until the statement runs again: a dataset's size more
-    at the peak and long after. Incremental blob I/O (``blobopen``) writes it through
-    the page cache instead. Other databases take the bytes-like object as it is.
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        # psycopg stores any bytes-like object as bytea: no bytes() copy.
-        session.add(DatasetArrays(dataset_id=dataset_id, data=cast(bytes, blob)))
-        return
-    session.flush()  # the dataset row first (the foreign key)
-    session.execute(
-        insert(DatasetArrays).values(dataset_id=dataset_id, data=func.zeroblob(len(blob)))
-    )
-    rowid = session.execute(
-        text("SELECT rowid FROM dataset_arrays WHERE dataset_id = :id"), {"id": dataset_id}
-    ).scalar_one()
-    driver = session.connection().connection.driver_connection
-    view = memoryview(blob)
-    with driver.blobopen("dataset_arrays", "data", rowid) as stored:  # type: ignore[union-attr]
-        for start in range(0, len(view), BLOB_WRITE_BYTES):
-            stored.write(view[start : start + BLOB_WRITE_BYTES])
 
 
 def _summary_row(computed: ComputedSummary) -> DatasetSummary:
@@ -248,7 +220,7 @@ def load_arrays(
     data = read_blob(session, DatasetArrays.data, DatasetArrays.dataset_id, dataset_id)
     if data is None:
         raise NotFoundError("dataset", dataset_id)
-    # A bytearray (SQLite) is this call's own buffer: views into it are as good as copies.
+    # A memoryview (SQLite) is this call's own buffer: views into it are as good as copies.
     decoded = serialization.decode_arrays(data, copy=copy and isinstance(data, bytes))
     del data
     if not copy:

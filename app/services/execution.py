@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, and_, bindparam, case, exists, func, literal, not_, null, or_, update
 from sqlalchemy.orm import aliased
@@ -56,7 +56,7 @@ class PendingCheckpoint:
     loss: float | None
     val_loss: float | None
     state: bytes
-    weights: bytes
+    weights: bytes | memoryview
 
 
 @dataclass
@@ -356,7 +356,11 @@ def _write_batch(
             )
         )
         session.add(
-            CheckpointState(checkpoint_id=pending.id, state=pending.state, weights=pending.weights)
+            CheckpointState(
+                checkpoint_id=pending.id,
+                state=pending.state,
+                weights=cast(bytes, pending.weights),  # drivers store any buffer as bytes
+            )
         )
     if any(pending.kind == "auto" for pending in checkpoints):
         session.flush()
@@ -451,7 +455,7 @@ def finish(
     keep_auto: int,
     stop_reason: str | None = None,
     error: dict[str, str] | None = None,
-    final_weights: Callable[[], bytes] | None = None,
+    final_weights: Callable[[], bytes | memoryview] | None = None,
     replace: bool = False,
     pause_here: bool = False,
 ) -> Status | None:
@@ -507,7 +511,7 @@ def finish(
         notifications.enqueue(session, [Ended(run_id, row[1], status, row[2])])
     if ended and final_weights is not None:
         arrays = session.get(RunArrays, run_id) or RunArrays(run_id=run_id)
-        arrays.final_weights = final_weights()
+        arrays.final_weights = cast(bytes, final_weights())  # stored as bytes are
         weights_epoch = batch.progress.weights_epoch
         arrays.final_epoch = batch.progress.epoch if weights_epoch is None else weights_epoch
         session.add(arrays)

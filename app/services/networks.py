@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 import engine
 from app.api.schemas import NetworkCreate
 from app.datasets.arrays import decode_weights, encode_weights
+from app.db.blob_io import insert_blob
 from app.db.ids import new_id
 from app.db.models import Network, NetworkArrays, Run, utcnow
 from app.errors import ConflictError, InvalidInputError, NotFoundError, invalid_from_config_error
@@ -94,7 +95,9 @@ def create_network(
     )
     session.add(network)
     labels.add_tags(session, network, network_in.tags)
-    session.add(NetworkArrays(network_id=network.id, weights=encode_weights(net.get_weights())))
+    session.flush()  # the network row first (the foreign key)
+    weights = encode_weights(net.get_weights())
+    insert_blob(session, NetworkArrays, {"network_id": network.id}, "weights", weights)
     if commit:
         session.commit()
     else:

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.datasets.arrays import decode_weights
 from app.datasets.summary import check_summary
 from app.datasets.summary import targets_for_loss as targets_for_loss
-from app.db.blob_reads import read_blob
+from app.db.blob_io import read_blob
 from app.db.ids import new_id
 from app.db.models import (
     Checkpoint,
@@ -720,7 +720,7 @@ def get_checkpoint(
     return checkpoint, decode_weights(weights)
 
 
-def _checkpoint_weights(session: Session, checkpoint_id: str) -> bytes | bytearray | None:
+def _checkpoint_weights(session: Session, checkpoint_id: str) -> bytes | memoryview | None:
     """The weights blob alone (not the training state next to it), read piece by piece."""
     return read_blob(session, CheckpointState.weights, CheckpointState.checkpoint_id, checkpoint_id)
 

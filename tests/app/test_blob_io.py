@@ -1,11 +1,11 @@
-"""Large blobs read piece by piece (app.db.blob_reads), on SQLite and PostgreSQL."""
+"""Large blobs read and written piece by piece (app.db.blob_io), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app.db.blob_reads import READ_BYTES, read_blob
+from app.db.blob_io import READ_BYTES, read_blob
 from app.db.database import Database
 from app.db.models import Dataset, DatasetArrays, utcnow
 from app.services.datasets import load_arrays
