@@ -21,6 +21,7 @@ import numpy as np
 from fastapi.responses import Response, StreamingResponse
 from numpy.typing import NDArray
 from pydantic import BaseModel, TypeAdapter
+from starlette.background import BackgroundTask
 
 from app.datasets.arrays import array_to_json
 from app.memory import release_freed_memory
@@ -121,5 +122,11 @@ def streamed_response(
             )
     body = b"".join(head)
     del head
-    release_freed_memory()  # what made the document is freed: give it back (a big predict)
-    return Response(body, media_type=media_type, headers=headers)
+    # What made the document (a big predict's network, its blocks) is freed once the
+    # endpoint has returned, not here, where its frames still hold it: give it back then.
+    return Response(
+        body,
+        media_type=media_type,
+        headers=headers,
+        background=BackgroundTask(release_freed_memory),
+    )
