@@ -10,7 +10,9 @@ time (each ``Blob.read`` releases the GIL), into one buffer.
 
 Written as a bound parameter, a blob is copied whole by SQLite (``SQLITE_TRANSIENT``)
 with the GIL held, and the copy stays in the cached prepared statement until it runs
-again: :func:`insert_blob` inserts a ``zeroblob`` and writes it piece by piece.
+again: :func:`insert_blob` inserts a ``zeroblob`` and writes it piece by piece, in a
+transaction that leaves the write-ahead log's checkpoint to a thread of its own
+(:func:`app.db.checkpoints.defer_checkpoint`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, insert, literal_column
 from sqlmodel import Session, SQLModel, select
 
+from app.db.checkpoints import defer_checkpoint
 from engine.serialization import Blob, blank_buffer
 
 READ_BYTES = 1 << 20
@@ -68,12 +71,14 @@ def insert_blob(
     On SQLite a ``zeroblob`` of the blob's length, then written through ``blobopen``
     :data:`WRITE_BYTES` at a time (each ``Blob.write`` releases the GIL); other
     databases take the bytes-like object as a parameter (psycopg stores any buffer as
-    ``bytea``, no ``bytes()`` copy).
+    ``bytea``, no ``bytes()`` copy). On SQLite the transaction's commit does not
+    checkpoint the log: a thread does it after (:func:`~app.db.checkpoints.defer_checkpoint`).
     """
     if session.get_bind().dialect.name != "sqlite":
         session.add(model(**values, **{column: blob}))
         return
     session.flush()
+    defer_checkpoint(session)
     table = model.__tablename__
     result: Any = session.execute(
         insert(model).values(**values, **{column: func.zeroblob(len(blob))})

@@ -26,6 +26,8 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Session, create_engine
 
+from app.db import checkpoints
+
 logger = logging.getLogger(__name__)
 
 _IMMEDIATE = "backprop_begin_immediate"
@@ -40,7 +42,9 @@ file and its caches), and that churn fragmented the heap (RSS crept up for minut
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """Install the pysqlite transaction recipe from the SQLAlchemy docs."""
+    """Install the pysqlite transaction recipe from the SQLAlchemy docs, and the
+    checkpoint thread of large writes (:mod:`app.db.checkpoints`)."""
+    checkpoints.install(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
