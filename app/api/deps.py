@@ -70,7 +70,11 @@ async def get_executor(request: Request) -> Executor:
 
 
 ReadSession = Annotated[Session, Depends(get_read_session)]
-WriteSession = Annotated[Session, Depends(get_write_session)]
+WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
+"""Closed as soon as the endpoint's response is made (``scope="function"``), not after it
+is sent and the request's background tasks have run: a handler that reads after its
+commit has begun another ``IMMEDIATE`` transaction, and SQLite's write lock was held
+meanwhile (a new sweep's first step, a background task, waited 32 s for it)."""
 ExecutorDep = Annotated[Executor, Depends(get_executor)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Session, create_engine
 
 from app.db import checkpoints
+from app.db.write_lock import WriteGate
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,11 @@ file and its caches), and that churn fragmented the heap (RSS crept up for minut
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """Install the pysqlite transaction recipe from the SQLAlchemy docs, and the
-    checkpoint thread of large writes (:mod:`app.db.checkpoints`)."""
+    """Install the pysqlite transaction recipe from the SQLAlchemy docs, the write
+    lock taken without SQLite's sleeping busy handler (:mod:`app.db.write_lock`) and
+    the checkpoint thread of large writes (:mod:`app.db.checkpoints`)."""
     checkpoints.install(engine)
+    gate = WriteGate()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -62,7 +65,7 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get(_IMMEDIATE, False):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            gate.begin_immediate(conn, BUSY_TIMEOUT_MS)
         else:
             conn.exec_driver_sql("BEGIN")
 
