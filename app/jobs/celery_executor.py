@@ -100,14 +100,22 @@ class CeleryExecutor:
     def stop(self) -> None:
         """Stop the supervisor (workers are separate processes and keep running)."""
         self._halt.set()
+        self.sweeps.request_round()  # ends the supervisor's wait
         if self._supervisor is not None:
             self._supervisor.join(10)
         self._close_connection()
 
     # -- supervisor ---------------------------------------------------------------------
 
+    def drive_sweeps(self) -> None:
+        """Run the sweep driver's round now (non-blocking): a sweep was created."""
+        self.sweeps.request_round()
+
     def _supervise(self) -> None:
-        while not self._halt.wait(self.settings.poll_seconds):
+        while not self._halt.is_set():
+            self.sweeps.wait(self.settings.poll_seconds)
+            if self._halt.is_set():
+                break
             try:
                 self.sweep()
                 self.sweeps.drive()

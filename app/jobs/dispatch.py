@@ -31,6 +31,9 @@ class Executor(Protocol):
     def submit(self, run_id: str) -> None:
         """Signal that ``run_id`` was queued (must not block)."""
 
+    def drive_sweeps(self) -> None:
+        """Signal that a sweep was created: drive the sweeps now (must not block)."""
+
     def stop(self) -> None:
         """Stop workers; running runs checkpoint and go back to the queue."""
 
@@ -44,6 +47,9 @@ class InertExecutor:
 
     def submit(self, run_id: str) -> None:
         """Nothing to wake."""
+
+    def drive_sweeps(self) -> None:
+        """Nothing to drive: another server's supervisor does it."""
 
     def stop(self) -> None:
         """Nothing to stop."""

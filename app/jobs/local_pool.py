@@ -105,8 +105,15 @@ class LocalPool:
         """Wake one idle worker (non-blocking)."""
         self._wakeups.put_nowait(run_id)
 
+    def drive_sweeps(self) -> None:
+        """Run the sweep driver's round now (non-blocking): a sweep was created."""
+        self.sweeps.request_round()
+
     def _supervise(self) -> None:
-        while not self._halt.wait(self.settings.poll_seconds):
+        while not self._halt.is_set():
+            self.sweeps.wait(self.settings.poll_seconds)
+            if self._halt.is_set():
+                break
             self._restart_dead()
             try:
                 self.sweeper.sweep()
@@ -133,6 +140,7 @@ class LocalPool:
         """Ask workers to checkpoint and hand back their runs, then stop them."""
         self._stopping.set()
         self._halt.set()
+        self.sweeps.request_round()  # ends the supervisor's wait
         if self._supervisor is not None:
             self._supervisor.join()
         for _ in self._processes:

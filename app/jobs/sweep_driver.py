@@ -13,6 +13,7 @@ supervisor round (the same idempotent step: the two never create a trial twice).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from app.config import Settings
@@ -32,6 +33,17 @@ class SweepDriver:
         self.db = db
         self.limits = RunLimits.from_settings(settings)
         self.submit = submit
+        self._wanted = threading.Event()
+
+    def request_round(self) -> None:
+        """End the supervisor's current wait (:meth:`wait`): a sweep was created, and its
+        first trials are queued now rather than up to ``BACKPROP_POLL_SECONDS`` later."""
+        self._wanted.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until the supervisor's next round: ``seconds``, or until requested."""
+        if self._wanted.wait(seconds):
+            self._wanted.clear()
 
     def drive(self) -> list[str]:
         """One round over the active sweeps; return the run ids dispatched."""

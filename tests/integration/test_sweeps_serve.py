@@ -124,6 +124,26 @@ def test_kill9_mid_sweep_and_restart_completes_it_training_no_trial_twice(serve:
     assert server.logs().count("Traceback") == 0, server.logs()[-5000:]
 
 
+def test_a_new_sweep_queues_its_first_trials_at_once_not_at_the_next_round(
+    serve: Any,
+) -> None:
+    """POST /v1/sweeps ends the supervisor's wait: with rounds 60 s apart, the first
+    trials are created (and trained) within seconds, not after the round."""
+    server = serve(BACKPROP_WORKERS=1, BACKPROP_POLL_SECONDS=60)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        network_id, dataset_id = _xor(client)
+        time.sleep(1.0)  # the supervisor is in its 60 s wait
+        config = {**_body(network_id, dataset_id)["config"], "epochs": 50}
+        body = _body(network_id, dataset_id, config=config, max_trials=2, parallelism=2)
+        posted = time.monotonic()
+        sweep_id = client.post("/v1/sweeps", json=body).json()["id"]
+        sweep = _wait(client, sweep_id, lambda s: len(s["trials"]) == 2, timeout=20)
+        sweep = _wait(client, sweep_id, _ended, timeout=20)
+        assert time.monotonic() - posted < 20
+        assert sweep["status"] == "succeeded", sweep
+    assert server.logs().count("Traceback") == 0, server.logs()[-5000:]
+
+
 @pytest.fixture
 def stack(
     tmp_path: Path, postgres_server: PostgresServer, redis_server: RedisServer

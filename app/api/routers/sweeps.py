@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from sqlmodel import Session
 
-from app.api.deps import ReadSession, SettingsDep, Tenant, WriteSession
+from app.api.deps import ExecutorDep, ReadSession, SettingsDep, Tenant, WriteSession
 from app.api.presenters import sweep_public
 from app.api.responses import errors, resource_links
 from app.api.routers.common import DEFAULT, After, Filters, Limit
@@ -49,6 +49,7 @@ def create_sweep(
     tenant: Tenant,
     settings: SettingsDep,
     response: Response,
+    executor: ExecutorDep,
 ) -> SweepPublic:
     """Start a hyperparameter sweep; its trials are runs that the server queues itself,
     at most ``parallelism`` unfinished at once. Everything is validated first."""
@@ -60,6 +61,7 @@ def create_sweep(
         max_network_parameters=settings.max_network_parameters,
     )
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
+    executor.drive_sweeps()  # its first trials are queued now, not at the next round
     return _public(session, sweep)
 
 
