@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlmodel import Session, col
 
 import engine
@@ -282,10 +282,17 @@ def settle(*, session: Session, owner: str, keep_auto_checkpoints: int) -> Settl
     nothing more (every worker write is conditional on the run running), so its
     figure is final, and writing it later is safe.
     """
+    # Only the rows to settle: an unfinished run with its reservation has nothing to
+    # write, and reading all of them made each create O(unfinished runs) (a burst of
+    # 200 creates read 20,000 rows).
     rows = session.execute(
         select(col(RunStorage.run_id), col(RunStorage.reserved_bytes), col(Run.status))
         .join(Run, col(Run.id) == col(RunStorage.run_id))
-        .where(col(RunStorage.owner) == owner, col(RunStorage.stored_bytes).is_(None))
+        .where(
+            col(RunStorage.owner) == owner,
+            col(RunStorage.stored_bytes).is_(None),
+            or_(col(Run.status).in_(TERMINAL_STATUSES), col(RunStorage.reserved_bytes).is_(None)),
+        )
     ).all()
     finished = [run_id for run_id, _, status in rows if status in TERMINAL_STATUSES]
     legacy = [
