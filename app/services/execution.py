@@ -206,7 +206,13 @@ def next_queued_run_id(*, session: Session, exclude: Collection[str] = ()) -> st
 
 
 def claim_run(
-    *, session: Session, run_id: str, owner: str, lease_seconds: float, supervisor: str | None
+    *,
+    session: Session,
+    run_id: str,
+    owner: str,
+    lease_seconds: float,
+    supervisor: str | None,
+    commit: bool = True,
 ) -> bool:
     """Atomically claim a queued run (:data:`app.jobs.lifecycle.Action.CLAIM`).
 
@@ -214,6 +220,9 @@ def claim_run(
     the lease: when the lease expires, the sweep counts the attempt only if that
     supervisor outlived it. A running run whose lease expired is not claimable:
     the sweep decides first what its expiry means.
+
+    With ``commit=False`` the claim stays in the session's transaction (the worker
+    prepares the run in it too, :func:`load_context`).
 
     Returns
     -------
@@ -236,7 +245,8 @@ def claim_run(
         .returning(col(Run.id))
     )
     claimed = result.first() is not None
-    session.commit()
+    if commit:
+        session.commit()
     return claimed
 
 
