@@ -155,7 +155,7 @@ def _worker(concurrency: int | None, hostname: str | None) -> int:
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def serve_command(host: str, port: int) -> int:
     """Migrate the database, then serve the API (and the dashboard at /)."""
-    configure_logging(get_settings().log_format)
+    configure_logging(get_settings().log_format, background=True)
     return _serve(host, port)
 
 

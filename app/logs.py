@@ -20,9 +20,12 @@ JSON does, including the line separators JSON itself allows raw.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
 import math
+import queue
 import re
 import sys
 from datetime import UTC, datetime
@@ -145,15 +148,61 @@ def make_formatter(log_format: LogFormat) -> logging.Formatter:
     return TextFormatter()
 
 
-def configure_logging(log_format: LogFormat = "text", level: int = logging.INFO) -> None:
+class _InProcessQueueHandler(logging.handlers.QueueHandler):
+    """Queues the record itself: the listener is in this process, so nothing needs to be
+    made picklable (the stock ``prepare`` formats the message and drops ``exc_info``,
+    which the JSON format reports as fields of their own)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.message = record.getMessage()  # the arguments as they are now
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def stop_background_logging() -> None:
+    """Write what is queued and stop the writer thread of ``background`` logging (at
+    exit, or when reconfiguring); later records are written directly."""
+    global _listener
+    if _listener is None:
+        return
+    _listener.stop()
+    root = logging.getLogger()
+    for existing in list(root.handlers):  # records after this are written directly
+        if isinstance(existing, _InProcessQueueHandler):
+            root.removeHandler(existing)
+            for handler in _listener.handlers:
+                root.addHandler(handler)
+    _listener = None
+
+
+atexit.register(stop_background_logging)
+
+
+def configure_logging(
+    log_format: LogFormat = "text", level: int = logging.INFO, *, background: bool = False
+) -> None:
     """Send every log record of this process to stderr in ``log_format``.
 
     Replaces the root logger's handlers (idempotent) and routes uvicorn's and
     Celery's loggers through the root logger, so that one process never mixes
-    formats.
+    formats. With ``background`` (``backprop serve``) the records are formatted and
+    written by a thread of their own (:class:`logging.handlers.QueueListener`): the
+    event loop logs every request, and a write to stderr blocks when the pipe or the
+    disk behind it is slow (90 ms once, seen as a ``/healthz`` stall during a large
+    predict); the queue is written out at exit. Forked processes (Celery's pool) keep
+    writing directly: a fork has no listener thread.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    stop_background_logging()
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(log_format))
+    if background:
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        global _listener
+        _listener = logging.handlers.QueueListener(records, handler)
+        _listener.start()
+        handler = _InProcessQueueHandler(records)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
+import threading
+import time
 from typing import Any
 
 import pytest
 
-from app.logs import JsonFormatter, configure_logging, log_transition
+from app.logs import JsonFormatter, configure_logging, log_transition, stop_background_logging
 from tests.conftest import create_xor, run_body, wait_terminal
 
 
@@ -51,6 +55,50 @@ def test_configure_logging_json_to_stderr(capsys: pytest.CaptureFixture[str]) ->
     assert transition["run_id"] == "run_abc" and transition["status"] == "running"
     assert transition["previous"] == "queued" and transition["worker"] == "h:1:x"
     assert any(line["message"] == "uvicorn says hi" for line in lines)
+
+
+class _StalledStream(io.StringIO):
+    """A stderr whose writes wait until released (a full pipe, a slow disk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+        self.writers: set[str] = set()
+
+    def write(self, text: str) -> int:
+        self.writers.add(threading.current_thread().name)
+        self.released.wait(10)
+        return super().write(text)
+
+
+def test_background_logging_never_waits_for_the_stream_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = _StalledStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        configure_logging("json", background=True)
+        started = time.monotonic()
+        for number in range(50):
+            logging.getLogger("backprop.test").info("line %d", number, extra={"n": number})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("backprop.test").exception("failed")
+        logged_in = time.monotonic() - started
+        stream.released.set()
+        stop_background_logging()  # as at exit: what is queued is written
+    finally:
+        stream.released.set()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert logged_in < 5  # the stream stalls each write for up to 10 s
+    assert threading.current_thread().name not in stream.writers
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["n"] for line in lines if "n" in line] == list(range(50))
+    assert "ValueError: boom" in lines[-1]["exc_info"]
 
 
 def test_requests_and_transitions_are_logged_with_run_ids(
