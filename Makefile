@@ -53,8 +53,9 @@ typecheck: $(STAMP)
 
 # Two processes (pytest-xdist), a test file per process at a time: many tests wait on
 # real servers, so the two cores stay busy; PYTEST_ARGS="-n 0" runs them in one process.
+# The 20 slowest tests are listed at the end (where the suite's time goes).
 pytest: $(STAMP)
-	$(VENV)/bin/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist loadfile --durations=20 $(PYTEST_ARGS)
 
 # Deployment files, checked without a Docker engine.
 deploy-check: $(STAMP)
