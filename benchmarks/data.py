@@ -155,9 +155,9 @@ def upload_cases(
     npy_id = ""
     with httpx.Client(base_url=server.url, timeout=1200) as client:
         for name, (path, kwargs, size) in payloads(X, y, formats).items():
-            # The body is encoded before the clock starts: httpx's multipart encoder
-            # sends a file in 64 KiB pieces at 27-29 MB/s (curl sends the same file at
-            # 113-116 MB/s), which timed the client, not the server.
+            # The body is encoded before the clock starts, so the clock times sending it.
+            # (That did not close the gap to curl at 60,000 rows: httpx 24-26 MB/s, curl
+            # 113-116 MB/s; the cause is not found, see docs/performance.md.)
             request = client.build_request("POST", path, **kwargs)
             request.read()
             base = baseline_mib(server.process.pid)

@@ -8,9 +8,10 @@ smoke run on tiny sizes whose numbers mean nothing (it writes JSON only with
 
 Runs at once
     200 XOR runs (2 -> 3 -> 1 sigmoid, 200 epochs, full batch, sgd, one seed each)
-    posted at once from 16 client threads, each with a connection kept through the burst
-    (``BACKPROP_MAX_ACTIVE_RUNS`` raised above the burst). Throughput = runs / (last ``finished_at`` - first ``created_at``),
-    server clocks; each ``POST``'s latency, p50 and p99 (goal p99 < 100 ms).
+    posted at once from 16 client threads, each with a connection kept through the
+    burst (``BACKPROP_MAX_ACTIVE_RUNS`` raised above the burst). Throughput = runs /
+    (last ``finished_at`` - first ``created_at``), server clocks; each ``POST``'s
+    latency, p50 and p99 (goal p99 < 100 ms).
 A random sweep
     One 200-trial random sweep of the same runs (the learning rate log-uniform in
     [0.05, 2]), ``parallelism`` 64 (the most a sweep takes): the driver queues the trials itself.

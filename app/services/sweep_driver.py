@@ -328,22 +328,22 @@ def pending_work(session: Session, sweep_id: str) -> Work:
     sweep = session.get(Sweep, sweep_id)
     if sweep is None or sweep.status not in sweeps.ACTIVE:
         return NO_WORK
-    left = total_trials(sweep) - sweep.trials_created
-    if not sweep.spec.get("early_stopping"):  # no decisions: counting is enough
+    decisions = False
+    if sweep.spec.get("early_stopping"):
+        runs = sweeps.trial_runs(session, sweep.id)
+        rows = sweeps.rungs(session, sweep.id)
+        trials = sweep_trials.trials_of(sweep, runs, rows)
+        unfinished = _unfinished(session, sweep, trials)
+        decided = {(row.trial, row.rung) for row in rows}
+        rung_epochs = sweeps.rung_epochs(sweep)
+        decisions = any(
+            _may_decide(int(run.sweep_trial or 0), rung_epochs.index(run.epoch), trials, decided)
+            for run in _awaiting(sweep, runs, decided)
+        )
+    else:  # no decisions: counting is enough
         unfinished = _unfinished(session, sweep, None)
-        creations = max(0, min(left, int(sweep.spec["parallelism"]) - unfinished))
-        return Work(decisions=False, creations=creations, ends=left <= 0 and unfinished == 0)
-    runs = sweeps.trial_runs(session, sweep.id)
-    rows = sweeps.rungs(session, sweep.id)
-    trials = sweep_trials.trials_of(sweep, runs, rows)
-    unfinished = sum(1 for trial in trials if not trial.finished)
+    left = total_trials(sweep) - sweep.trials_created
     creations = max(0, min(left, int(sweep.spec["parallelism"]) - unfinished))
-    decided = {(row.trial, row.rung) for row in rows}
-    rung_epochs = sweeps.rung_epochs(sweep)
-    decisions = bool(sweep.spec.get("early_stopping")) and any(
-        _may_decide(int(run.sweep_trial or 0), rung_epochs.index(run.epoch), trials, decided)
-        for run in _awaiting(sweep, runs, decided)
-    )
     return Work(decisions=decisions, creations=creations, ends=left <= 0 and unfinished == 0)
 
 

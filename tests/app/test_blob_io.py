@@ -7,27 +7,15 @@ import pytest
 
 from app.db.blob_io import READ_BYTES, read_blob
 from app.db.database import Database
-from app.db.models import Dataset, DatasetArrays, utcnow
+from app.db.models import DatasetArrays
 from app.services.datasets import load_arrays
 from engine.serialization import encode_arrays
+from tests.support.rows import bare_dataset
 
 
 def _store(db: Database, dataset_id: str, data: bytes) -> None:
     with db.writing() as session:
-        session.add(
-            Dataset(
-                id=dataset_id,
-                name=dataset_id,
-                owner="tenant",
-                n_samples=1,
-                n_features=1,
-                n_targets=1,
-                target_type="values",
-                sha256="0" * 64,
-                created_at=utcnow(),
-                stored_bytes=len(data),
-            )
-        )
+        session.add(bare_dataset(dataset_id, len(data)))
         session.flush()
         session.add(DatasetArrays(dataset_id=dataset_id, data=data))
         session.commit()

@@ -12,30 +12,16 @@ from sqlalchemy import event, text
 from app.db.blob_io import insert_blob, read_blob
 from app.db.checkpoints import AUTOCHECKPOINT_PAGES, thread_of
 from app.db.database import Database
-from app.db.models import Dataset, DatasetArrays, utcnow
+from app.db.models import DatasetArrays
+from tests.support.rows import bare_dataset
 
 BLOB_BYTES = 12 * 2**20
 """About 3,000 pages of 4 KiB: past the automatic checkpoint's 1,000."""
 
 
-def _dataset(dataset_id: str, size: int) -> Dataset:
-    return Dataset(
-        id=dataset_id,
-        name=dataset_id,
-        owner="tenant",
-        n_samples=1,
-        n_features=1,
-        n_targets=1,
-        target_type="values",
-        sha256="0" * 64,
-        created_at=utcnow(),
-        stored_bytes=size,
-    )
-
-
 def _insert(db: Database, dataset_id: str, data: bytes) -> None:
     with db.writing() as session:
-        session.add(_dataset(dataset_id, len(data)))
+        session.add(bare_dataset(dataset_id, len(data)))
         session.flush()
         insert_blob(session, DatasetArrays, {"dataset_id": dataset_id}, "data", data)
         session.commit()
@@ -94,7 +80,7 @@ def test_other_writes_keep_automatic_checkpoints(db_path: Path) -> None:
     assert thread is not None
     commits = _committing_connections(db)
     with db.writing() as session:
-        session.add(_dataset("dataset_row", 0))
+        session.add(bare_dataset("dataset_row", 0))
         session.commit()
     assert [pages for _, pages in commits] == [AUTOCHECKPOINT_PAGES]
     assert thread.completed == 0
@@ -104,7 +90,7 @@ def test_other_writes_keep_automatic_checkpoints(db_path: Path) -> None:
 def test_a_rolled_back_blob_write_restores_automatic_checkpoints(db_path: Path) -> None:
     db = Database(f"sqlite:///{db_path}")
     with db.writing() as session:
-        session.add(_dataset("dataset_gone", 10))
+        session.add(bare_dataset("dataset_gone", 10))
         session.flush()
         insert_blob(session, DatasetArrays, {"dataset_id": "dataset_gone"}, "data", b"x" * 10)
         driver = session.connection().connection.driver_connection
