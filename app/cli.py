@@ -47,6 +47,7 @@ def _serve(host: str, port: int) -> int:
     from app.edge.route_tables import build_route_tables
     from app.jobs.dispatch import ExecutorUnavailableError, check_broker_url
     from app.main import create_app
+    from app.memory import map_large_allocations
 
     settings = get_settings()
     if settings.broker_url:
@@ -56,6 +57,7 @@ def _serve(host: str, port: int) -> int:
             logger.error("%s", exc)
             return 2
     migrate(settings.database_url)
+    map_large_allocations()  # freed arrays of 1 MiB or more leave the server (app.memory)
     sys.setswitchinterval(SERVER_SWITCH_INTERVAL)
     logger.info("serving on http://%s:%d (docs at /docs)", host, port)
     app = create_app(settings)
