@@ -46,3 +46,9 @@ def test_make_run_defaults_to_localhost_8000() -> None:
 def test_the_test_environment_gets_the_dev_group() -> None:
     syncs = [line for line in dry_run("env") if " sync " in line]
     assert syncs and not any("--no-dev" in line for line in syncs)
+
+
+def test_make_test_hands_out_files_in_the_suites_own_order() -> None:
+    """tests/conftest.py puts slow files first; xdist's default reorder would undo it."""
+    (command,) = [line for line in dry_run("pytest") if "bin/pytest" in line]
+    assert "--dist loadfile" in command and "--no-loadscope-reorder" in command
