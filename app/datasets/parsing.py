@@ -42,15 +42,18 @@ NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 spreadsheet would evaluate (``=SUM(A1:A3)``) and none of Python's extras
 (``1_000``, ``inf``, ``nan``, ``0x10``)."""
 
-_NOT_NUMERIC = re.compile(rb'[^0-9eE+\-.,"\s]')
-"""A byte that no numeric CSV data row contains: when the data rows have none, every
-cell is made of number characters only, so NumPy's parser accepts exactly the cells
-:data:`NUMBER` accepts (it rejects the malformed ones, such as ``1..2``)."""
+NUMERIC_BYTES = b'0123456789eE+-.,"' + b" \t\n\r\f\v"
+"""The bytes of numeric CSV data rows (digits, exponent and sign characters, the
+point, the separator, quotes and whitespace): when the data rows have no other byte,
+every cell is made of number characters only, so NumPy's parser accepts exactly the
+cells :data:`NUMBER` accepts (it rejects the malformed ones, such as ``1..2``)."""
 
 
-SCAN_BYTES = 1 << 20
+SCAN_BYTES = 1 << 16
 """Bytes per call when a whole file is scanned (a regular expression, a count): the
-call holds the GIL, so a 54 MiB file in one call kept the event loop waiting 0.1 s."""
+call holds the GIL, so a 54 MiB file in one call kept the event loop waiting 0.1 s,
+and a regular expression over 1 MiB at a time 6 ms per call (/healthz answered in
+up to 136 ms during a 54 MiB CSV upload); 64 KiB is under a third of a millisecond."""
 
 
 def found_in(pattern: re.Pattern[bytes], content: bytes, start: int) -> bool:
@@ -62,6 +65,16 @@ def found_in(pattern: re.Pattern[bytes], content: bytes, start: int) -> bool:
         if found is not None and found.start() < position + SCAN_BYTES:
             return True
     return False
+
+
+def any_byte_outside(allowed: bytes, content: bytes, start: int) -> bool:
+    """Whether ``content[start:]`` has a byte that is not in ``allowed``, looked for
+    :data:`SCAN_BYTES` at a time (``bytes.translate`` deleting the allowed bytes: ten
+    times the speed of a regular expression's negated character class)."""
+    return any(
+        content[position : position + SCAN_BYTES].translate(None, allowed)
+        for position in range(start, len(content), SCAN_BYTES)
+    )
 
 
 def count_in(content: bytes, needle: bytes, start: int) -> int:
@@ -365,7 +378,7 @@ def _arrow_parse(
     if len(header.names) > ARROW_MAX_COLUMNS:
         return None
     start = header.data_offset
-    if found_in(_NOT_NUMERIC, content, start) or content.find(b'"', start) >= 0:
+    if any_byte_outside(NUMERIC_BYTES, content, start) or content.find(b'"', start) >= 0:
         return None
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -482,7 +495,7 @@ def _fast_parse(
         When the file has more than ``max_cells`` values, at the line that crosses it.
     """
     width = len(header.names)
-    if found_in(_NOT_NUMERIC, content, header.data_offset):
+    if any_byte_outside(NUMERIC_BYTES, content, header.data_offset):
         return None  # bytes no number has: an error to locate (or a line of empty cells)
     allowed = None if max_cells is None else max_cells // width
     if allowed == 0:

@@ -4,6 +4,7 @@ streamed responses byte for byte as before, and the 500s on odd numbers."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 import engine
@@ -512,3 +515,20 @@ def test_a_body_buffered_by_the_middleware_is_read_from_its_file(
     response = client.post("/v1/datasets", content=b"ignored", headers=JSON)
     assert response.status_code == 201, response.text
     assert response.json()["target_type"] == "labels" and not buffered.closed
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    content=st.lists(st.sampled_from([*parsing.NUMERIC_BYTES, 0, 97, 255]), max_size=64).map(bytes),
+    start=st.integers(0, 70),
+    window=st.integers(1, 9),
+)
+def test_the_numeric_byte_scan_agrees_with_a_regular_expression_across_windows(
+    content: bytes, start: int, window: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``any_byte_outside`` (64 KiB at a time, the GIL released between windows) finds
+    exactly what a negated character class finds, whatever the windows' boundaries."""
+    monkeypatch.setattr(parsing, "SCAN_BYTES", window)
+    regex = re.compile(rb'[^0-9eE+\-.,"\s]')
+    expected = regex.search(content, min(start, len(content))) is not None
+    assert parsing.any_byte_outside(parsing.NUMERIC_BYTES, content, start) is expected
