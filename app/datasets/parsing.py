@@ -462,6 +462,76 @@ def _loadtxt(block: bytes, **options: Any) -> NDArray[Any]:
         )
 
 
+WIDE_COLUMNS = 16_384
+"""Columns past which :func:`_fast_parse` reads each data row in segments
+(:func:`_wide_table`): one :func:`numpy.loadtxt` call holds the GIL for the whole of
+its input, 16 ms for one 100,000-cell row on an idle machine and twice that under load,
+while the event loop's thread waits for it."""
+
+SEGMENT_BYTES = 32 * 1024
+"""Bytes of a wide row per :func:`numpy.loadtxt` call (cut at the next comma)."""
+
+
+def _segments(line: bytes) -> Iterator[bytes]:
+    """``line`` in pieces of about SEGMENT_BYTES, each cut just before a comma that is
+    dropped: the pieces' cells are the line's cells, in order."""
+    start = 0
+    while True:
+        comma = line.find(b",", start + SEGMENT_BYTES)
+        if comma < 0:
+            yield line[start:]
+            return
+        yield line[start:comma]
+        start = comma + 1
+
+
+def _wide_table(block: bytes, width: int) -> NDArray[np.float64] | None:
+    """The rows of ``block``, shape (n_rows, width), parsed a segment of each row at a
+    time; None when a row is not ``width`` numbers (the exact path then decides).
+
+    Only for blocks without quotes or lone carriage returns (a segment must not cut a
+    quoted field; a lone ``\r`` ends a line for :func:`numpy.loadtxt`): others are
+    parsed whole, as :func:`numpy.loadtxt` does.
+    """
+    rows = []
+    for raw in block.split(b"\n"):
+        line = raw.removesuffix(b"\r")
+        if not line:
+            continue  # an empty line, skipped as numpy.loadtxt skips it
+        parts = [_loadtxt(segment, dtype=np.float64) for segment in _segments(line)]
+        if any(part.shape[0] != 1 for part in parts):
+            return None
+        row = np.concatenate([part[0] for part in parts])
+        if row.shape[0] != width:
+            return None
+        rows.append(row)
+    return np.stack(rows) if rows else np.empty((0, width))
+
+
+def _table(block: bytes, width: int) -> NDArray[np.float64] | None:
+    """The numbers of ``block``, shape (n_rows, width), or None when it is not that."""
+    if _segmented(block, width):
+        return _wide_table(block, width)
+    table = _loadtxt(block, dtype=np.float64)
+    return table if table.shape[1] == width else None
+
+
+def _segmented(block: bytes, width: int) -> bool:
+    """Whether ``block`` is read a row segment at a time (see :func:`_wide_table`)."""
+    return (
+        width > WIDE_COLUMNS and block.find(b'"') < 0 and block.count(b"\r") == block.count(b"\r\n")
+    )
+
+
+def _cells_of_column(block: bytes, column: int, width: int) -> list[bytes]:
+    """The cells of ``column`` in the non-empty lines of ``block`` (no quotes in it), split
+    from the nearer end of each line."""
+    lines = [line.removesuffix(b"\r") for line in block.split(b"\n")]
+    if column < width // 2:
+        return [line.split(b",", column + 1)[column] for line in lines if line]
+    return [line.rsplit(b",", width - column)[1] for line in lines if line]
+
+
 def _blocks(content: bytes, start: int) -> Iterator[bytes]:
     """The data rows in pieces of about BLOCK_BYTES, cut after a newline that is outside
     quotes (an even number of ``"`` before it: a quoted field may hold a newline)."""
@@ -511,10 +581,10 @@ def _fast_parse(
         if _ANY_CELL.search(block) is None:
             continue
         try:
-            table = _loadtxt(block, dtype=np.float64)
+            table = _table(block, width)
         except ValueError:
             return None
-        if table.shape[1] != width:
+        if table is None:
             return None
         if allowed is not None and rows + table.shape[0] > allowed:
             if content.find(b'"', header.data_offset) >= 0:
@@ -523,7 +593,7 @@ def _fast_parse(
             raise _file_error(f"line {line}: {CELLS_MESSAGE.format(max_cells=max_cells)}")
         X[rows : rows + table.shape[0]] = table[:, feature_idx]
         y[rows : rows + table.shape[0]] = table[:, target_idx]
-        labels = labels and _are_labels(block, target_idx[0], table[:, target_idx[0]])
+        labels = labels and _are_labels(block, target_idx[0], width, table[:, target_idx[0]])
         rows += table.shape[0]
     if rows == 0:
         return None  # no data rows: the exact path says so
@@ -549,13 +619,15 @@ def _line_of_row(content: bytes, header: _Header, row: int) -> int:
     return line
 
 
-def _are_labels(block: bytes, column: int, values: NDArray[np.float64]) -> bool:
+def _are_labels(block: bytes, column: int, width: int, values: NDArray[np.float64]) -> bool:
     """Whether a block's target cells are class labels: digits only (as text) and at
     most MAX_LABEL."""
     if not (np.all(values >= 0) and np.all(values <= MAX_LABEL)):
         return False
     if _NOT_DIGIT.search(block) is None:
         return True
+    if _segmented(block, width):  # not a whole wide row per loadtxt call
+        return all(cell.strip().isdigit() for cell in _cells_of_column(block, column, width))
     cells = _loadtxt(block, dtype=str, usecols=[column])[:, 0]
     return bool(np.all(np.char.isdigit(np.char.strip(cells))))
 

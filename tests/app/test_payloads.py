@@ -431,15 +431,20 @@ def test_which_reader_reads_a_csv_with_text(
 
 @pytest.mark.parametrize("text", CSV_CASES)
 @pytest.mark.parametrize("block_bytes", [1 << 20, 7])
+@pytest.mark.parametrize("segment_bytes", [None, 1, 3])
 def test_csv_fast_path_agrees_with_the_exact_path(
-    text: str, block_bytes: int, monkeypatch: pytest.MonkeyPatch
+    text: str, block_bytes: int, segment_bytes: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both paths give the same arrays or the same error, also in tiny blocks (records
-    cut between blocks, quoted newlines kept whole)."""
+    cut between blocks, quoted newlines kept whole) and with every row read in segments
+    of a few bytes (as rows wider than WIDE_COLUMNS are)."""
     from app.datasets import parsing as dataset_parsing
     from app.datasets.parsing import _exact_parse, _read_header
 
     monkeypatch.setattr(dataset_parsing, "BLOCK_BYTES", block_bytes)
+    if segment_bytes is not None:
+        monkeypatch.setattr(dataset_parsing, "WIDE_COLUMNS", 0)
+        monkeypatch.setattr(dataset_parsing, "SEGMENT_BYTES", segment_bytes)
     content = text.encode()
     header = _read_header(content)
     try:
@@ -452,6 +457,33 @@ def test_csv_fast_path_agrees_with_the_exact_path(
     fast = parse_csv(content, ["y"])
     assert fast.target_type == exact.target_type
     assert fast.X.tolist() == exact.X.tolist() and fast.y.tolist() == exact.y.tolist()
+
+
+@pytest.mark.parametrize("target", ["c0", "c30000", "c39999"])
+@pytest.mark.parametrize("labels", [True, False])
+def test_wide_rows_read_in_segments_equal_rows_read_whole(
+    target: str, labels: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows wider than WIDE_COLUMNS are read a segment at a time (the GIL is held per
+    segment, not per row): the same arrays and target type as one loadtxt call per
+    block, for a target at either end or in the middle, as class labels or values."""
+    rng = np.random.default_rng(3)
+    rows, columns = 5, 40_000
+    cells = rng.normal(size=(rows, columns)).round(6).astype(str)
+    column = int(target[1:])
+    cells[:, column] = rng.integers(0, 3, rows).astype(str) if labels else "2.5"
+    names = ",".join(f"c{i}" for i in range(columns))
+    content = (names + "\r\n" + "\r\n".join(",".join(row) for row in cells) + "\r\n").encode()
+    assert columns > parsing.WIDE_COLUMNS and len(content) // rows > parsing.SEGMENT_BYTES
+
+    monkeypatch.setattr(parsing, "_exact_parse", lambda *args: pytest.fail("the exact path"))
+    segmented = parsing.parse_csv(content, [target])
+    monkeypatch.setattr(parsing, "WIDE_COLUMNS", columns)
+    whole = parsing.parse_csv(content, [target])
+    assert segmented.target_type == whole.target_type == ("labels" if labels else "values")
+    assert segmented.X.tobytes() == whole.X.tobytes()
+    assert segmented.y.tobytes() == whole.y.tobytes()
+    assert segmented.feature_names == whole.feature_names
 
 
 def test_csv_errors_name_line_and_column(client: Any) -> None:
