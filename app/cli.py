@@ -43,6 +43,7 @@ frozen out of the full collections (``gc.freeze``; docs/DECISIONS.md)."""
 def _serve(host: str, port: int) -> int:
     import uvicorn
 
+    from app.blas import limit_blas_threads
     from app.db.migrations import migrate
     from app.edge.route_tables import build_route_tables
     from app.jobs.dispatch import ExecutorUnavailableError, check_broker_url
@@ -58,6 +59,7 @@ def _serve(host: str, port: int) -> int:
             return 2
     migrate(settings.database_url)
     map_large_allocations()  # freed arrays of 1 MiB or more leave the server (app.memory)
+    limit_blas_threads(settings.server_blas_threads)  # cores left for the loop (app.blas)
     sys.setswitchinterval(SERVER_SWITCH_INTERVAL)
     logger.info("serving on http://%s:%d (docs at /docs)", host, port)
     app = create_app(settings)

@@ -162,6 +162,13 @@ class Settings(BaseSettings):
         "and activations of every row); more is refused with 422. Predict and plots need "
         "no budget: they run in blocks of at most 4 MiB of activations.",
     )
+    server_blas_threads: int = Field(
+        default=1,
+        ge=1,
+        description="BLAS threads of backprop serve's own compute (predict, evaluate, "
+        "plots, exports): the other cores stay free for its event loop and other "
+        "requests. Training runs in the workers, which use every core.",
+    )
     # -- package G: fair queue, cheap run creation, storage quotas (issue 10) ---------------
     storage_quota_bytes: int = Field(
         default=10 * 1024**3,
