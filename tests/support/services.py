@@ -123,9 +123,14 @@ class PostgresServer:
             raise ServiceUnavailableError(f"pg_ctl start failed: {done.stderr.strip()}")
         _wait_for_postgres(self.url, 30)
 
-    def set_read_only(self, read_only: bool) -> None:
+    def set_read_only(self, read_only: bool, timeout: float = 30) -> None:
         """Make every new transaction read-only (or writable again), as a failover to a
-        standby would; sessions already open pick the setting up at their next command."""
+        standby would; sessions already open pick the setting up at their next command.
+
+        ``pg_reload_conf()`` only signals the postmaster, which re-reads the file and
+        signals every backend when it is next scheduled: this returns once a new
+        session sees the setting, so the postmaster has passed it on to the open ones.
+        """
         import psycopg
 
         with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
@@ -134,6 +139,23 @@ class PostgresServer:
             else:
                 conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
+        wanted = "on" if read_only else "off"
+        deadline = time.monotonic() + timeout
+        while self._setting("default_transaction_read_only") != wanted:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError(
+                    f"default_transaction_read_only is not {wanted} {timeout} s after the reload"
+                )
+            time.sleep(0.02)
+
+    def _setting(self, name: str) -> str:
+        """``SHOW name`` in a new session."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute(f"SHOW {name}").fetchone()
+        assert row is not None
+        return str(row[0])
 
     def create_database(self, template: str | None = None, prefix: str = "bp") -> str:
         """Create a database (optionally from ``template``); return its SQLAlchemy URL."""
