@@ -9,7 +9,7 @@ one. One thread costs the predicts nothing there: their products are of a few ro
 (blocks of at most 4 MiB of activations), where a second thread gains little and
 spins; that predict took 19.8 s with one thread and 22.9-24.7 s with two, the
 100,000-row predict on 20,000 units 55 s and 52-59 s. Training runs in the worker
-processes, which are spawned and keep a thread per core.
+processes, which start in a fresh fork server and keep a thread per core.
 """
 
 from __future__ import annotations

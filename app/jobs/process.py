@@ -5,16 +5,16 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 import threading
-import time
+from multiprocessing.process import BaseProcess
 
 logger = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
-WATCHDOG_SECONDS = 1.0
 
 
 def _set_pdeathsig() -> bool:
@@ -28,24 +28,23 @@ def _set_pdeathsig() -> bool:
         return False
 
 
-def _watch_parent(parent_pid: int) -> None:
-    while True:
-        if os.getppid() != parent_pid:
-            logger.warning("parent process %d is gone; worker %d exits", parent_pid, os.getpid())
-            os._exit(1)
-        time.sleep(WATCHDOG_SECONDS)
+def _exit_with(parent: BaseProcess) -> None:
+    parent.join()  # returns once the parent's end of the start pipe is closed: it is gone
+    logger.warning("the server (pid %s) is gone; worker %d exits", parent.pid, os.getpid())
+    os._exit(1)
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Make sure this worker never outlives ``parent_pid``.
+def die_with_parent() -> None:
+    """Make sure this worker never outlives the process that started it.
 
-    Sets ``PR_SET_PDEATHSIG`` (immediate, Linux) and starts a watchdog thread that
-    polls the parent pid (portable, and covers the race where the parent died
-    before the prctl call).
+    Sets ``PR_SET_PDEATHSIG`` (Linux: killed when the process that forked it dies,
+    the fork server, which exits with the server) and starts a thread that waits on
+    ``multiprocessing.parent_process()``'s sentinel, a pipe the server holds open while
+    it lives (any platform, whichever process forked this one, and at once if the
+    server died before this call).
     """
     _set_pdeathsig()
-    if os.getppid() != parent_pid:
-        os._exit(1)
-    threading.Thread(
-        target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True
-    ).start()
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        raise RuntimeError("die_with_parent() is for processes started by multiprocessing")
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watchdog", daemon=True).start()

@@ -30,11 +30,10 @@ def worker_main(
     settings_data: dict[str, Any],
     wakeups: Any,
     stopping: Any,
-    parent_pid: int,
     index: int,
     supervisor: str | None = None,
 ) -> None:
-    """Entry point of a spawned worker: claim queued runs until told to stop.
+    """Entry point of a worker process: claim queued runs until told to stop.
 
     Parameters
     ----------
@@ -45,8 +44,6 @@ def worker_main(
         idle worker claims its fairest run, :func:`execute_fairest`).
     stopping : SharedStopFlag
         Set when the server shuts down.
-    parent_pid : int
-        The server's pid; the worker exits when it is gone.
     index : int
         The worker's slot in the pool (for logs).
     supervisor : str, optional
@@ -54,7 +51,7 @@ def worker_main(
     """
     # First, so that every thread of the worker inherits it (Linux nice is per thread).
     os.nice(WORKER_NICENESS)
-    die_with_parent(parent_pid)
+    die_with_parent()
     # Ctrl-C reaches the whole process group; the server stops us gracefully instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     settings = Settings(**settings_data)

@@ -19,10 +19,11 @@ UNLIMITED = {
 """The environment without thread limits: OpenBLAS starts a thread per core."""
 
 SCRIPT = """
-import json, multiprocessing
+import json
 import numpy as np  # loads OpenBLAS, with a thread per core
 from threadpoolctl import threadpool_info
 from app.blas import limit_blas_threads
+from app.jobs.local_pool import worker_context
 
 def blas_threads(_=None):
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
@@ -30,14 +31,14 @@ def blas_threads(_=None):
 if __name__ == "__main__":
     before = blas_threads()
     limit_blas_threads(1)
-    with multiprocessing.get_context("spawn").Pool(1) as pool:  # as the workers start
+    with worker_context().Pool(1) as pool:  # as the workers start
         child = pool.apply(blas_threads)
     print(json.dumps({"before": before, "after": blas_threads(), "child": child}))
 """
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: one BLAS thread anyway")
-def test_the_server_limits_its_blas_threads_and_spawned_workers_keep_theirs(
+def test_the_server_limits_its_blas_threads_and_its_workers_keep_theirs(
     tmp_path: Path,
 ) -> None:
     script = tmp_path / "blas_threads.py"

@@ -35,6 +35,31 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _command(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def pool_workers(server_pid: int) -> list[int]:
+    """The live worker processes of a ``backprop serve``: the children of its fork
+    server (:func:`app.jobs.local_pool.worker_context`)."""
+    return [
+        worker
+        for child in child_pids(server_pid)
+        if b"multiprocessing.forkserver" in _command(child)
+        for worker in child_pids(child)
+        if alive(worker)
+    ]
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below ``pid`` (its children, theirs, and so on)."""
+    children = child_pids(pid)
+    return [*children, *(grandchild for child in children for grandchild in descendant_pids(child))]
+
+
 class Server:
     """One ``backprop serve`` process; restartable on the same database."""
 
@@ -82,18 +107,19 @@ class Server:
         raise AssertionError(f"server did not start:\n{self.log_path.read_text()}")
 
     def kill9(self) -> list[int]:
-        """SIGKILL the server; return the pids of its workers (now orphaned or dead)."""
+        """SIGKILL the server; return the pids of the processes it started (its fork
+        server and workers, its resource tracker), now orphaned or dead."""
         assert self.process is not None
-        workers = child_pids(self.process.pid)
+        workers = descendant_pids(self.process.pid)
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
         return workers
 
     def kill9_group(self) -> list[int]:
         """SIGKILL the server's whole process group at once (a crash of the service);
-        return the pids of the workers it had."""
+        return the pids of the processes it had started."""
         assert self.process is not None
-        workers = child_pids(self.process.pid)
+        workers = descendant_pids(self.process.pid)
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
         return workers

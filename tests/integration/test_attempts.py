@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +14,8 @@ import pytest
 
 import engine
 from app.config import Settings
-from app.jobs.celery_app import child_pids
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_for, wait_terminal
-from tests.integration.conftest import alive
+from tests.integration.conftest import alive, pool_workers
 from tests.support.history import full_history
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,18 +53,9 @@ def _trains_past(client: httpx.Client, run_id: str, epoch: int) -> dict[str, Any
     )
 
 
-def _is_worker(pid: int) -> bool:
-    """A pool process (spawned by multiprocessing), not its resource tracker."""
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"spawn_main" in command and alive(pid)
-
-
 def _the_worker(server: Any) -> int:
     deadline = time.monotonic() + 30
-    while not (pids := [pid for pid in child_pids(server.process.pid) if _is_worker(pid)]):
+    while not (pids := pool_workers(server.process.pid)):
         assert time.monotonic() < deadline, "the server has no worker process"
         time.sleep(0.05)
     (pid,) = pids

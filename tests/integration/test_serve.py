@@ -12,7 +12,7 @@ import pytest
 import engine
 from app.config import Settings
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_for, wait_terminal
-from tests.integration.conftest import alive
+from tests.integration.conftest import alive, pool_workers
 from tests.support.history import full_history
 
 pytestmark = pytest.mark.integration
@@ -67,8 +67,8 @@ def test_kill9_resumes_from_checkpoint_with_identical_results(serve: Any) -> Non
 
         before = wait_for(client, run_id, has_checkpoint)
     assert before["epoch"] < epochs, "the run finished before it could be interrupted"
+    assert server.process is not None and pool_workers(server.process.pid), "no worker process"
     workers = server.kill9()
-    assert workers, "the server had no worker processes"
     deadline = time.monotonic() + 5
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
