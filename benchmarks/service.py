@@ -544,10 +544,11 @@ def poll_rounds(
 
 
 def process_cpu(server: ServerProcess) -> dict[str, dict[str, Any]]:
-    """CPU seconds and nice value of the server and its child processes (from /proc)."""
+    """CPU seconds and nice value of the server and the processes it started (from
+    /proc): its resource tracker, its fork server and the workers the fork server forked."""
     assert server.process is not None
     ticks = os.sysconf("SC_CLK_TCK")
-    found: dict[str, dict[str, Any]] = {}
+    table: dict[int, tuple[list[str], str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -556,19 +557,24 @@ def process_cpu(server: ServerProcess) -> dict[str, dict[str, Any]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        pid = int(entry.name)
-        if pid == server.process.pid:
-            role = "server"
-        elif int(fields[1]) == server.process.pid:
-            role = "resource_tracker" if "resource_tracker" in cmdline else "worker"
-        else:
-            continue
-        found[entry.name] = {
+        table[int(entry.name)] = (fields, cmdline)
+    roles = {server.process.pid: "server"}
+    for pid, (fields, cmdline) in table.items():
+        if int(fields[1]) == server.process.pid:
+            roles[pid] = "resource_tracker" if "resource_tracker" in cmdline else "fork_server"
+    forkservers = {pid for pid, role in roles.items() if role == "fork_server"}
+    for pid, (fields, _) in table.items():
+        if int(fields[1]) in forkservers:
+            roles[pid] = "worker"
+    return {
+        str(pid): {
             "role": role,
-            "nice": int(fields[16]),
-            "cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks,
+            "nice": int(table[pid][0][16]),
+            "cpu_seconds": (int(table[pid][0][11]) + int(table[pid][0][12])) / ticks,
         }
-    return found
+        for pid, role in roles.items()
+        if pid in table
+    }
 
 
 def measure_polling(
@@ -590,7 +596,7 @@ def measure_polling(
             (info["cpu_seconds"] - before[pid]["cpu_seconds"]) / elapsed, 3
         )
         for pid, info in after.items()
-        if pid in before and info["role"] != "resource_tracker"
+        if pid in before and info["role"] in ("server", "worker")
     }
     return result
 
