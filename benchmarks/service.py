@@ -71,6 +71,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchm
 sys.path.insert(0, str(ROOT))
 
 import engine  # noqa: E402
+from app.jobs.celery_app import child_pids  # noqa: E402
+from tests.support.processes import fork_servers, pool_workers  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "service.json"
@@ -547,34 +549,29 @@ def process_cpu(server: ServerProcess) -> dict[str, dict[str, Any]]:
     """CPU seconds and nice value of the server and the processes it started (from
     /proc): its resource tracker, its fork server and the workers the fork server forked."""
     assert server.process is not None
+    pid = server.process.pid
+    forks = fork_servers(pid)
+    roles = {
+        pid: "server",
+        **{
+            child: "fork_server" if child in forks else "resource_tracker"
+            for child in child_pids(pid)
+        },
+        **{worker: "worker" for worker in pool_workers(pid)},
+    }
     ticks = os.sysconf("SC_CLK_TCK")
-    table: dict[int, tuple[list[str], str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    found: dict[str, dict[str, Any]] = {}
+    for process, role in roles.items():
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        table[int(entry.name)] = (fields, cmdline)
-    roles = {server.process.pid: "server"}
-    for pid, (fields, cmdline) in table.items():
-        if int(fields[1]) == server.process.pid:
-            roles[pid] = "resource_tracker" if "resource_tracker" in cmdline else "fork_server"
-    forkservers = {pid for pid, role in roles.items() if role == "fork_server"}
-    for pid, (fields, _) in table.items():
-        if int(fields[1]) in forkservers:
-            roles[pid] = "worker"
-    return {
-        str(pid): {
+        found[str(process)] = {
             "role": role,
-            "nice": int(table[pid][0][16]),
-            "cpu_seconds": (int(table[pid][0][11]) + int(table[pid][0][12])) / ticks,
+            "nice": int(fields[16]),
+            "cpu_seconds": (int(fields[11]) + int(fields[12])) / ticks,
         }
-        for pid, role in roles.items()
-        if pid in table
-    }
+    return found
 
 
 def measure_polling(

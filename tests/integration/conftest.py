@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.jobs.celery_app import child_pids
+from tests.support.processes import descendant_pids
 
 BACKPROP = Path(sys.executable).parent / "backprop"
 
@@ -25,39 +25,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _command(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def pool_workers(server_pid: int) -> list[int]:
-    """The live worker processes of a ``backprop serve``: the children of its fork
-    server (:func:`app.jobs.local_pool.worker_context`)."""
-    return [
-        worker
-        for child in child_pids(server_pid)
-        if b"multiprocessing.forkserver" in _command(child)
-        for worker in child_pids(child)
-        if alive(worker)
-    ]
-
-
-def descendant_pids(pid: int) -> list[int]:
-    """Every process below ``pid`` (its children, theirs, and so on)."""
-    children = child_pids(pid)
-    return [*children, *(grandchild for child in children for grandchild in descendant_pids(child))]
 
 
 class Server:

@@ -12,8 +12,8 @@ import pytest
 import engine
 from app.config import Settings
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y, run_body, wait_for, wait_terminal
-from tests.integration.conftest import alive, pool_workers
 from tests.support.history import full_history
+from tests.support.processes import alive, pool_workers
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ import pytest
 import engine
 from app.config import Settings
 from tests.conftest import XOR_NETWORK, XOR_X, XOR_Y
-from tests.integration.conftest import alive
 from tests.support.compose import Stack, stacks
 from tests.support.history import full_history
+from tests.support.processes import alive
 from tests.support.services import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
