@@ -71,8 +71,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchm
 sys.path.insert(0, str(ROOT))
 
 import engine  # noqa: E402
-from app.jobs.celery_app import child_pids  # noqa: E402
-from tests.support.processes import fork_servers, pool_workers  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "service.json"
@@ -548,6 +546,11 @@ def poll_rounds(
 def process_cpu(server: ServerProcess) -> dict[str, dict[str, Any]]:
     """CPU seconds and nice value of the server and the processes it started (from
     /proc): its resource tracker, its fork server and the workers the fork server forked."""
+    # Imported here: benchmarks/streams.py's subscriber processes import this module,
+    # and Celery (under child_pids) would delay their start by a second or more.
+    from app.jobs.celery_app import child_pids
+    from tests.support.processes import fork_servers, pool_workers
+
     assert server.process is not None
     pid = server.process.pid
     forks = fork_servers(pid)
